@@ -1,0 +1,1 @@
+//! The Shardcar sidecar: a thin tokio driver around `shardcar-filter`.
