@@ -166,11 +166,8 @@ impl PacketAssembler {
         }
         let seq = first_seq.unwrap_or(0);
         let payload = if offset == total + HEADER_LEN {
-            // One physical packet: avoid a second copy of the payload.
-            let mut payload = self.buf.split_off(HEADER_LEN);
-            std::mem::swap(&mut payload, &mut self.buf);
-            let rest = payload.split_off(total);
-            self.buf = rest;
+            let payload = self.buf[HEADER_LEN..offset].to_vec();
+            self.buf.drain(..offset);
             payload
         } else {
             let mut payload = Vec::with_capacity(total);
