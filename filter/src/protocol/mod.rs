@@ -4,6 +4,7 @@
 //! The types here decode borrowed payloads and encode into `Vec<u8>`; the state machines
 //! take payloads in and return what to send, so a driver only moves bytes.
 
+pub mod auth;
 pub mod constants;
 pub mod error_codes;
 pub mod packet;
