@@ -7,8 +7,10 @@
 pub mod auth;
 pub mod constants;
 pub mod error_codes;
+pub mod handshake;
 pub mod packet;
 pub mod response;
+pub mod server;
 pub mod wire;
 
 pub use constants::{capabilities, status, Command};
