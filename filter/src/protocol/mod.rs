@@ -5,6 +5,7 @@
 //! take payloads in and return what to send, so a driver only moves bytes.
 
 pub mod auth;
+pub mod client;
 pub mod constants;
 pub mod error_codes;
 pub mod handshake;
