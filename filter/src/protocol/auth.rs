@@ -135,7 +135,11 @@ pub fn verify_native_password(stored: &[u8; 20], scramble: &[u8], response: &[u8
     h.update(scramble);
     h.update(stored);
     let mask = h.finalize();
-    let stage1: Vec<u8> = response.iter().zip(mask.iter()).map(|(a, b)| a ^ b).collect();
+    let stage1: Vec<u8> = response
+        .iter()
+        .zip(mask.iter())
+        .map(|(a, b)| a ^ b)
+        .collect();
     let candidate: [u8; 20] = Sha1::digest(&stage1).into();
     constant_time_eq(&candidate, stored)
 }
@@ -165,7 +169,11 @@ pub fn verify_sha2_password(stored: &[u8; 32], scramble: &[u8], response: &[u8])
     h.update(stored);
     h.update(scramble);
     let mask = h.finalize();
-    let stage1: Vec<u8> = response.iter().zip(mask.iter()).map(|(a, b)| a ^ b).collect();
+    let stage1: Vec<u8> = response
+        .iter()
+        .zip(mask.iter())
+        .map(|(a, b)| a ^ b)
+        .collect();
     let candidate: [u8; 32] = Sha256::digest(&stage1).into();
     constant_time_eq(&candidate, stored)
 }

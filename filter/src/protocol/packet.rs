@@ -256,7 +256,13 @@ mod tests {
         out.extend(std::iter::repeat_n(0u8, MAX_PAYLOAD_LEN));
         out.extend_from_slice(&[0, 0, 0, 5]);
         let err = assemble(&out, DEFAULT_MAX_PACKET_SIZE).unwrap_err();
-        assert_eq!(err, FrameError::OutOfOrder { expected: 1, got: 5 });
+        assert_eq!(
+            err,
+            FrameError::OutOfOrder {
+                expected: 1,
+                got: 5
+            }
+        );
     }
 
     #[test]

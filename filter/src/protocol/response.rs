@@ -266,7 +266,9 @@ mod tests {
         );
         let back = ErrPacket::decode(&e.encode()).unwrap();
         assert_eq!(back, e);
-        assert!(back.to_string().starts_with("ERROR 1045 (28000): Access denied"));
+        assert!(back
+            .to_string()
+            .starts_with("ERROR 1045 (28000): Access denied"));
     }
 
     #[test]

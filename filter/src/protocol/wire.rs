@@ -98,8 +98,9 @@ impl<'a> Reader<'a> {
     /// A length-encoded integer. `0xfb` (NULL in rows) is rejected here; use
     /// [`Reader::lenenc_int_or_null`] where NULL is legal.
     pub fn lenenc_int(&mut self, what: &'static str) -> DecodeResult<u64> {
-        self.lenenc_int_or_null(what)?
-            .ok_or(DecodeError::Invalid("unexpected NULL length-encoded integer"))
+        self.lenenc_int_or_null(what)?.ok_or(DecodeError::Invalid(
+            "unexpected NULL length-encoded integer",
+        ))
     }
 
     /// A length-encoded integer where `0xfb` means NULL.
@@ -223,7 +224,16 @@ mod tests {
 
     #[test]
     fn lenenc_int_round_trips_at_every_width_boundary() {
-        for v in [0, 250, 251, 0xffff, 0x1_0000, 0xff_ffff, 0x100_0000, u64::MAX] {
+        for v in [
+            0,
+            250,
+            251,
+            0xffff,
+            0x1_0000,
+            0xff_ffff,
+            0x100_0000,
+            u64::MAX,
+        ] {
             let mut out = Vec::new();
             put_lenenc_int(&mut out, v);
             assert_eq!(out.len(), lenenc_int_len(v));
