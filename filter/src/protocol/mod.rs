@@ -6,12 +6,17 @@
 
 pub mod auth;
 pub mod client;
+pub mod column;
 pub mod constants;
 pub mod error_codes;
+pub mod exchange;
 pub mod handshake;
 pub mod packet;
 pub mod response;
+pub mod resultset;
 pub mod server;
+pub mod stmt;
+pub mod value;
 pub mod wire;
 
 pub use constants::{capabilities, status, Command};
