@@ -199,6 +199,12 @@ impl ResponseScanner {
         self.last_seq
     }
 
+    /// Whether the bytes fed so far end exactly at a packet boundary, so that a packet
+    /// can be injected into the stream.
+    pub fn at_packet_boundary(&self) -> bool {
+        self.header_len == 0 && self.remaining == 0
+    }
+
     /// Whether any byte of the response has been seen.
     pub fn started(&self) -> bool {
         self.next_seq != 1 || self.header_len > 0

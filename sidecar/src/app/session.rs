@@ -1,0 +1,720 @@
+//! One application connection: the handshake, then the command loop that forwards each
+//! command to mysqld and relays its response as raw packets.
+//!
+//! The protocol decisions (authentication, where a response ends) are made by the
+//! filter's state machines; this module only moves bytes between the two sockets,
+//! watches timers and the client socket, and reports metrics.
+
+use super::upstream::{self, ConnectError, LoginParams, Upstream};
+use super::Shared;
+use crate::metrics::{Direction, ErrorOrigin};
+use crate::net::Stream;
+use shardcar_filter::protocol::capabilities as caps;
+use shardcar_filter::protocol::error_codes;
+use shardcar_filter::protocol::exchange::{InfileScanner, ResponseKind, ResponseScanner, Scan};
+use shardcar_filter::protocol::handshake::{push_connect_attr, ChangeUser};
+use shardcar_filter::protocol::packet::{
+    peek_header, write_packet, FrameError, Packet, PacketAssembler,
+};
+use shardcar_filter::protocol::server::{
+    error_before_greeting, Authenticated, ServerHandshake, ServerHandshakeConfig, Step,
+};
+use shardcar_filter::protocol::{Command, ErrPacket};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tracing::{debug, info, warn};
+
+/// Capabilities that change the format of what mysqld sends: the application and the
+/// upstream connection must agree on them for raw forwarding to be correct.
+const FORMAT_CAPABILITIES: u32 = caps::DEPRECATE_EOF
+    | caps::SESSION_TRACK
+    | caps::MULTI_RESULTS
+    | caps::PS_MULTI_RESULTS
+    | caps::PROTOCOL_41
+    | caps::TRANSACTIONS;
+
+/// How much the sidecar reads from mysqld at once while relaying a response.
+const RELAY_CHUNK: usize = 32 * 1024;
+/// Client bytes buffered while a response is relayed (pipelined commands); beyond this
+/// the client is not read until the response is done.
+const MAX_PIPELINED: usize = 1024 * 1024;
+
+/// Why a session ended; for logs.
+#[derive(Debug)]
+enum End {
+    Quit,
+    ClientGone,
+    Draining,
+    IdleTimeout,
+    Refused(&'static str),
+    UpstreamLost,
+}
+
+/// The application side of a connection.
+struct Client {
+    stream: Stream,
+    assembler: PacketAssembler,
+    peer: SocketAddr,
+}
+
+impl Client {
+    /// Reads until a whole packet is buffered. `Ok(None)` when the client closed.
+    async fn read_packet(
+        &mut self,
+        metrics: &crate::metrics::Metrics,
+    ) -> std::io::Result<Option<Result<Packet, FrameError>>> {
+        loop {
+            match self.assembler.next_packet() {
+                Ok(Some(p)) => return Ok(Some(Ok(p))),
+                Ok(None) => {}
+                Err(e) => return Ok(Some(Err(e))),
+            }
+            let mut buf = [0u8; 4096];
+            let n = self.stream.read(&mut buf).await?;
+            if n == 0 {
+                return Ok(None);
+            }
+            metrics.bytes(Direction::FromClient, n as u64);
+            self.assembler.extend(&buf[..n]);
+        }
+    }
+
+    async fn send(
+        &mut self,
+        bytes: &[u8],
+        metrics: &crate::metrics::Metrics,
+    ) -> std::io::Result<()> {
+        metrics.bytes(Direction::ToClient, bytes.len() as u64);
+        upstream::write_flush(&mut self.stream, bytes).await
+    }
+
+    /// Sends an ERR packet with sequence id `seq`.
+    async fn send_error(
+        &mut self,
+        seq: u8,
+        err: &ErrPacket,
+        metrics: &crate::metrics::Metrics,
+    ) -> std::io::Result<()> {
+        metrics.error(err.code, ErrorOrigin::Sidecar);
+        let mut out = Vec::new();
+        let mut seq = seq;
+        write_packet(&mut out, &mut seq, &err.encode());
+        self.send(&out, metrics).await
+    }
+}
+
+/// Serves one accepted application connection until it ends.
+pub async fn serve(
+    socket: TcpStream,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    shutdown: watch::Receiver<bool>,
+) {
+    let _ = socket.set_nodelay(true);
+    let metrics = shared.metrics.clone();
+    metrics.connection_opened();
+    let client = Client {
+        stream: Stream::Tcp(socket),
+        assembler: PacketAssembler::new(shared.config.max_packet_size),
+        peer,
+    };
+    let timeout = shared.config.handshake_timeout();
+    let handshake = tokio::time::timeout(timeout, handshake(client, &shared)).await;
+    let end = match handshake {
+        Err(_) => {
+            metrics.handshake_failed("timeout");
+            debug!(%peer, "handshake timed out");
+            End::Refused("handshake timeout")
+        }
+        Ok(Err(reason)) => End::Refused(reason),
+        Ok(Ok(session)) => session.run(shutdown).await,
+    };
+    match end {
+        End::Refused(reason) => debug!(%peer, reason, "connection refused"),
+        other => debug!(%peer, end = ?other, "connection closed"),
+    }
+    metrics.connection_closed();
+}
+
+/// The application's session after a successful handshake.
+struct Session {
+    shared: Arc<Shared>,
+    client: Client,
+    auth: Authenticated,
+    scramble: [u8; 20],
+    upstream: Option<Upstream>,
+}
+
+async fn handshake(mut client: Client, shared: &Arc<Shared>) -> Result<Session, &'static str> {
+    let metrics = &shared.metrics;
+    let profile = match shared.profile().await {
+        Ok(p) => p,
+        Err(e) => {
+            let err = e.to_err_packet();
+            metrics.error(err.code, ErrorOrigin::Sidecar);
+            let bytes = error_before_greeting(e.code(), err.message);
+            let _ = client.send(&bytes, metrics).await;
+            metrics.handshake_failed("upstream unavailable");
+            return Err("upstream unavailable");
+        }
+    };
+    let mut offered = caps::SUPPORTED & profile.capabilities;
+    if shared.config.local_infile {
+        offered |= caps::LOCAL_FILES & profile.capabilities;
+    }
+    let config = ServerHandshakeConfig {
+        server_version: profile.server_version.clone(),
+        connection_id: shared.next_connection_id(),
+        capabilities: offered,
+        collation: profile.collation,
+        default_plugin: shared.config.auth.default_plugin.plugin(),
+        tls_available: shared.tls.is_some(),
+        tls_required: shared.config.tls.as_ref().is_some_and(|t| t.required),
+        client_host: client.peer.ip().to_string(),
+    };
+    let mut scramble = [0u8; 20];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut scramble);
+    let mut hs = ServerHandshake::new(config, scramble);
+    let greeting = hs.greeting();
+    client
+        .send(&greeting, metrics)
+        .await
+        .map_err(|_| "client gone")?;
+    loop {
+        let packet = match client.read_packet(metrics).await {
+            Ok(Some(Ok(p))) => p,
+            Ok(Some(Err(_))) => {
+                metrics.handshake_failed("malformed");
+                return Err("malformed handshake packet");
+            }
+            Ok(None) | Err(_) => {
+                metrics.handshake_failed("client gone");
+                return Err("client gone");
+            }
+        };
+        let step = hs.handle_packet(&packet, &mut shared.auth.context());
+        match step {
+            Step::Send(bytes) => client
+                .send(&bytes, metrics)
+                .await
+                .map_err(|_| "client gone")?,
+            Step::UpgradeTls => {
+                let Some(acceptor) = shared.tls.clone() else {
+                    return Err("TLS not configured");
+                };
+                if !client.assembler.buffered().is_empty() {
+                    metrics.handshake_failed("data before TLS");
+                    return Err("data before TLS handshake");
+                }
+                let tcp = match std::mem::replace(&mut client.stream, Stream::Unix(dummy_unix()?))
+                    .into_tcp()
+                {
+                    Ok(tcp) => tcp,
+                    Err(_) => return Err("TLS requested twice"),
+                };
+                match acceptor.accept(tcp).await {
+                    Ok(tls) => {
+                        client.stream = Stream::ServerTls(Box::new(tls));
+                        metrics.tls_handshake("client");
+                        hs.tls_established();
+                    }
+                    Err(e) => {
+                        debug!(peer = %client.peer, error = %e, "TLS handshake failed");
+                        metrics.handshake_failed("tls");
+                        return Err("TLS handshake failed");
+                    }
+                }
+            }
+            Step::Fail(bytes, err) => {
+                metrics.error(err.code, ErrorOrigin::Sidecar);
+                metrics.handshake_failed(if err.code == error_codes::ER_ACCESS_DENIED_ERROR.code {
+                    "access denied"
+                } else {
+                    "refused"
+                });
+                info!(peer = %client.peer, code = err.code, message = %err.message, "handshake refused");
+                let _ = client.send(&bytes, metrics).await;
+                return Err("handshake refused");
+            }
+            Step::Done(ok, auth) => {
+                let mut session = Session {
+                    shared: shared.clone(),
+                    client,
+                    auth,
+                    scramble: *hs.scramble(),
+                    upstream: None,
+                };
+                session.finish_login(ok).await?;
+                debug!(peer = %session.client.peer, user = %session.auth.user, "authenticated");
+                return Ok(session);
+            }
+        }
+    }
+}
+
+/// A placeholder stream used only while the real one is moved out for a TLS upgrade.
+fn dummy_unix() -> Result<tokio::net::UnixStream, &'static str> {
+    let (a, _b) = tokio::net::UnixStream::pair().map_err(|_| "out of file descriptors")?;
+    Ok(a)
+}
+
+/// Sequence id of the last packet in a buffer of framed packets.
+fn last_packet_seq(bytes: &[u8]) -> u8 {
+    let mut at = 0;
+    let mut seq = 0;
+    while let Some(h) = peek_header(&bytes[at.min(bytes.len())..]) {
+        seq = h.seq;
+        at += h.wire_len();
+    }
+    seq
+}
+
+impl Session {
+    fn metrics(&self) -> &crate::metrics::Metrics {
+        &self.shared.metrics
+    }
+
+    /// Sends the OK that ends a login (initial or COM_CHANGE_USER). When the application
+    /// named a database, the upstream connection is opened first so that an unknown
+    /// database is reported at login, as mysqld does.
+    async fn finish_login(&mut self, ok: Vec<u8>) -> Result<(), &'static str> {
+        if self.auth.database.is_some() {
+            if let Err(e) = self.ensure_upstream().await {
+                let err = e.to_err_packet();
+                let seq = last_packet_seq(&ok);
+                // Replace the OK with the error, keeping anything sent before it.
+                let keep = ok.len() - peek_len_of_last(&ok);
+                let mut out = ok[..keep].to_vec();
+                let mut s = seq;
+                write_packet(&mut out, &mut s, &err.encode());
+                self.metrics().error(err.code, ErrorOrigin::Upstream);
+                let _ = self.client.send(&out, &self.shared.metrics).await;
+                return Err("upstream login failed");
+            }
+        }
+        self.client
+            .send(&ok, &self.shared.metrics)
+            .await
+            .map_err(|_| "client gone")
+    }
+
+    async fn ensure_upstream(&mut self) -> Result<&mut Upstream, ConnectError> {
+        if self.upstream.is_none() {
+            let mut attrs = self.auth.connect_attrs.clone();
+            push_connect_attr(
+                &mut attrs,
+                "_shardcar_client",
+                &self.client.peer.to_string(),
+            );
+            let params = LoginParams {
+                capabilities: Some(self.auth.capabilities & !caps::PER_HOP),
+                collation: Some(self.auth.collation),
+                database: self.auth.database.clone(),
+                connect_attrs: attrs,
+            };
+            let started = Instant::now();
+            let result = Upstream::connect(&self.shared.upstream, params).await;
+            self.metrics()
+                .upstream_connect(result.is_ok(), started.elapsed().as_secs_f64());
+            let up = result?;
+            let mismatch = (up.session.capabilities ^ self.auth.capabilities) & FORMAT_CAPABILITIES;
+            if mismatch != 0 {
+                warn!(
+                    mismatch = format_args!("{mismatch:#x}"),
+                    "upstream capabilities differ from the application's; refusing to forward"
+                );
+                up.quit().await;
+                return Err(ConnectError::Closed {
+                    address: self.shared.upstream.display.clone(),
+                });
+            }
+            self.shared.remember_profile(&up.session);
+            self.upstream = Some(up);
+        }
+        match self.upstream.as_mut() {
+            Some(up) => Ok(up),
+            None => Err(ConnectError::Closed {
+                address: self.shared.upstream.display.clone(),
+            }),
+        }
+    }
+
+    async fn run(mut self, mut shutdown: watch::Receiver<bool>) -> End {
+        let idle = self.shared.config.idle_timeout();
+        let end = loop {
+            if *shutdown.borrow() && self.client.assembler.buffered().is_empty() {
+                break End::Draining;
+            }
+            let read = async {
+                match idle {
+                    Some(t) => {
+                        tokio::time::timeout(t, self.client.read_packet(&self.shared.metrics))
+                            .await
+                            .ok()
+                    }
+                    None => Some(self.client.read_packet(&self.shared.metrics).await),
+                }
+            };
+            let packet = tokio::select! {
+                biased;
+                r = read => r,
+                _ = shutdown.changed() => continue,
+            };
+            let packet = match packet {
+                None => break End::IdleTimeout,
+                Some(Ok(Some(Ok(p)))) => p,
+                Some(Ok(Some(Err(e)))) => {
+                    let (code, msg) = match e {
+                        FrameError::TooLarge { .. } => {
+                            (error_codes::ER_NET_PACKET_TOO_LARGE, e.to_string())
+                        }
+                        FrameError::OutOfOrder { .. } => {
+                            (error_codes::ER_NET_PACKETS_OUT_OF_ORDER, e.to_string())
+                        }
+                    };
+                    let _ = self
+                        .client
+                        .send_error(1, &ErrPacket::new(code, msg), &self.shared.metrics)
+                        .await;
+                    break End::Refused("bad packet");
+                }
+                Some(Ok(None)) | Some(Err(_)) => break End::ClientGone,
+            };
+            match self.dispatch(packet).await {
+                Ok(()) => {}
+                Err(end) => break end,
+            }
+        };
+        if let Some(up) = self.upstream.take() {
+            up.quit().await;
+        }
+        end
+    }
+
+    async fn dispatch(&mut self, packet: Packet) -> Result<(), End> {
+        let metrics = self.shared.metrics.clone();
+        let Some(&byte) = packet.payload.first() else {
+            let err = ErrPacket::new(error_codes::ER_UNKNOWN_COM_ERROR, "Unknown command");
+            return self.reply_error(&err).await;
+        };
+        if packet.seq != 0 {
+            let err = ErrPacket::new(
+                error_codes::ER_NET_PACKETS_OUT_OF_ORDER,
+                "Got packets out of order",
+            );
+            let _ = self
+                .client
+                .send_error(packet.last_seq.wrapping_add(1), &err, &metrics)
+                .await;
+            return Err(End::Refused("command with non-zero sequence id"));
+        }
+        let started = Instant::now();
+        let command = Command::from_byte(byte);
+        let result = match command {
+            None
+            | Some(Command::Sleep)
+            | Some(Command::Connect)
+            | Some(Command::Time)
+            | Some(Command::DelayedInsert)
+            | Some(Command::Daemon) => {
+                let err = ErrPacket::new(error_codes::ER_UNKNOWN_COM_ERROR, "Unknown command");
+                self.reply_error(&err).await
+            }
+            Some(Command::Quit) => Err(End::Quit),
+            Some(
+                Command::BinlogDump
+                | Command::BinlogDumpGtid
+                | Command::RegisterSlave
+                | Command::TableDump
+                | Command::ConnectOut,
+            ) => {
+                let err = ErrPacket::new(
+                    error_codes::ER_NOT_SUPPORTED_YET,
+                    "This version of Shardcar doesn't yet support 'replication commands through the sidecar'",
+                );
+                self.reply_error(&err).await
+            }
+            Some(Command::ChangeUser) => self.change_user(packet).await,
+            Some(cmd) => self.forward(cmd, &packet).await,
+        };
+        metrics.command(byte, started.elapsed().as_secs_f64());
+        result
+    }
+
+    async fn reply_error(&mut self, err: &ErrPacket) -> Result<(), End> {
+        self.client
+            .send_error(1, err, &self.shared.metrics)
+            .await
+            .map_err(|_| End::ClientGone)
+    }
+
+    /// Forwards one command and relays its response.
+    async fn forward(&mut self, command: Command, packet: &Packet) -> Result<(), End> {
+        if let Err(e) = self.ensure_upstream().await {
+            warn!(error = %e, "cannot reach upstream");
+            let err = e.to_err_packet();
+            return self.reply_error(&err).await;
+        }
+        let mut out = Vec::with_capacity(packet.payload.len() + 4);
+        let mut seq = 0;
+        write_packet(&mut out, &mut seq, &packet.payload);
+        let metrics = self.shared.metrics.clone();
+        let caps = self.auth.capabilities;
+        let kind = match ResponseKind::for_command(command) {
+            ResponseKind::Generic { local_infile } => ResponseKind::Generic {
+                local_infile: local_infile && caps & caps::LOCAL_FILES != 0,
+            },
+            other => other,
+        };
+        let Some(up) = self.upstream.as_mut() else {
+            return Err(End::UpstreamLost);
+        };
+        metrics.bytes(Direction::ToUpstream, out.len() as u64);
+        if upstream::write_flush(&mut up.stream, &out).await.is_err() {
+            return self.upstream_lost(None).await;
+        }
+        if kind == ResponseKind::None {
+            return Ok(());
+        }
+        self.relay(kind).await
+    }
+
+    /// Relays one response from mysqld to the client, untouched, until the scanner says
+    /// it is complete. Watches the client meanwhile: if it goes away, the statement is
+    /// killed and the upstream connection is discarded.
+    async fn relay(&mut self, kind: ResponseKind) -> Result<(), End> {
+        let metrics = self.shared.metrics.clone();
+        let mut scanner = ResponseScanner::new(kind, self.auth.capabilities);
+        let mut buf: Vec<u8> = Vec::with_capacity(RELAY_CHUNK);
+        loop {
+            let Some(up) = self.upstream.as_mut() else {
+                return Err(End::UpstreamLost);
+            };
+            buf.clear();
+            let client = &mut self.client;
+            let read = tokio::select! {
+                biased;
+                r = up.stream.read_buf(&mut buf) => r,
+                gone = watch_client(client) => {
+                    debug!(?gone, "client went away during a statement");
+                    return self.client_gone().await;
+                }
+            };
+            let n = match read {
+                Ok(0) | Err(_) => return self.upstream_lost(Some(&scanner)).await,
+                Ok(n) => n,
+            };
+            metrics.bytes(Direction::FromUpstream, n as u64);
+            let scan = match scanner.feed(&buf[..n]) {
+                Ok(s) => s,
+                Err(e) => {
+                    warn!(error = %e, "upstream protocol error");
+                    return self.upstream_lost(None).await;
+                }
+            };
+            let upto = match scan {
+                Scan::NeedMore => n,
+                Scan::Complete { consumed } | Scan::LocalInfile { consumed } => consumed,
+            };
+            if self.client.send(&buf[..upto], &metrics).await.is_err() {
+                return self.client_gone().await;
+            }
+            match scan {
+                Scan::NeedMore => {}
+                Scan::Complete { consumed } => {
+                    if consumed < n {
+                        warn!(
+                            extra = n - consumed,
+                            "upstream sent data after the end of a response"
+                        );
+                        return self.upstream_lost(None).await;
+                    }
+                    if let Some(code) = scanner.error_code() {
+                        metrics.error(code, ErrorOrigin::Upstream);
+                    }
+                    return Ok(());
+                }
+                Scan::LocalInfile { consumed } => {
+                    if consumed < n {
+                        return self.upstream_lost(None).await;
+                    }
+                    let last = self.relay_local_infile(scanner.last_seq()).await?;
+                    scanner.local_infile_sent(last);
+                }
+            }
+        }
+    }
+
+    /// Copies the client's LOCAL INFILE data to mysqld, raw, up to its empty packet.
+    async fn relay_local_infile(&mut self, request_seq: u8) -> Result<u8, End> {
+        let metrics = self.shared.metrics.clone();
+        let mut scanner = InfileScanner::new(request_seq.wrapping_add(1));
+        let mut pending = self.client.assembler.take_buffered();
+        let mut buf = vec![0u8; RELAY_CHUNK];
+        loop {
+            if !pending.is_empty() {
+                let (n, end) = scanner
+                    .feed(&pending)
+                    .map_err(|_| End::Refused("bad LOCAL INFILE data"))?;
+                let Some(up) = self.upstream.as_mut() else {
+                    return Err(End::UpstreamLost);
+                };
+                metrics.bytes(Direction::ToUpstream, n as u64);
+                if upstream::write_flush(&mut up.stream, &pending[..n])
+                    .await
+                    .is_err()
+                {
+                    self.upstream_lost(None).await?;
+                    return Err(End::UpstreamLost);
+                }
+                // Bytes after the data belong to the next command.
+                self.client.assembler.extend(&pending[n..]);
+                if let Some(seq) = end {
+                    return Ok(seq);
+                }
+                pending.clear();
+            }
+            let n = self
+                .client
+                .stream
+                .read(&mut buf)
+                .await
+                .map_err(|_| End::ClientGone)?;
+            if n == 0 {
+                self.client_gone().await?;
+                return Err(End::ClientGone);
+            }
+            metrics.bytes(Direction::FromClient, n as u64);
+            pending.extend_from_slice(&buf[..n]);
+        }
+    }
+
+    /// The client disconnected while a statement ran: kill the statement, drop the
+    /// connection (it is in an unknown state), end the session.
+    async fn client_gone(&mut self) -> Result<(), End> {
+        if let Some(up) = self.upstream.take() {
+            let id = up.session.connection_id;
+            drop(up);
+            self.shared.metrics.kill_sent();
+            let settings = self.shared.upstream.clone();
+            tokio::spawn(async move {
+                if let Err(e) = upstream::kill_query(settings, id).await {
+                    warn!(connection_id = id, error = %e, "KILL QUERY for an abandoned statement failed");
+                }
+            });
+        }
+        Err(End::ClientGone)
+    }
+
+    /// The upstream connection broke: tell the client (when the packet stream allows an
+    /// ERR to be inserted) and end the session, since its server-side state is gone.
+    async fn upstream_lost(&mut self, scanner: Option<&ResponseScanner>) -> Result<(), End> {
+        self.upstream = None;
+        self.shared.metrics.upstream_lost();
+        let seq = match scanner {
+            None => Some(1),
+            Some(s) if s.at_packet_boundary() => Some(s.last_seq().wrapping_add(1)),
+            Some(_) => None,
+        };
+        if let Some(seq) = seq {
+            let err = ErrPacket::new(
+                error_codes::CR_SERVER_LOST,
+                "Lost connection to MySQL server during query",
+            );
+            let _ = self
+                .client
+                .send_error(seq, &err, &self.shared.metrics)
+                .await;
+        }
+        Err(End::UpstreamLost)
+    }
+
+    /// COM_CHANGE_USER: authenticate the new application user against the sidecar's
+    /// users, then start from a fresh upstream session.
+    async fn change_user(&mut self, packet: Packet) -> Result<(), End> {
+        let metrics = self.shared.metrics.clone();
+        let request = match ChangeUser::decode(&packet.payload, self.auth.capabilities) {
+            Ok(r) => r,
+            Err(_) => {
+                let err = ErrPacket::new(error_codes::ER_HANDSHAKE_ERROR, "Bad handshake");
+                let _ = self.reply_error(&err).await;
+                return Err(End::Refused("bad COM_CHANGE_USER"));
+            }
+        };
+        let profile = self.shared.profile().await.map_err(|_| End::UpstreamLost)?;
+        let config = ServerHandshakeConfig {
+            server_version: profile.server_version.clone(),
+            default_plugin: self.shared.config.auth.default_plugin.plugin(),
+            client_host: self.client.peer.ip().to_string(),
+            ..Default::default()
+        };
+        let mut hs = ServerHandshake::for_change_user(config, self.scramble, &self.auth, &request);
+        let mut step = hs.start_change_user(&mut self.shared.auth.context());
+        loop {
+            match step {
+                Step::Send(bytes) => {
+                    self.client
+                        .send(&bytes, &metrics)
+                        .await
+                        .map_err(|_| End::ClientGone)?;
+                    let p = match self.client.read_packet(&metrics).await {
+                        Ok(Some(Ok(p))) => p,
+                        _ => return Err(End::ClientGone),
+                    };
+                    step = hs.handle_packet(&p, &mut self.shared.auth.context());
+                }
+                Step::UpgradeTls => return Err(End::Refused("TLS during COM_CHANGE_USER")),
+                Step::Fail(bytes, err) => {
+                    metrics.error(err.code, ErrorOrigin::Sidecar);
+                    let _ = self.client.send(&bytes, &metrics).await;
+                    return Err(End::Refused("COM_CHANGE_USER refused"));
+                }
+                Step::Done(ok, auth) => {
+                    if let Some(up) = self.upstream.take() {
+                        up.quit().await;
+                    }
+                    self.auth = Authenticated {
+                        capabilities: self.auth.capabilities,
+                        tls: self.auth.tls,
+                        ..auth
+                    };
+                    return self
+                        .finish_login(ok)
+                        .await
+                        .map_err(|_| End::Refused("COM_CHANGE_USER failed"));
+                }
+            }
+        }
+    }
+}
+
+/// Length on the wire of the last packet in a buffer of framed packets.
+fn peek_len_of_last(bytes: &[u8]) -> usize {
+    let mut at = 0;
+    let mut len = 0;
+    while let Some(h) = peek_header(&bytes[at.min(bytes.len())..]) {
+        len = h.wire_len();
+        at += len;
+    }
+    len
+}
+
+/// Completes when the client closes its connection (or errors). Bytes it sends in the
+/// meantime (pipelined commands) are kept for later, up to a bound.
+async fn watch_client(client: &mut Client) -> std::io::Result<()> {
+    let mut buf = [0u8; 4096];
+    loop {
+        if client.assembler.buffered().len() >= MAX_PIPELINED {
+            return std::future::pending().await;
+        }
+        let n = client.stream.read(&mut buf).await?;
+        if n == 0 {
+            return Ok(());
+        }
+        client.assembler.extend(&buf[..n]);
+    }
+}
