@@ -1,1 +1,6 @@
 //! The Shardcar sidecar: a thin tokio driver around `shardcar-filter`.
+pub mod admin;
+pub mod config;
+pub mod metrics;
+pub mod shutdown;
+pub mod tls;

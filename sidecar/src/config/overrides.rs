@@ -1,0 +1,75 @@
+//! Command-line flags and environment variables that override the configuration file;
+//! clap reads the variable when the flag is absent, so flags win over the environment.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use super::AppConfig;
+
+/// Overrides for the most commonly injected settings (ports, upstream, limits).
+#[derive(Debug, Clone, Default, PartialEq, Eq, clap::Args)]
+pub struct AppOverrides {
+    /// Address applications connect to (`listen`).
+    #[arg(long, env = "SHARDCAR_LISTEN", value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// Address of /metrics, /healthz, /ready (`admin_listen`).
+    #[arg(long, env = "SHARDCAR_ADMIN_LISTEN", value_name = "ADDR")]
+    pub admin_listen: Option<SocketAddr>,
+    /// Upstream `host:port` or `unix:/path` (`upstream.address`).
+    #[arg(
+        long = "upstream",
+        env = "SHARDCAR_UPSTREAM_ADDRESS",
+        value_name = "ADDR"
+    )]
+    pub upstream_address: Option<String>,
+    /// Upstream user (`upstream.user`).
+    #[arg(long, env = "SHARDCAR_UPSTREAM_USER", value_name = "USER")]
+    pub upstream_user: Option<String>,
+    /// File holding the upstream password (`upstream.password_file`); replaces any
+    /// other upstream password source.
+    #[arg(long, env = "SHARDCAR_UPSTREAM_PASSWORD_FILE", value_name = "FILE")]
+    pub upstream_password_file: Option<PathBuf>,
+    /// Client connection limit (`max_connections`).
+    #[arg(long, env = "SHARDCAR_MAX_CONNECTIONS", value_name = "N")]
+    pub max_connections: Option<usize>,
+    /// Advertise LOAD DATA LOCAL INFILE support (`local_infile`); `--local-infile`
+    /// alone means true.
+    #[arg(
+        long,
+        env = "SHARDCAR_LOCAL_INFILE",
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        value_parser = clap::builder::BoolishValueParser::new(),
+    )]
+    pub local_infile: Option<bool>,
+}
+
+impl AppOverrides {
+    pub(super) fn apply(&self, c: &mut AppConfig) {
+        if let Some(v) = self.listen {
+            c.listen = v;
+        }
+        if let Some(v) = self.admin_listen {
+            c.admin_listen = v;
+        }
+        if let Some(v) = &self.upstream_address {
+            c.upstream.address = v.clone();
+        }
+        if let Some(v) = &self.upstream_user {
+            c.upstream.user = v.clone();
+        }
+        if let Some(v) = &self.upstream_password_file {
+            c.upstream.password = None;
+            c.upstream.password_env = None;
+            c.upstream.password_file = Some(v.clone());
+        }
+        if let Some(v) = self.max_connections {
+            c.max_connections = v;
+        }
+        if let Some(v) = self.local_infile {
+            c.local_infile = v;
+        }
+    }
+}
