@@ -4,3 +4,5 @@ pub mod config;
 pub mod metrics;
 pub mod shutdown;
 pub mod tls;
+pub mod app;
+pub mod net;
