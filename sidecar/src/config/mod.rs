@@ -229,11 +229,18 @@ impl AppConfig {
         if doc.is_null() {
             return Ok(Self::default());
         }
-        serde_yaml::from_str(s).map_err(|e| ConfigError::Yaml {
-            field: yaml_path::first_bad_field(&yaml_path::APP, &doc)
+        serde_yaml::from_str(s).map_err(|e| {
+            let field = yaml_path::first_bad_field(&yaml_path::APP, &doc)
                 .filter(|f| !f.is_empty())
-                .unwrap_or_else(|| "(document)".to_owned()),
-            message: e.to_string(),
+                .unwrap_or_else(|| "(document)".to_owned());
+            let message = e.to_string();
+            // serde_yaml prefixes the path of the enclosing value (`users[0]: ...`);
+            // the field already says it.
+            let message = match message.split_once(": ") {
+                Some((prefix, rest)) if field.starts_with(prefix) => rest.to_owned(),
+                _ => message,
+            };
+            ConfigError::Yaml { field, message }
         })
     }
 

@@ -138,7 +138,15 @@ fn unknown_top_level_field_is_named() {
 fn unknown_nested_field_is_named_with_its_path() {
     let yaml = "users:\n  - name: a\n    native_hash: x\n  - name: b\n    sha2hash: y\n";
     match AppConfig::from_yaml_str(yaml) {
-        Err(e) => assert_eq!(e.field(), "users[1].sha2hash", "{e}"),
+        Err(e) => {
+            assert_eq!(e.field(), "users[1].sha2hash", "{e}");
+            assert!(
+                e.to_string().starts_with(
+                    "invalid configuration: users[1].sha2hash: unknown field `sha2hash`"
+                ),
+                "{e}"
+            );
+        }
         Ok(_) => panic!("unknown field accepted"),
     }
     match AppConfig::from_yaml_str("upstream:\n  tls:\n    verfy: false\n") {
