@@ -85,9 +85,11 @@ pub(super) fn validate(c: &AppConfig) -> Result<(), ConfigError> {
         return Err(ConfigError::invalid("upstream.user", "must not be empty"));
     }
     if up.password.is_some() {
-        tracing::warn!(
+        // validate() may run more than once per process (main, then the role).
+        static WARNED: std::sync::Once = std::sync::Once::new();
+        WARNED.call_once(|| tracing::warn!(
             "upstream.password is given inline; prefer upstream.password_file or upstream.password_env"
-        );
+        ));
     }
     up.password_bytes()?;
     timeout(
