@@ -1,7 +1,7 @@
 //! The `shardcar` binary: parses the command line, sets up logging and the tokio
 //! runtime, and hands over to a role (`app`, `local`) or a small tool.
 
-use std::io::Read;
+use std::io::{IsTerminal, Read};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
@@ -118,6 +118,9 @@ fn hash_password(file: Option<&Path>) -> anyhow::Result<()> {
     let mut password = match file {
         Some(f) => std::fs::read(f).with_context(|| format!("cannot read {}", f.display()))?,
         None => {
+            if std::io::stdin().is_terminal() {
+                eprintln!("password (then Enter and Ctrl-D):");
+            }
             let mut buf = Vec::new();
             std::io::stdin()
                 .read_to_end(&mut buf)
