@@ -288,16 +288,15 @@ impl ServerHandshake {
                 self.config.default_plugin
             });
         self.client = Some(resp.clone());
-        // Use the plugin the client answered with when this user can log in with it;
-        // otherwise switch to one the user has a hash for.
+        // As mysqld does: the user's plugin is the configured default when the user has a
+        // hash for it, otherwise the one it has. A client that answered with another
+        // plugin is asked to switch, so its answer is always computed for our scramble.
         let usable = |p: AuthPlugin| match p {
             AuthPlugin::NativePassword => creds.native.is_some(),
             AuthPlugin::CachingSha2Password => creds.sha2.is_some(),
             AuthPlugin::ClearPassword => false,
         };
-        let plugin = if usable(client_plugin) {
-            client_plugin
-        } else if usable(self.config.default_plugin) {
+        let plugin = if usable(self.config.default_plugin) {
             self.config.default_plugin
         } else if creds.native.is_some() {
             AuthPlugin::NativePassword
