@@ -227,39 +227,43 @@ impl ColumnDefinition {
 mod tests {
     use super::*;
 
-    /// `SELECT id, name FROM test.t` against MariaDB 10.11 with
-    /// `CREATE TABLE t (id INT UNSIGNED NOT NULL PRIMARY KEY AUTO_INCREMENT, name
-    /// VARCHAR(20))` in utf8mb4: the column definition payload of `id`.
+    // Captured from MariaDB 10.11 (`CREATE TABLE test.t (id INT UNSIGNED NOT NULL
+    // PRIMARY KEY AUTO_INCREMENT, name VARCHAR(20), d DATETIME(3), p DECIMAL(10,2),
+    // f FLOAT, c VARCHAR(5) DEFAULT 'abc') CHARSET utf8mb4`), client collation 45,
+    // without DEPRECATE_EOF or MariaDB extended type info.
+
+    /// `id` in `SELECT id, name AS n, d, p, f FROM test.t AS x`.
     const MARIADB_ID_COLUMN: &[u8] = &[
-        0x03, b'd', b'e', b'f', // catalog
-        0x04, b't', b'e', b's', b't', // schema
-        0x01, b't', // table
-        0x01, b't', // org_table
-        0x02, b'i', b'd', // name
-        0x02, b'i', b'd', // org_name
-        0x0c, // fixed-length block
-        0x3f, 0x00, // charset 63 (binary)
-        0x0a, 0x00, 0x00, 0x00, // length 10
-        0x03, // LONG
-        0x23, 0x82, // NOT_NULL | PRI_KEY | UNSIGNED | AUTO_INCREMENT | NUM
-        0x00, // decimals
-        0x00, 0x00, // filler
+        0x03, 0x64, 0x65, 0x66, 0x04, 0x74, 0x65, 0x73, 0x74, 0x01, 0x78, 0x01, 0x74, 0x02, 0x69,
+        0x64, 0x02, 0x69, 0x64, 0x0c, 0x3f, 0x00, 0x0a, 0x00, 0x00, 0x00, 0x03, 0x23, 0x42, 0x00,
+        0x00, 0x00,
     ];
 
-    /// The `name` column of the same result set, aliased: `SELECT name AS n FROM t AS x`.
+    /// `name AS n` in the same result set (table alias `x`).
     const MARIADB_ALIASED_VARCHAR: &[u8] = &[
-        0x03, b'd', b'e', b'f', 0x04, b't', b'e', b's', b't', 0x01, b'x', 0x01, b't', 0x01, b'n',
-        0x04, b'n', b'a', b'm', b'e', 0x0c, 0x2d, 0x00, // utf8mb4_general_ci
-        0x50, 0x00, 0x00, 0x00, // 20 chars * 4 bytes
-        0xfd, // VAR_STRING
-        0x00, 0x00, 0x00, 0x00, 0x00,
+        0x03, 0x64, 0x65, 0x66, 0x04, 0x74, 0x65, 0x73, 0x74, 0x01, 0x78, 0x01, 0x74, 0x01, 0x6e,
+        0x04, 0x6e, 0x61, 0x6d, 0x65, 0x0c, 0x2d, 0x00, 0x50, 0x00, 0x00, 0x00, 0xfd, 0x00, 0x00,
+        0x00, 0x00, 0x00,
     ];
 
-    /// `COM_FIELD_LIST` entry for a column with `DEFAULT 'abc'`.
+    /// `d`, a `DATETIME(3)`: decimals carry the fractional precision.
+    const MARIADB_DATETIME3: &[u8] = &[
+        0x03, 0x64, 0x65, 0x66, 0x04, 0x74, 0x65, 0x73, 0x74, 0x01, 0x78, 0x01, 0x74, 0x01, 0x64,
+        0x01, 0x64, 0x0c, 0x3f, 0x00, 0x17, 0x00, 0x00, 0x00, 0x0c, 0x80, 0x00, 0x03, 0x00, 0x00,
+    ];
+
+    /// `COM_FIELD_LIST test.t`: the `c` column with `DEFAULT 'abc'`.
     const FIELD_LIST_WITH_DEFAULT: &[u8] = &[
-        0x03, b'd', b'e', b'f', 0x04, b't', b'e', b's', b't', 0x01, b't', 0x01, b't', 0x01, b'c',
-        0x01, b'c', 0x0c, 0x2d, 0x00, 0x28, 0x00, 0x00, 0x00, 0xfd, 0x00, 0x00, 0x00, 0x00, 0x00,
-        0x03, b'a', b'b', b'c',
+        0x03, 0x64, 0x65, 0x66, 0x04, 0x74, 0x65, 0x73, 0x74, 0x01, 0x74, 0x01, 0x74, 0x01, 0x63,
+        0x01, 0x63, 0x0c, 0x2d, 0x00, 0x14, 0x00, 0x00, 0x00, 0xfd, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x03, 0x61, 0x62, 0x63,
+    ];
+
+    /// `COM_FIELD_LIST test.t`: the `d` column, whose default is NULL.
+    const FIELD_LIST_NULL_DEFAULT: &[u8] = &[
+        0x03, 0x64, 0x65, 0x66, 0x04, 0x74, 0x65, 0x73, 0x74, 0x01, 0x74, 0x01, 0x74, 0x01, 0x64,
+        0x01, 0x64, 0x0c, 0x3f, 0x00, 0x17, 0x00, 0x00, 0x00, 0x0c, 0x80, 0x00, 0x03, 0x00, 0x00,
+        0xfb,
     ];
 
     #[test]
@@ -269,7 +273,7 @@ mod tests {
         assert_eq!(c.schema, b"test");
         assert_eq!(
             (c.table.as_slice(), c.name.as_slice()),
-            (&b"t"[..], &b"id"[..])
+            (&b"x"[..], &b"id"[..])
         );
         assert_eq!(c.charset, 63);
         assert_eq!(c.column_length, 10);
@@ -281,7 +285,7 @@ mod tests {
                 | column_flags::PRI_KEY
                 | column_flags::UNSIGNED
                 | column_flags::AUTO_INCREMENT
-                | column_flags::NUM
+                | 0x4000 // PART_KEY
         );
         assert_eq!(c.default_value, DefaultValue::Absent);
         assert_eq!(c.encode(), MARIADB_ID_COLUMN);
@@ -299,8 +303,15 @@ mod tests {
             (&b"n"[..], &b"name"[..])
         );
         assert_eq!(c.column_type, column_type::VAR_STRING);
-        assert_eq!(c.charset, 45);
+        assert_eq!((c.charset, c.column_length), (45, 80));
         assert_eq!(c.encode(), MARIADB_ALIASED_VARCHAR);
+        let d = ColumnDefinition::decode(MARIADB_DATETIME3).unwrap();
+        assert_eq!(
+            (d.column_type, d.decimals, d.column_length),
+            (column_type::DATETIME, 3, 23)
+        );
+        assert_eq!(d.flags, column_flags::BINARY);
+        assert_eq!(d.encode(), MARIADB_DATETIME3);
     }
 
     #[test]
@@ -308,11 +319,9 @@ mod tests {
         let c = ColumnDefinition::decode(FIELD_LIST_WITH_DEFAULT).unwrap();
         assert_eq!(c.default_value, DefaultValue::Value(b"abc".to_vec()));
         assert_eq!(c.encode(), FIELD_LIST_WITH_DEFAULT);
-        let mut null_default = c.clone();
-        null_default.default_value = DefaultValue::Null;
-        let bytes = null_default.encode();
-        assert_eq!(bytes.last(), Some(&0xfb));
-        assert_eq!(ColumnDefinition::decode(&bytes).unwrap(), null_default);
+        let d = ColumnDefinition::decode(FIELD_LIST_NULL_DEFAULT).unwrap();
+        assert_eq!(d.default_value, DefaultValue::Null);
+        assert_eq!(d.encode(), FIELD_LIST_NULL_DEFAULT);
     }
 
     #[test]

@@ -612,11 +612,7 @@ mod tests {
     type Decoded = (Vec<ColumnDefinition>, Vec<Vec<Value>>, (u16, u16, bool));
 
     /// Decodes a framed result set, returning the events (rows as values).
-    fn decode_all(
-        caps: u32,
-        format: RowFormat,
-        bytes: &[u8],
-    ) -> Decoded {
+    fn decode_all(caps: u32, format: RowFormat, bytes: &[u8]) -> Decoded {
         let mut d = ResultSetDecoder::new(caps, format);
         let mut columns = Vec::new();
         let mut rows = Vec::new();
@@ -954,5 +950,123 @@ mod tests {
             .filter_map(|(_, p)| d.feed(&p).unwrap().map(|e| format!("{e:?}")))
             .last();
         assert_eq!(last, Some(format!("{:?}", Event::Error(err))));
+    }
+
+    // Captured from MariaDB 10.11: `SELECT id, name AS n, d, p, f FROM test.t AS x` (text)
+    // and the execute of `SELECT id, name, d, p, f, ? AS x FROM test.t WHERE id >= ?`
+    // with (-5, 1) (binary), payload by payload, with and without DEPRECATE_EOF. The
+    // table: id INT UNSIGNED, name VARCHAR(20), d DATETIME(3), p DECIMAL(10,2), f FLOAT;
+    // rows (1, 'ab', '2024-02-29 13:05:09.120', 12.50, 1.5) and (2, NULL, NULL, -3.00, 0.1).
+    /// classic query SELECT id, name AS n, d, p, f FROM test.t AS x
+    const MARIADB_TEXT_CLASSIC: &[&str] = &[
+        "05",
+        "036465660474657374017801740269640269640c3f000a000000032342000000",
+        "03646566047465737401780174016e046e616d650c2d0050000000fd0000000000",
+        "03646566047465737401780174016401640c3f00170000000c8000030000",
+        "03646566047465737401780174017001700c3f000c000000f60000020000",
+        "03646566047465737401780174016601660c3f000c0000000400001f0000",
+        "fe00002200",
+        "013102616217323032342d30322d32392031333a30353a30392e3132300531322e353003312e35",
+        "0132fbfb052d332e303003302e31",
+        "fe00002200",
+    ];
+
+    /// deprecate_eof query SELECT id, name AS n, d, p, f FROM test.t AS x
+    const MARIADB_TEXT_DEPRECATE_EOF: &[&str] = &[
+        "05",
+        "036465660474657374017801740269640269640c3f000a000000032342000000",
+        "03646566047465737401780174016e046e616d650c2d0050000000fd0000000000",
+        "03646566047465737401780174016401640c3f00170000000c8000030000",
+        "03646566047465737401780174017001700c3f000c000000f60000020000",
+        "03646566047465737401780174016601660c3f000c0000000400001f0000",
+        "013102616217323032342d30322d32392031333a30353a30392e3132300531322e353003312e35",
+        "0132fbfb052d332e303003302e31",
+        "fe000022000000",
+    ];
+
+    /// classic execute
+    const MARIADB_BINARY_CLASSIC: &[&str] = &[
+        "06",
+        "036465660474657374017401740269640269640c3f000a000000032342000000",
+        "03646566047465737401740174046e616d65046e616d650c2d0050000000fd0000000000",
+        "03646566047465737401740174016401640c3f00170000000c8000030000",
+        "03646566047465737401740174017001700c3f000c000000f60000020000",
+        "03646566047465737401740174016601660c3f000c0000000400001f0000",
+        "036465660000000178000c3f0015000000088100000000",
+        "fe00000200",
+        "0000010000000261620be807021d0d0509c0d401000531322e35300000c03ffbffffffffffffff",
+        "001802000000052d332e3030cdcccc3dfbffffffffffffff",
+        "fe00000200",
+    ];
+
+    /// deprecate_eof execute
+    const MARIADB_BINARY_DEPRECATE_EOF: &[&str] = &[
+        "06",
+        "036465660474657374017401740269640269640c3f000a000000032342000000",
+        "03646566047465737401740174046e616d65046e616d650c2d0050000000fd0000000000",
+        "03646566047465737401740174016401640c3f00170000000c8000030000",
+        "03646566047465737401740174017001700c3f000c000000f60000020000",
+        "03646566047465737401740174016601660c3f000c0000000400001f0000",
+        "036465660000000178000c3f0015000000088100000000",
+        "0000010000000261620be807021d0d0509c0d401000531322e35300000c03ffbffffffffffffff",
+        "001802000000052d332e3030cdcccc3dfbffffffffffffff",
+        "fe000002000000",
+    ];
+
+    fn unhex(s: &str) -> Vec<u8> {
+        (0..s.len() / 2)
+            .map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn mariadb_result_sets_decode_and_re_encode_byte_for_byte() {
+        let cases = [
+            (MARIADB_TEXT_CLASSIC, CAPS, RowFormat::Text),
+            (MARIADB_TEXT_DEPRECATE_EOF, CAPS_NO_EOF, RowFormat::Text),
+            (MARIADB_BINARY_CLASSIC, CAPS, RowFormat::Binary),
+            (MARIADB_BINARY_DEPRECATE_EOF, CAPS_NO_EOF, RowFormat::Binary),
+        ];
+        for (hexes, caps, format) in cases {
+            let mut wire = Vec::new();
+            let mut seq = 1;
+            for h in hexes {
+                write_packet(&mut wire, &mut seq, &unhex(h));
+            }
+            let (columns, rows, (status, warnings, more)) = decode_all(caps, format, &wire);
+            // The text query scans (NO_INDEX_USED); the execute uses the primary key.
+            let expected = match format {
+                RowFormat::Text => status::AUTOCOMMIT | status::NO_INDEX_USED,
+                RowFormat::Binary => status::AUTOCOMMIT,
+            };
+            assert_eq!(status, expected);
+            assert_eq!((warnings, more), (0, false));
+            let first = &rows[0];
+            assert_eq!(first[0], Value::UInt(1));
+            assert_eq!(first[1], Value::Bytes(b"ab".to_vec()));
+            assert_eq!(
+                first[2],
+                Value::DateTime {
+                    year: 2024,
+                    month: 2,
+                    day: 29,
+                    hour: 13,
+                    minute: 5,
+                    second: 9,
+                    micros: 120_000
+                }
+            );
+            assert_eq!(first[3], Value::Bytes(b"12.50".to_vec()));
+            assert_eq!(first[4], Value::Float(1.5));
+            assert_eq!(&rows[1][1..3], &[Value::Null, Value::Null]);
+            assert_eq!(rows[1][4], Value::Float(0.1));
+            if format == RowFormat::Binary {
+                assert_eq!(first[5], Value::Int(-5));
+            }
+            let mut again = Vec::new();
+            let mut seq = 1;
+            encode_result_set(&mut again, &mut seq, caps, format, &columns, &rows, status).unwrap();
+            assert_eq!(again, wire, "{format:?} caps {caps:#x}");
+        }
     }
 }

@@ -367,14 +367,15 @@ mod tests {
 
     #[test]
     fn prepare_ok_matches_mariadb_bytes() {
-        // `PREPARE` of `SELECT ?, ?` on MariaDB: id 1, 2 columns, 2 params, 0 warnings.
-        let bytes = [0x00, 0x01, 0, 0, 0, 0x02, 0, 0x02, 0, 0x00, 0x00, 0x00];
+        // Captured from MariaDB 10.11: `COM_STMT_PREPARE` of `SELECT id, name, d, p, f,
+        // ? AS x FROM test.t WHERE id >= ?`: id 1, 6 columns, 2 params, 0 warnings.
+        let bytes = [0x00, 0x01, 0, 0, 0, 0x06, 0, 0x02, 0, 0x00, 0x00, 0x00];
         let ok = StmtPrepareOk::decode(&bytes).unwrap();
         assert_eq!(
             ok,
             StmtPrepareOk {
                 statement_id: 1,
-                num_columns: 2,
+                num_columns: 6,
                 num_params: 2,
                 warnings: 0
             }
@@ -404,6 +405,23 @@ mod tests {
         assert_eq!(e.params, vec![Some(Value::Int(1))]);
         assert_eq!(e.encode().unwrap(), bytes);
         assert_every_prefix_fails(&bytes, |p| StmtExecute::decode(p, 1, None, &[]));
+    }
+
+    #[test]
+    fn execute_accepted_by_mariadb_round_trips() {
+        // Sent to MariaDB 10.11 for the statement above and answered with rows: params
+        // (-5 as LONGLONG, 1 as unsigned LONGLONG).
+        let bytes = [
+            0x17, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0x00, 0x01, 0x08, 0x00, 0x08, 0x80, 0xfb, 0xff, 0xff,
+            0xff, 0xff, 0xff, 0xff, 0xff, 1, 0, 0, 0, 0, 0, 0, 0,
+        ];
+        let e = StmtExecute::decode(&bytes, 2, None, &[]).unwrap();
+        assert_eq!(e.params, vec![Some(Value::Int(-5)), Some(Value::UInt(1))]);
+        assert_eq!(
+            StmtExecute::with_values(1, vec![Value::Int(-5), Value::UInt(1)]),
+            e
+        );
+        assert_eq!(e.encode().unwrap(), bytes);
     }
 
     #[test]

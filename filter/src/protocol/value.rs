@@ -734,8 +734,8 @@ fn write_float(out: &mut Vec<u8>, wide: f64, narrow: f32, col: &ColumnDefinition
         let _ = write!(out, "{:.*}", usize::from(col.decimals), wide);
         return;
     }
-    // Shortest digits that read back as the same f32.
-    let exp_form = format!("{narrow:e}");
+    // MySQL prints FLOAT with 6 significant digits (`FLT_DIG`), trailing zeros dropped.
+    let exp_form = format!("{wide:.5e}");
     write_shortest(out, &exp_form, narrow.is_finite());
 }
 
@@ -749,8 +749,9 @@ fn write_double(out: &mut Vec<u8>, v: f64, col: &ColumnDefinition) {
     write_shortest(out, &exp_form, v.is_finite());
 }
 
-/// Writes a number given as Rust's shortest `{:e}` form the way MySQL's `my_gcvt`
-/// prints it: positional for decimal exponents in -5..15, otherwise `1.5e-7` / `1e20`.
+/// Writes a number given in Rust's `{:e}` form the way MariaDB's `my_gcvt` prints it
+/// (checked against MariaDB 10.11): positional for decimal exponents in -15..=14,
+/// otherwise `1e-16` / `1.2345678901234568e17`; trailing fraction zeros dropped.
 fn write_shortest(out: &mut Vec<u8>, exp_form: &str, finite: bool) {
     if !finite {
         out.extend_from_slice(exp_form.as_bytes());
@@ -758,15 +759,27 @@ fn write_shortest(out: &mut Vec<u8>, exp_form: &str, finite: bool) {
     }
     let (mantissa, exp) = exp_form.split_once('e').unwrap_or((exp_form, "0"));
     let exp: i32 = exp.parse().unwrap_or(0);
-    if !(-5..15).contains(&exp) {
-        out.extend_from_slice(exp_form.as_bytes());
-        return;
-    }
     let (negative, mantissa) = match mantissa.strip_prefix('-') {
         Some(m) => (true, m),
         None => (false, mantissa),
     };
-    let digits: Vec<u8> = mantissa.bytes().filter(u8::is_ascii_digit).collect();
+    let mut digits: Vec<u8> = mantissa.bytes().filter(u8::is_ascii_digit).collect();
+    while digits.len() > 1 && digits.last() == Some(&b'0') {
+        digits.pop();
+    }
+    if !(-15..15).contains(&exp) {
+        if negative {
+            out.push(b'-');
+        }
+        let (first, rest) = digits.split_at(1.min(digits.len()));
+        out.extend_from_slice(first);
+        if !rest.is_empty() {
+            out.push(b'.');
+            out.extend_from_slice(rest);
+        }
+        out.extend_from_slice(format!("e{exp}").as_bytes());
+        return;
+    }
     if negative {
         out.push(b'-');
     }
@@ -953,8 +966,10 @@ pub(crate) mod tests {
                     }
                 }
                 column_type::FLOAT => {
-                    let f = f32::from_bits(self.next_u64() as u32);
-                    Value::Float(if f.is_finite() { f } else { -2.5 })
+                    // At most 6 significant digits: what the text protocol keeps.
+                    let m = self.below(1_999_999) as f64 - 999_999.0;
+                    let scale = 10f64.powi(self.below(21) as i32 - 10);
+                    Value::Float((m * scale) as f32)
                 }
                 column_type::DOUBLE => {
                     let d = f64::from_bits(self.next_u64());
@@ -1041,8 +1056,20 @@ pub(crate) mod tests {
         assert_eq!(text(&Value::Double(100.0), &d), "100");
         assert_eq!(text(&Value::Double(0.1), &d), "0.1");
         assert_eq!(text(&Value::Double(-0.0001), &d), "-0.0001");
+        // Expected strings are what MariaDB 10.11 prints for the same values.
         assert_eq!(text(&Value::Double(1e20), &d), "1e20");
-        assert_eq!(text(&Value::Double(1.5e-7), &d), "1.5e-7");
+        assert_eq!(text(&Value::Double(1e15), &d), "1e15");
+        assert_eq!(text(&Value::Double(1e14), &d), "100000000000000");
+        assert_eq!(text(&Value::Double(1.5e-7), &d), "0.00000015");
+        assert_eq!(text(&Value::Double(1e-15), &d), "0.000000000000001");
+        assert_eq!(text(&Value::Double(1e-16), &d), "1e-16");
+        assert_eq!(text(&Value::Double(1.5e-300), &d), "1.5e-300");
+        assert_eq!(text(&Value::Double(-1e16), &d), "-1e16");
+        assert_eq!(
+            text(&Value::Double(123456789012345678.0), &d),
+            "1.2345678901234568e17"
+        );
+        assert_eq!(text(&Value::Double(3.0 * 1.1), &d), "3.3000000000000003");
         assert_eq!(
             text(&Value::Double(123456789012345.0), &d),
             "123456789012345"
@@ -1050,6 +1077,13 @@ pub(crate) mod tests {
         let f = col(column_type::FLOAT);
         assert_eq!(text(&Value::Float(0.1), &f), "0.1");
         assert_eq!(text(&Value::Float(3.25), &f), "3.25");
+        assert_eq!(text(&Value::Float(1234567.0), &f), "1234570");
+        assert_eq!(text(&Value::Float(123456.7), &f), "123457");
+        assert_eq!(text(&Value::Float(0.000_123_456_7), &f), "0.000123457");
+        assert_eq!(text(&Value::Float(1e20), &f), "1e20");
+        assert_eq!(text(&Value::Float(1.175494e-38), &f), "1.17549e-38");
+        assert_eq!(text(&Value::Float(-1234567.0), &f), "-1234570");
+        assert_eq!(text(&Value::Float(0.99999999), &f), "1");
         let mut fixed = col(column_type::DOUBLE);
         fixed.decimals = 2;
         assert_eq!(text(&Value::Double(1.5), &fixed), "1.50");
