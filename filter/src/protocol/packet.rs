@@ -98,6 +98,9 @@ pub struct Packet {
 #[derive(Debug)]
 pub struct PacketAssembler {
     buf: Vec<u8>,
+    /// Start of the bytes not yet returned; the consumed prefix is dropped lazily so
+    /// that taking many small packets from one buffer stays linear.
+    start: usize,
     max_packet_size: usize,
 }
 
@@ -105,6 +108,7 @@ impl PacketAssembler {
     pub fn new(max_packet_size: usize) -> Self {
         Self {
             buf: Vec::new(),
+            start: 0,
             max_packet_size,
         }
     }
@@ -114,28 +118,51 @@ impl PacketAssembler {
     }
 
     pub fn extend(&mut self, bytes: &[u8]) {
+        self.compact();
         self.buf.extend_from_slice(bytes);
+    }
+
+    /// The buffer to read more bytes into (appending), with room for at least `reserve`
+    /// more; lets a driver read from a socket without an intermediate copy.
+    pub fn read_buffer(&mut self, reserve: usize) -> &mut Vec<u8> {
+        self.compact();
+        self.buf.reserve(reserve);
+        &mut self.buf
     }
 
     /// Bytes buffered and not yet returned as packets.
     pub fn buffered(&self) -> &[u8] {
-        &self.buf
+        &self.buf[self.start..]
     }
 
     /// Removes and returns all buffered bytes (used when the stream changes hands, e.g.
     /// to forward the rest raw).
     pub fn take_buffered(&mut self) -> Vec<u8> {
+        self.compact();
         std::mem::take(&mut self.buf)
+    }
+
+    /// Drops the consumed prefix, and releases a large buffer once it is empty so an
+    /// idle connection does not keep the memory of its largest packet.
+    fn compact(&mut self) {
+        if self.start > 0 {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
+        if self.buf.is_empty() && self.buf.capacity() > 64 * 1024 {
+            self.buf = Vec::new();
+        }
     }
 
     /// Returns the next complete logical packet, `Ok(None)` when more bytes are needed.
     pub fn next_packet(&mut self) -> Result<Option<Packet>, FrameError> {
+        let base = self.start;
         let mut offset = 0;
         let mut total = 0usize;
         let mut first_seq = None;
         let mut last_seq: u8 = 0;
         loop {
-            let Some(h) = peek_header(&self.buf[offset..]) else {
+            let Some(h) = peek_header(&self.buf[base + offset..]) else {
                 return Ok(None);
             };
             if first_seq.is_some() {
@@ -156,7 +183,7 @@ impl PacketAssembler {
                     limit: self.max_packet_size,
                 });
             }
-            if self.buf.len() < offset + h.wire_len() {
+            if self.buf.len() < base + offset + h.wire_len() {
                 return Ok(None);
             }
             offset += h.wire_len();
@@ -165,23 +192,27 @@ impl PacketAssembler {
             }
         }
         let seq = first_seq.unwrap_or(0);
+        let packet_bytes = &self.buf[base..base + offset];
         let payload = if offset == total + HEADER_LEN {
-            let payload = self.buf[HEADER_LEN..offset].to_vec();
-            self.buf.drain(..offset);
-            payload
+            packet_bytes[HEADER_LEN..].to_vec()
         } else {
             let mut payload = Vec::with_capacity(total);
             let mut at = 0;
             while at < offset {
-                let Some(h) = peek_header(&self.buf[at..]) else {
+                let Some(h) = peek_header(&packet_bytes[at..]) else {
                     break;
                 };
-                payload.extend_from_slice(&self.buf[at + HEADER_LEN..at + h.wire_len()]);
+                payload.extend_from_slice(&packet_bytes[at + HEADER_LEN..at + h.wire_len()]);
                 at += h.wire_len();
             }
-            self.buf.drain(..offset);
             payload
         };
+        self.start += offset;
+        if self.start == self.buf.len() {
+            self.start = 0;
+            self.buf.clear();
+            self.compact();
+        }
         Ok(Some(Packet {
             seq,
             last_seq,

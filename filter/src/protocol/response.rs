@@ -219,12 +219,12 @@ pub fn is_eof_payload(payload: &[u8]) -> bool {
 /// Reads the status flags from an OK or EOF payload, whichever it is. Returns `None`
 /// for anything else.
 pub fn terminator_status(payload: &[u8], caps: u32) -> Option<u16> {
-    match payload.first()? {
-        &OK_HEADER => OkPacket::decode(payload, caps).ok().map(|ok| ok.status),
-        &EOF_HEADER if caps & capabilities::DEPRECATE_EOF != 0 && payload.len() > 5 => {
+    match *payload.first()? {
+        OK_HEADER => OkPacket::decode(payload, caps).ok().map(|ok| ok.status),
+        EOF_HEADER if caps & capabilities::DEPRECATE_EOF != 0 && payload.len() > 5 => {
             OkPacket::decode(payload, caps).ok().map(|ok| ok.status)
         }
-        &EOF_HEADER => EofPacket::decode(payload).ok().map(|eof| eof.status),
+        EOF_HEADER => EofPacket::decode(payload).ok().map(|eof| eof.status),
         _ => None,
     }
 }

@@ -39,6 +39,8 @@ const FORMAT_CAPABILITIES: u32 = caps::DEPRECATE_EOF
 
 /// How much the sidecar reads from mysqld at once while relaying a response.
 const RELAY_CHUNK: usize = 32 * 1024;
+/// Room made in a client's read buffer before each read.
+const READ_RESERVE: usize = 4096;
 /// Client bytes buffered while a response is relayed (pipelined commands); beyond this
 /// the client is not read until the response is done.
 const MAX_PIPELINED: usize = 1024 * 1024;
@@ -73,13 +75,14 @@ impl Client {
                 Ok(None) => {}
                 Err(e) => return Ok(Some(Err(e))),
             }
-            let mut buf = [0u8; 4096];
-            let n = self.stream.read(&mut buf).await?;
+            let n = self
+                .stream
+                .read_buf(self.assembler.read_buffer(READ_RESERVE))
+                .await?;
             if n == 0 {
                 return Ok(None);
             }
             metrics.bytes(Direction::FromClient, n as u64);
-            self.assembler.extend(&buf[..n]);
         }
     }
 
@@ -706,15 +709,16 @@ fn peek_len_of_last(bytes: &[u8]) -> usize {
 /// Completes when the client closes its connection (or errors). Bytes it sends in the
 /// meantime (pipelined commands) are kept for later, up to a bound.
 async fn watch_client(client: &mut Client) -> std::io::Result<()> {
-    let mut buf = [0u8; 4096];
     loop {
         if client.assembler.buffered().len() >= MAX_PIPELINED {
             return std::future::pending().await;
         }
-        let n = client.stream.read(&mut buf).await?;
+        let n = client
+            .stream
+            .read_buf(client.assembler.read_buffer(READ_RESERVE))
+            .await?;
         if n == 0 {
             return Ok(());
         }
-        client.assembler.extend(&buf[..n]);
     }
 }
