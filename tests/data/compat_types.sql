@@ -1,6 +1,8 @@
 -- Fixture for tests/tests/compat.rs and tests/python/compat/: one row per interesting value
 -- of every column type, one all-NULL row, a > 16 MiB blob and a procedure with several
 -- result sets. Applied as root to a fresh database; needs max_allowed_packet >= 32 MiB.
+SET NAMES utf8mb4;
+
 CREATE TABLE types (
   id INT NOT NULL PRIMARY KEY,
   ti TINYINT, tiu TINYINT UNSIGNED, si SMALLINT, siu SMALLINT UNSIGNED,
