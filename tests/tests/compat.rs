@@ -158,23 +158,38 @@ fn cli(c: &Cluster, port: u16, db: &str, args: &[&str], stdin: Option<&[u8]>) ->
             let _ = pipe.write_all(&input);
         });
     }
-    wait_output(child, Duration::from_secs(120), "mariadb CLI")
+    let what = format!(
+        "mariadb CLI on port {port} {:?} (sidecar log tail: {})",
+        args.iter().map(|a| a.chars().take(60).collect::<String>()).collect::<Vec<_>>(),
+        {
+            let logs = c.sidecar.stderr();
+            logs.chars().rev().take(1500).collect::<Vec<_>>().into_iter().rev().collect::<String>()
+        }
+    );
+    wait_output(child, Duration::from_secs(60), &what)
 }
 
-fn wait_output(mut child: std::process::Child, limit: Duration, what: &str) -> Output {
-    let deadline = Instant::now() + limit;
-    loop {
-        match child.try_wait() {
-            Ok(Some(_)) => return child.wait_with_output().expect("collecting output"),
-            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
-            _ => {
-                let _ = child.kill();
-                let out = child.wait_with_output().expect("collecting output");
-                panic!(
-                    "{what} did not finish within {limit:?} (a hang?); stderr so far:\n{}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
+fn wait_output(child: std::process::Child, limit: Duration, what: &str) -> Output {
+    // Read stdout/stderr while waiting (a full pipe would block the child forever).
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(out) => out.expect("collecting output"),
+        Err(_) => {
+            // SAFETY: plain kill(2) of our own child's pid.
+            unsafe {
+                libc::kill(pid as libc::pid_t, libc::SIGKILL);
             }
+            let stderr = rx
+                .recv_timeout(Duration::from_secs(10))
+                .ok()
+                .and_then(Result::ok)
+                .map(|o| String::from_utf8_lossy(&o.stderr).into_owned())
+                .unwrap_or_default();
+            panic!("{what} did not finish within {limit:?} (a hang?); stderr:\n{stderr}");
         }
     }
 }
