@@ -141,14 +141,17 @@ impl Raw {
             Err(e) if e.kind() == ErrorKind::UnexpectedEof => return Ok(None),
             Err(e) => return Err(e),
         }
-        let len = usize::from(header[0]) | usize::from(header[1]) << 8 | usize::from(header[2]) << 16;
+        let len =
+            usize::from(header[0]) | usize::from(header[1]) << 8 | usize::from(header[2]) << 16;
         let mut payload = vec![0; len];
         self.stream.read_exact(&mut payload)?;
         Ok(Some((header[3], payload)))
     }
 
     fn send(&mut self, bytes: &[u8]) {
-        self.stream.write_all(bytes).expect("writing to the sidecar");
+        self.stream
+            .write_all(bytes)
+            .expect("writing to the sidecar");
     }
 
     fn send_packet(&mut self, seq: u8, payload: &[u8]) {
@@ -304,7 +307,11 @@ fn wrong_sequence_id_in_the_command_phase_is_refused() {
         // A well-sequenced command works first.
         raw.send_packet(0, &[0x0e]);
         let (s, ok) = raw.read_packet().expect("ping answer").expect("not EOF");
-        assert_eq!((s, ok.first()), (1, Some(&0)), "COM_PING is answered with OK");
+        assert_eq!(
+            (s, ok.first()),
+            (1, Some(&0)),
+            "COM_PING is answered with OK"
+        );
         raw.send_packet(seq, b"\x03SELECT 1");
         let (err_seq, err) = raw.expect_error_then_close();
         assert_eq!(err.code, 1156, "seq {seq}: {err}");
@@ -388,7 +395,10 @@ fn garbage_before_the_handshake_response() {
 fn wrong_password_gets_1045_with_mysql_wording() {
     let (c, sidecar) = shared();
     let (mut raw, g) = Raw::greeted(sidecar.port());
-    raw.send_packet(1, &login(&g, c.app_user.as_bytes(), b"not-the-password", None));
+    raw.send_packet(
+        1,
+        &login(&g, c.app_user.as_bytes(), b"not-the-password", None),
+    );
     let (seq, err) = raw.expect_error_then_close();
     assert_eq!(seq, 2);
     assert_eq!(err.code, 1045);
