@@ -178,11 +178,13 @@ impl AppServer {
             health,
         } = self;
         let addr = listener.local_addr()?;
-        tokio::spawn(admin::serve(
+        // The admin server outlives the drain, so probes see `/ready` turn 503.
+        let (admin_stop, admin_stopped) = watch::channel(false);
+        let admin_task = tokio::spawn(admin::serve(
             admin,
             shared.metrics.clone(),
             health.clone(),
-            shutdown.clone(),
+            admin_stopped,
         ));
         tokio::spawn(warm_up(shared.clone(), health.clone(), shutdown.clone()));
         let max = shared.config.max_connections.max(1);
@@ -234,6 +236,8 @@ impl AppServer {
                 "drain timeout reached; closing remaining connections"
             ),
         }
+        let _ = admin_stop.send(true);
+        let _ = admin_task.await;
         Ok(())
     }
 }
