@@ -1,0 +1,106 @@
+//! Process and port helpers shared by `shardcar local` and the test harness: child processes
+//! that die with their parent, POSIX signals, free loopback ports and program lookup.
+//!
+//! This is the only module of the crate that uses `unsafe`, for `pre_exec`/`prctl` and `kill`.
+
+use std::net::{Ipv4Addr, TcpListener};
+use std::path::{Path, PathBuf};
+
+use super::LocalError;
+
+/// Returns a TCP port on 127.0.0.1 that was free a moment ago (the OS picks it).
+pub fn free_loopback_port() -> Result<u16, LocalError> {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .map_err(|e| LocalError::io("binding 127.0.0.1:0 to find a free port", e))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| LocalError::io("reading the address of a bound listener", e))?;
+    Ok(addr.port())
+}
+
+/// Makes the child receive SIGKILL when the thread that spawns it exits (`PR_SET_PDEATHSIG`),
+/// so servers started by a test binary or by `shardcar local` never outlive it.
+///
+/// Linux ties the signal to the *thread* that forked: spawn from a thread that lives as long as
+/// the child should (the main thread, a test thread, a runtime worker), not from
+/// `spawn_blocking`, whose threads exit when idle.
+#[allow(unsafe_code)]
+pub fn die_with_parent(cmd: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs in the forked child before exec and only calls `prctl` and
+    // `getppid`/`_exit`, which are async-signal-safe; it touches no memory of the parent.
+    let parent = std::process::id() as libc::pid_t;
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // The parent may have died between fork and prctl.
+            if libc::getppid() != parent {
+                libc::_exit(1);
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Sends `signal` (e.g. `libc::SIGTERM`) to process `pid`. Returns false if it no longer exists.
+#[allow(unsafe_code)]
+pub fn send_signal(pid: u32, signal: libc::c_int) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
+    if pid <= 0 {
+        return false;
+    }
+    // SAFETY: `kill` has no memory-safety preconditions; `pid` is a positive process id we
+    // spawned ourselves.
+    unsafe { libc::kill(pid, signal) == 0 }
+}
+
+/// Whether this process runs as root (mariadbd then needs `--user=root`).
+#[allow(unsafe_code)]
+pub fn running_as_root() -> bool {
+    // SAFETY: `geteuid` cannot fail and has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Finds `names` (first match wins) on `PATH`, then in `extra_dirs`.
+pub fn find_program(names: &[&str], extra_dirs: &[&str]) -> Option<PathBuf> {
+    let path_dirs: Vec<PathBuf> = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect())
+        .unwrap_or_default();
+    for name in names {
+        for dir in path_dirs
+            .iter()
+            .map(PathBuf::as_path)
+            .chain(extra_dirs.iter().map(Path::new))
+        {
+            let candidate = dir.join(name);
+            if is_executable(&candidate) {
+                return Some(candidate);
+            }
+        }
+    }
+    None
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path)
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
+}
+
+/// Finds a required program or says how to install it.
+pub fn require_program(
+    names: &[&str],
+    extra_dirs: &[&str],
+    install_hint: &str,
+) -> Result<PathBuf, LocalError> {
+    find_program(names, extra_dirs).ok_or_else(|| LocalError::NotInstalled {
+        program: names.join(" or "),
+        searched: format!("PATH, {}", extra_dirs.join(", ")),
+        install_hint: install_hint.to_string(),
+    })
+}

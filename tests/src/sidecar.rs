@@ -1,0 +1,280 @@
+//! The real `shardcar` binary in the app role, started with a generated YAML config on free
+//! loopback ports.
+
+use std::fmt::Write as _;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use shardcar::local::process::{die_with_parent, send_signal};
+use shardcar_filter::protocol::auth::{
+    format_native_hash, native_password_hash, sha2_password_hash,
+};
+
+use crate::http::http_get;
+
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Where the app sidecar connects and whom it lets in.
+#[derive(Debug, Clone)]
+pub struct SidecarOptions {
+    /// `127.0.0.1:PORT` or `unix:/path`.
+    pub upstream_address: String,
+    pub upstream_user: String,
+    pub upstream_password: String,
+    /// The application account the sidecar authenticates.
+    pub app_user: String,
+    pub app_password: String,
+    /// Raw YAML appended at the top level of the config, e.g. `local_infile: true\n`.
+    pub extra_yaml: String,
+}
+
+impl Default for SidecarOptions {
+    fn default() -> Self {
+        SidecarOptions {
+            upstream_address: String::new(),
+            upstream_user: "root".to_string(),
+            upstream_password: "root".to_string(),
+            app_user: "app".to_string(),
+            app_password: "app".to_string(),
+            extra_yaml: String::new(),
+        }
+    }
+}
+
+/// A running `shardcar app`; killed on drop.
+#[derive(Debug)]
+pub struct SidecarProcess {
+    child: Child,
+    port: u16,
+    admin_port: u16,
+    dir: tempfile::TempDir,
+}
+
+/// Finds the `shardcar` binary: `CARGO_BIN_EXE_shardcar` if set, else the newest of
+/// `target/{debug,release}/shardcar` under the workspace (honouring `CARGO_TARGET_DIR`).
+pub fn shardcar_binary() -> anyhow::Result<PathBuf> {
+    if let Some(path) = std::env::var_os("CARGO_BIN_EXE_shardcar") {
+        return Ok(PathBuf::from(path));
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| crate::workspace_root().join("target"));
+    let newest = ["debug", "release"]
+        .iter()
+        .map(|profile| target.join(profile).join("shardcar"))
+        .filter_map(|p| {
+            let modified = p.metadata().and_then(|m| m.modified()).ok()?;
+            Some((modified, p))
+        })
+        .max();
+    match newest {
+        Some((_, path)) => Ok(path),
+        None => bail!(
+            "the shardcar binary is not built under {} (run `cargo build -p shardcar`, \
+             or set CARGO_BIN_EXE_shardcar)",
+            target.display()
+        ),
+    }
+}
+
+fn yaml_string(s: &str) -> String {
+    // JSON strings are valid YAML double-quoted scalars.
+    serde_json::Value::String(s.to_string()).to_string()
+}
+
+impl SidecarProcess {
+    /// Writes the config, starts the binary and waits until `GET /ready` answers 200.
+    pub fn start(opts: SidecarOptions) -> anyhow::Result<Self> {
+        let binary = shardcar_binary()?;
+        let dir = tempfile::Builder::new()
+            .prefix("shardcar-sidecar-")
+            .tempdir()
+            .context("creating the sidecar's temp dir")?;
+        let port = crate::free_port();
+        let admin_port = crate::free_port();
+        let config_path = dir.path().join("shardcar.yaml");
+        let password_file = dir.path().join("upstream-password");
+        std::fs::write(&password_file, &opts.upstream_password)
+            .context("writing the upstream password file")?;
+        let config = render_config(&opts, port, admin_port, &password_file);
+        std::fs::write(&config_path, config).context("writing the sidecar config")?;
+
+        let stdout = File::create(dir.path().join("stdout.log")).context("creating stdout.log")?;
+        let stderr = File::create(dir.path().join("stderr.log")).context("creating stderr.log")?;
+        let mut cmd = Command::new(&binary);
+        cmd.arg("app")
+            .arg("--config")
+            .arg(&config_path)
+            .stdin(Stdio::null())
+            .stdout(stdout)
+            .stderr(stderr);
+        die_with_parent(&mut cmd);
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("spawning {}", binary.display()))?;
+        let mut sidecar = SidecarProcess {
+            child,
+            port,
+            admin_port,
+            dir,
+        };
+        sidecar.wait_ready()?;
+        Ok(sidecar)
+    }
+
+    fn wait_ready(&mut self) -> anyhow::Result<()> {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                bail!(
+                    "shardcar exited with {status} before it was ready; stderr:\n{}",
+                    self.stderr()
+                );
+            }
+            if matches!(http_get(self.admin_port, "/ready"), Ok((200, _))) {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "shardcar's /ready on 127.0.0.1:{} did not answer 200 within {READY_TIMEOUT:?}; \
+                     stderr:\n{}",
+                    self.admin_port,
+                    self.stderr()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Where applications connect (127.0.0.1).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The admin HTTP port (127.0.0.1).
+    pub fn admin_port(&self) -> u16 {
+        self.admin_port
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The generated config file.
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("shardcar.yaml")
+    }
+
+    /// Everything the process wrote to stderr so far (its logs).
+    pub fn stderr(&self) -> String {
+        std::fs::read(self.dir.path().join("stderr.log"))
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
+    }
+
+    /// The Prometheus text from `GET /metrics`.
+    pub fn metrics(&self) -> anyhow::Result<String> {
+        let (status, body) = http_get(self.admin_port, "/metrics")?;
+        if status != 200 {
+            bail!("GET /metrics answered {status}: {body}");
+        }
+        Ok(body)
+    }
+
+    /// Sends SIGTERM (graceful drain).
+    pub fn terminate(&mut self) {
+        send_signal(self.child.id(), libc::SIGTERM);
+    }
+
+    /// Waits up to `timeout` for the process to exit.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) => return Some(status),
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(5))
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    /// Resident set size in KiB (`VmRSS` from /proc), `None` once the process is gone.
+    pub fn rss_kib(&self) -> Option<u64> {
+        proc_rss_kib(self.child.id())
+    }
+
+    /// User + system CPU time in clock ticks (`utime + stime` from /proc/PID/stat).
+    pub fn cpu_ticks(&self) -> Option<u64> {
+        proc_cpu_ticks(self.child.id())
+    }
+}
+
+impl Drop for SidecarProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn render_config(
+    opts: &SidecarOptions,
+    port: u16,
+    admin_port: u16,
+    password_file: &Path,
+) -> String {
+    let pw = opts.app_password.as_bytes();
+    let native = format_native_hash(&native_password_hash(pw));
+    let sha2: String = sha2_password_hash(pw)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let mut yaml = String::new();
+    // Writing to a String cannot fail.
+    let _ = write!(
+        yaml,
+        "listen: \"127.0.0.1:{port}\"\n\
+         admin_listen: \"127.0.0.1:{admin_port}\"\n\
+         users:\n  - name: {name}\n    native_hash: {native}\n    sha2_hash: {sha2}\n\
+         upstream:\n  address: {address}\n  user: {user}\n  password_file: {pwfile}\n",
+        name = yaml_string(&opts.app_user),
+        native = yaml_string(&native),
+        sha2 = yaml_string(&sha2),
+        address = yaml_string(&opts.upstream_address),
+        user = yaml_string(&opts.upstream_user),
+        pwfile = yaml_string(&password_file.display().to_string()),
+    );
+    if !opts.extra_yaml.is_empty() {
+        yaml.push_str(&opts.extra_yaml);
+        if !opts.extra_yaml.ends_with('\n') {
+            yaml.push('\n');
+        }
+    }
+    yaml
+}
+
+/// `VmRSS` of a process in KiB.
+pub fn proc_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+}
+
+/// `utime + stime` of a process in clock ticks.
+pub fn proc_cpu_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name is in parentheses and may contain spaces: count fields after ')'.
+    let after = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    // After ')': state is field 3 of the full line, utime 14 and stime 15.
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some(utime + stime)
+}
