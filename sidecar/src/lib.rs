@@ -6,3 +6,4 @@ pub mod shutdown;
 pub mod tls;
 pub mod app;
 pub mod net;
+pub mod local;
