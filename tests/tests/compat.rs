@@ -15,7 +15,7 @@ use std::hash::{Hash, Hasher};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mysql_async::prelude::*;
 use mysql_async::{Conn, OptsBuilder, Row, Value, WhiteListFsHandler};
@@ -179,10 +179,7 @@ fn wait_output(child: std::process::Child, limit: Duration, what: &str) -> Outpu
     match rx.recv_timeout(limit) {
         Ok(out) => out.expect("collecting output"),
         Err(_) => {
-            // SAFETY: plain kill(2) of our own child's pid.
-            unsafe {
-                libc::kill(pid as libc::pid_t, libc::SIGKILL);
-            }
+            shardcar::local::process::send_signal(pid, libc::SIGKILL);
             let stderr = rx
                 .recv_timeout(Duration::from_secs(10))
                 .ok()
