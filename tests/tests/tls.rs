@@ -411,7 +411,7 @@ async fn caching_sha2_full_authentication_over_tls_and_rsa() {
             .await
             .map(|_| ())
             .expect_err("wrong password");
-        assert_eq!(server_code(&err), Some(1045), "{err:?}");
+        assert_eq!(server_code(&err), Some(1045), "{err:?}\n{}", s.stderr());
         assert_eq!(client_tls_handshakes(s.admin_port()), 3.0);
     }
 
@@ -504,7 +504,6 @@ async fn upstream_tls_encrypts_the_session_to_mysqld() {
     any.wait_for("/ready");
     let version = ssl_version_through(any.port).await;
     assert!(version.starts_with("TLSv1."), "Ssl_version {version:?}\n{}", any.stderr());
-    assert!(upstream_tls_handshakes(any.admin_port) >= 1.0);
 
     // Encrypted and verified against the CA, by name.
     let mut verified = RawSidecar::spawn(&upstream_yaml(
@@ -552,6 +551,10 @@ async fn upstream_tls_encrypts_the_session_to_mysqld() {
     assert_eq!(server_code(&err), Some(2026), "CR_SSL_CONNECTION_ERROR: {err:?}");
     let (status, _) = http_get(wrong.admin_port, "/ready").expect("GET /ready");
     assert_eq!(status, 503);
+
+    // `shardcar_tls_handshakes_total{side="upstream"}` counts the upgrades toward mysqld.
+    let (_, m) = http_get(any.admin_port, "/metrics").expect("GET /metrics");
+    assert!(upstream_tls_handshakes(any.admin_port) >= 1.0, "{m}");
 }
 
 // ---------------------------------------------------------------------------------------
