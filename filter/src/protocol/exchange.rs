@@ -127,6 +127,8 @@ pub struct ResponseScanner {
     captured: usize,
     next_seq: u8,
     last_seq: u8,
+    /// Sequence id of the command's last packet.
+    command_seq: u8,
     status: u16,
     error_code: Option<u16>,
     prepared: Option<PreparedInfo>,
@@ -135,9 +137,16 @@ pub struct ResponseScanner {
 }
 
 impl ResponseScanner {
-    /// A scanner for the response to a command sent with sequence id 0, under the
-    /// negotiated capabilities `caps`.
+    /// A scanner for the response to a command sent as one physical packet (sequence id
+    /// 0), under the negotiated capabilities `caps`.
     pub fn new(kind: ResponseKind, caps: u32) -> Self {
+        Self::after_command(kind, caps, 0)
+    }
+
+    /// A scanner for the response to a command whose last physical packet carried
+    /// `last_command_seq` (commands of 16 MiB and more span several packets, and the
+    /// response continues the sequence).
+    pub fn after_command(kind: ResponseKind, caps: u32, last_command_seq: u8) -> Self {
         let phase = match kind {
             ResponseKind::Generic { .. } => Phase::First,
             ResponseKind::Prepare => Phase::PrepareFirst,
@@ -158,8 +167,9 @@ impl ResponseScanner {
             continues: false,
             capture: [0; CAPTURE],
             captured: 0,
-            next_seq: 1,
-            last_seq: 0,
+            next_seq: last_command_seq.wrapping_add(1),
+            last_seq: last_command_seq,
+            command_seq: last_command_seq,
             status: 0,
             error_code: None,
             prepared: None,
@@ -193,6 +203,11 @@ impl ResponseScanner {
         self.rows
     }
 
+    /// Whether any byte of the response has been seen.
+    pub fn started(&self) -> bool {
+        self.next_seq != self.command_seq.wrapping_add(1) || self.header_len > 0
+    }
+
     /// Sequence id of the last packet seen; a packet the sidecar injects into this
     /// response (an ERR when the upstream is lost) uses the next one.
     pub fn last_seq(&self) -> u8 {
@@ -203,11 +218,6 @@ impl ResponseScanner {
     /// can be injected into the stream.
     pub fn at_packet_boundary(&self) -> bool {
         self.header_len == 0 && self.remaining == 0
-    }
-
-    /// Whether any byte of the response has been seen.
-    pub fn started(&self) -> bool {
-        self.next_seq != 1 || self.header_len > 0
     }
 
     /// After the client's LOCAL INFILE data (ending with an empty packet whose sequence
@@ -801,6 +811,23 @@ mod tests {
                 consumed: okb.len()
             }
         );
+    }
+
+    #[test]
+    fn response_to_a_multi_packet_command_continues_its_sequence() {
+        // A command of 32 MiB went out as packets 0, 1 and 2: the OK comes as 3.
+        let bytes = stream(&[ok(0)], 3);
+        let kind = ResponseKind::for_command(Command::Query);
+        let mut s = ResponseScanner::after_command(kind, CAPS, 2);
+        assert_eq!(
+            s.feed(&bytes).unwrap(),
+            Scan::Complete {
+                consumed: bytes.len()
+            }
+        );
+        assert_eq!(s.last_seq(), 3);
+        let mut wrong = ResponseScanner::new(kind, CAPS);
+        assert!(wrong.feed(&bytes).is_err());
     }
 
     #[test]

@@ -483,15 +483,16 @@ impl Session {
         if kind == ResponseKind::None {
             return Ok(());
         }
-        self.relay(kind).await
+        self.relay(kind, seq.wrapping_sub(1)).await
     }
 
     /// Relays one response from mysqld to the client, untouched, until the scanner says
     /// it is complete. Watches the client meanwhile: if it goes away, the statement is
     /// killed and the upstream connection is discarded.
-    async fn relay(&mut self, kind: ResponseKind) -> Result<(), End> {
+    async fn relay(&mut self, kind: ResponseKind, last_command_seq: u8) -> Result<(), End> {
         let metrics = self.shared.metrics.clone();
-        let mut scanner = ResponseScanner::new(kind, self.auth.capabilities);
+        let mut scanner =
+            ResponseScanner::after_command(kind, self.auth.capabilities, last_command_seq);
         let mut buf: Vec<u8> = Vec::with_capacity(RELAY_CHUNK);
         loop {
             let Some(up) = self.upstream.as_mut() else {
