@@ -646,7 +646,6 @@ struct ScanOutcome {
     rows: u64,
     last_seq: u8,
     boundary: bool,
-    started: bool,
 }
 
 fn scan(
@@ -698,7 +697,6 @@ fn scan(
         rows: s.rows(),
         last_seq: s.last_seq(),
         boundary: s.at_packet_boundary(),
-        started: s.started(),
     }
 }
 
