@@ -1,9 +1,632 @@
 //! `shardcar local`: a whole Shardcar cluster on loopback for development and tests, the way
-//! Vitess users use vttestserver — real `mariadbd` per shard, the sidecar in front.
+//! Vitess users use vttestserver — a real `mariadbd` per shard, the app sidecar in front.
+//!
+//! The cluster is planned as keyspaces → shards → tablets before anything starts, so that
+//! sharded keyspaces, replicas, the db role and etcd slot in later; this release runs one
+//! unsharded shard with one primary tablet per keyspace, and one keyspace (the app role has
+//! one upstream).
 
 pub mod mariadb;
 pub mod process;
 
 mod error;
 
+use std::fmt;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use rand::distributions::{Alphanumeric, DistString};
+use shardcar_filter::protocol::auth::{
+    format_native_hash, native_password_hash, sha2_password_hash,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::watch;
+
+use crate::config::{AppConfig, UpstreamConfig, UserConfig};
+
 pub use error::LocalError;
+use mariadb::{MariaDb, MariaDbOptions};
+
+/// The keyspace run when none is given.
+pub const DEMO_KEYSPACE: &str = "demo";
+/// The demo schema and data (`examples/demo/demo/*.sql`), built in so the binary runs from
+/// any directory.
+const DEMO_SCHEMA: &[(&str, &str)] = &[
+    (
+        "001_schema.sql",
+        include_str!("../../../examples/demo/demo/001_schema.sql"),
+    ),
+    (
+        "002_data.sql",
+        include_str!("../../../examples/demo/demo/002_data.sql"),
+    ),
+];
+/// Vitess's default cell name.
+const CELL: &str = "zone1";
+/// Tablet uids start here, as in vttestserver.
+const FIRST_TABLET_UID: u32 = 100;
+/// The sidecar's own MariaDB account.
+const UPSTREAM_USER: &str = "shardcar";
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+const LOCAL_DRAIN_TIMEOUT_MS: u64 = 5_000;
+
+/// `shardcar local` flags.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LocalArgs {
+    /// A keyspace to create, `NAME` (unsharded) or `NAME:SHARDS`; repeatable. Without any,
+    /// the demo keyspace runs.
+    #[arg(long = "keyspace", value_name = "NAME[:SHARDS]")]
+    pub keyspaces: Vec<KeyspaceArg>,
+    /// Schema files: DIR/<keyspace>/*.sql, applied in name order to every shard of the
+    /// keyspace when its database is created.
+    #[arg(long, value_name = "DIR")]
+    pub schema_dir: Option<PathBuf>,
+    /// Where applications connect (127.0.0.1).
+    #[arg(long, default_value_t = 3306)]
+    pub port: u16,
+    /// Admin HTTP port (`/metrics`, `/healthz`, `/ready`) on 127.0.0.1.
+    #[arg(long, default_value_t = 15000)]
+    pub admin_port: u16,
+    /// The application account.
+    #[arg(long, default_value = "app")]
+    pub user: String,
+    /// The application account's password.
+    #[arg(long, default_value = "app")]
+    pub password: String,
+    /// Keep MariaDB data here across runs (default: a temp dir removed on exit).
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Also run the demo keyspace (the default when no --keyspace is given).
+    #[arg(long)]
+    pub demo: bool,
+}
+
+impl Default for LocalArgs {
+    fn default() -> Self {
+        LocalArgs {
+            keyspaces: Vec::new(),
+            schema_dir: None,
+            port: 3306,
+            admin_port: 15000,
+            user: "app".to_string(),
+            password: "app".to_string(),
+            data_dir: None,
+            demo: false,
+        }
+    }
+}
+
+/// `--keyspace NAME[:SHARDS]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyspaceArg {
+    pub name: String,
+    /// 1 = unsharded.
+    pub shards: u32,
+}
+
+impl FromStr for KeyspaceArg {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (name, shards) = match s.split_once(':') {
+            Some((name, n)) => {
+                let shards = n
+                    .parse::<u32>()
+                    .map_err(|_| format!("keyspace {name:?}: shard count {n:?} is not a number"))?;
+                (name, shards)
+            }
+            None => (s, 1),
+        };
+        if name.is_empty()
+            || name.len() > 64
+            || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        {
+            return Err(format!(
+                "keyspace name {name:?}: use 1-64 letters, digits or underscores"
+            ));
+        }
+        if shards == 0 {
+            return Err(format!("keyspace {name:?}: needs at least one shard"));
+        }
+        Ok(KeyspaceArg {
+            name: name.to_string(),
+            shards,
+        })
+    }
+}
+
+impl fmt::Display for KeyspaceArg {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.shards == 1 {
+            write!(f, "{}", self.name)
+        } else {
+            write!(f, "{}:{}", self.name, self.shards)
+        }
+    }
+}
+
+/// Where a keyspace's schema comes from.
+#[derive(Debug, Clone)]
+enum SchemaSource {
+    None,
+    Dir(PathBuf),
+    Builtin(&'static [(&'static str, &'static str)]),
+}
+
+/// The tablet types a shard will have; only primaries run today.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TabletType {
+    Primary,
+}
+
+#[derive(Debug, Clone)]
+struct TabletPlan {
+    uid: u32,
+    tablet_type: TabletType,
+}
+
+impl TabletPlan {
+    fn alias(&self) -> String {
+        format!("{CELL}-{:010}", self.uid)
+    }
+}
+
+#[derive(Debug, Clone)]
+struct ShardPlan {
+    /// Vitess's name for the one shard of an unsharded keyspace.
+    name: String,
+    tablets: Vec<TabletPlan>,
+}
+
+#[derive(Debug, Clone)]
+struct KeyspacePlan {
+    name: String,
+    schema: SchemaSource,
+    shards: Vec<ShardPlan>,
+}
+
+/// Turns the flags into keyspaces → shards → tablets, refusing what this release cannot run.
+fn plan(args: &LocalArgs) -> anyhow::Result<Vec<KeyspacePlan>> {
+    let mut wanted = args.keyspaces.clone();
+    if wanted.is_empty() || (args.demo && !wanted.iter().any(|k| k.name == DEMO_KEYSPACE)) {
+        wanted.push(KeyspaceArg {
+            name: DEMO_KEYSPACE.to_string(),
+            shards: 1,
+        });
+    }
+    let mut seen = std::collections::HashSet::new();
+    let mut next_uid = FIRST_TABLET_UID;
+    let mut keyspaces = Vec::new();
+    for ks in wanted {
+        if !seen.insert(ks.name.clone()) {
+            bail!("keyspace {} is given twice", ks.name);
+        }
+        if ks.shards > 1 {
+            bail!(
+                "--keyspace {ks}: sharded keyspaces are not supported yet; run it unsharded \
+                 (--keyspace {})",
+                ks.name
+            );
+        }
+        let schema = match &args.schema_dir {
+            Some(dir) if dir.join(&ks.name).is_dir() => SchemaSource::Dir(dir.join(&ks.name)),
+            _ if ks.name == DEMO_KEYSPACE => SchemaSource::Builtin(DEMO_SCHEMA),
+            Some(dir) => {
+                tracing::warn!(
+                    keyspace = %ks.name,
+                    "no schema directory {}; the keyspace starts empty",
+                    dir.join(&ks.name).display()
+                );
+                SchemaSource::None
+            }
+            None => SchemaSource::None,
+        };
+        let shards = vec![ShardPlan {
+            name: "0".to_string(),
+            tablets: vec![TabletPlan {
+                uid: next_uid,
+                tablet_type: TabletType::Primary,
+            }],
+        }];
+        next_uid += 100;
+        keyspaces.push(KeyspacePlan {
+            name: ks.name,
+            schema,
+            shards,
+        });
+    }
+    if keyspaces.len() > 1 {
+        let names: Vec<&str> = keyspaces.iter().map(|k| k.name.as_str()).collect();
+        bail!(
+            "{} keyspaces given ({}): the app role routes to one upstream in this release, so \
+             run one keyspace per `shardcar local`",
+            keyspaces.len(),
+            names.join(", ")
+        );
+    }
+    Ok(keyspaces)
+}
+
+/// A running tablet: one mariadbd.
+#[derive(Debug)]
+struct Tablet {
+    keyspace: String,
+    shard: String,
+    alias: String,
+    tablet_type: TabletType,
+    db: MariaDb,
+}
+
+/// Runs the local cluster until SIGINT/SIGTERM, then stops everything.
+pub async fn run(args: LocalArgs) -> anyhow::Result<()> {
+    run_until(args, crate::shutdown::install()).await
+}
+
+/// Runs the local cluster until `shutdown` turns true (tests drive it this way).
+pub async fn run_until(args: LocalArgs, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+    let keyspaces = plan(&args)?;
+    if args.user.is_empty() {
+        bail!("--user must not be empty");
+    }
+
+    let (root, _temp_root) = match &args.data_dir {
+        Some(dir) => {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("creating --data-dir {}", dir.display()))?;
+            (dir.clone(), None)
+        }
+        None => {
+            let temp = tempfile::Builder::new()
+                .prefix("shardcar-local-")
+                .tempdir()
+                .context("creating a temp data dir")?;
+            (temp.path().to_path_buf(), Some(temp))
+        }
+    };
+    let root_password = persistent_secret(&root.join("root-password"))?;
+
+    let started = Instant::now();
+    let mut tablets = Vec::new();
+    let result = async {
+        for ks in &keyspaces {
+            for shard in &ks.shards {
+                for tablet in &shard.tablets {
+                    let alias = tablet.alias();
+                    let db = MariaDb::start(MariaDbOptions {
+                        data_dir: Some(root.join(format!("vt_{:010}", tablet.uid))),
+                        port: None,
+                        server_id: tablet.uid,
+                        extra_args: Vec::new(),
+                        root_password: root_password.clone(),
+                        log_bin: true,
+                    })
+                    .await
+                    .with_context(|| format!("starting mariadbd for tablet {alias}"))?;
+                    tracing::info!(
+                        keyspace = %ks.name, shard = %shard.name, tablet = %alias,
+                        port = db.port(), "mariadbd ready"
+                    );
+                    tablets.push(Tablet {
+                        keyspace: ks.name.clone(),
+                        shard: shard.name.clone(),
+                        alias,
+                        tablet_type: tablet.tablet_type,
+                        db,
+                    });
+                }
+            }
+        }
+        for ks in &keyspaces {
+            for tablet in tablets.iter().filter(|t| t.keyspace == ks.name) {
+                create_keyspace_database(tablet, ks).await?;
+            }
+        }
+        serve(&args, &keyspaces, &tablets, &root, shutdown, started).await
+    }
+    .await;
+
+    // Stop the servers whatever happened, in parallel.
+    let stops: Vec<_> = tablets
+        .into_iter()
+        .map(|t| tokio::spawn(async move { t.db.stop().await }))
+        .collect();
+    for stop in stops {
+        let _ = stop.await;
+    }
+    tracing::info!("local cluster stopped");
+    result
+}
+
+/// Creates the keyspace's database on a tablet and, when it is new, applies the schema.
+async fn create_keyspace_database(tablet: &Tablet, ks: &KeyspacePlan) -> anyhow::Result<()> {
+    let exists = tablet
+        .db
+        .exec(&format!("SHOW DATABASES LIKE '{}';", ks.name))
+        .await?;
+    if !exists.trim().is_empty() {
+        tracing::info!(keyspace = %ks.name, tablet = %tablet.alias, "database exists; schema not re-applied");
+        return Ok(());
+    }
+    tablet
+        .db
+        .exec(&format!("CREATE DATABASE `{}`;", ks.name))
+        .await?;
+    match &ks.schema {
+        SchemaSource::None => {}
+        SchemaSource::Builtin(files) => {
+            for (name, sql) in files.iter() {
+                tablet
+                    .db
+                    .exec_in(&ks.name, sql)
+                    .await
+                    .with_context(|| format!("applying built-in {name} to keyspace {}", ks.name))?;
+            }
+        }
+        SchemaSource::Dir(dir) => {
+            for file in sql_files(dir)? {
+                tablet
+                    .db
+                    .source_file(Some(&ks.name), &file)
+                    .await
+                    .with_context(|| {
+                        format!("applying {} to keyspace {}", file.display(), ks.name)
+                    })?;
+                tracing::info!(keyspace = %ks.name, file = %file.display(), "schema applied");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `*.sql` files of a directory, in name order.
+fn sql_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("reading schema dir {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "sql"))
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+/// Starts the app sidecar in-process in front of the (one) keyspace and runs until shutdown.
+async fn serve(
+    args: &LocalArgs,
+    keyspaces: &[KeyspacePlan],
+    tablets: &[Tablet],
+    root: &Path,
+    mut shutdown: watch::Receiver<bool>,
+    started: Instant,
+) -> anyhow::Result<()> {
+    let (Some(ks), Some(primary)) = (
+        keyspaces.first(),
+        tablets
+            .iter()
+            .find(|t| t.tablet_type == TabletType::Primary),
+    ) else {
+        bail!("no primary tablet to serve");
+    };
+    let upstream_password = Alphanumeric.sample_string(&mut rand::thread_rng(), 24);
+    primary
+        .db
+        .create_user(UPSTREAM_USER, &upstream_password, "ALL PRIVILEGES ON *.*")
+        .await?;
+    let password_file = root.join("upstream-password");
+    write_secret(&password_file, &upstream_password)?;
+
+    let config = app_config(args, primary, &ks.name, &password_file);
+    let mut app = tokio::spawn(crate::app::run(config, shutdown.clone()));
+
+    // Ready when /ready answers 200; the app task ending first is a start failure.
+    let deadline = Instant::now() + READY_TIMEOUT;
+    loop {
+        if app.is_finished() {
+            return match app.await {
+                Ok(Ok(())) if *shutdown.borrow() => Ok(()),
+                Ok(Ok(())) => bail!("the sidecar stopped before it was ready"),
+                Ok(Err(e)) => Err(e.context("the sidecar failed to start")),
+                Err(e) => bail!("the sidecar task failed: {e}"),
+            };
+        }
+        if admin_ready(args.admin_port).await {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "the sidecar did not report ready on 127.0.0.1:{}/ready within {READY_TIMEOUT:?}",
+                args.admin_port
+            );
+        }
+        if *shutdown.borrow() {
+            // Stopped while starting: let the app task drain and finish.
+            return match app.await {
+                Ok(result) => result,
+                Err(e) => bail!("the sidecar task failed: {e}"),
+            };
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tracing::info!(
+        keyspace = %ks.name, shard = %primary.shard, elapsed_ms = started.elapsed().as_millis() as u64,
+        "local cluster ready"
+    );
+    println!(
+        "shardcar local ready: mariadb -h 127.0.0.1 -P {} -u {} -p{} {}",
+        args.port,
+        shell_word(&args.user),
+        shell_word(&args.password),
+        ks.name
+    );
+
+    tokio::select! {
+        () = stopped(&mut shutdown) => {
+            tracing::info!("shutting down the local cluster");
+            match tokio::time::timeout(Duration::from_millis(LOCAL_DRAIN_TIMEOUT_MS * 2), &mut app).await {
+                Ok(Ok(result)) => result,
+                Ok(Err(e)) => bail!("the sidecar task failed: {e}"),
+                Err(_) => {
+                    app.abort();
+                    Ok(())
+                }
+            }
+        }
+        result = &mut app => match result {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(e.context("the sidecar stopped")),
+            Err(e) => bail!("the sidecar task failed: {e}"),
+        },
+    }
+}
+
+fn app_config(
+    args: &LocalArgs,
+    primary: &Tablet,
+    database: &str,
+    password_file: &Path,
+) -> AppConfig {
+    let password = args.password.as_bytes();
+    AppConfig {
+        listen: SocketAddr::from((Ipv4Addr::LOCALHOST, args.port)),
+        admin_listen: SocketAddr::from((Ipv4Addr::LOCALHOST, args.admin_port)),
+        drain_timeout_ms: LOCAL_DRAIN_TIMEOUT_MS,
+        users: vec![UserConfig {
+            name: args.user.clone(),
+            native_hash: Some(format_native_hash(&native_password_hash(password))),
+            sha2_hash: Some(hex::encode(sha2_password_hash(password))),
+            ..UserConfig::default()
+        }],
+        upstream: UpstreamConfig {
+            address: primary.db.address(),
+            user: UPSTREAM_USER.to_string(),
+            password_file: Some(password_file.to_path_buf()),
+            database: Some(database.to_string()),
+            ..UpstreamConfig::default()
+        },
+        ..AppConfig::default()
+    }
+}
+
+/// Resolves once `shutdown` is true (or its sender is gone).
+async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    // The guard `wait_for` returns is not `Send`; drop it here, not across an await.
+    let _ = shutdown.wait_for(|stop| *stop).await.map(|_| ());
+}
+
+/// `GET /ready` on the admin port answers 200.
+async fn admin_ready(port: u16) -> bool {
+    let attempt = async {
+        let mut stream = tokio::net::TcpStream::connect((Ipv4Addr::LOCALHOST, port))
+            .await
+            .ok()?;
+        stream
+            .write_all(b"GET /ready HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+            .await
+            .ok()?;
+        let mut head = [0u8; 12];
+        stream.read_exact(&mut head).await.ok()?;
+        Some(head.starts_with(b"HTTP/1.") && &head[8..12] == b" 200")
+    };
+    matches!(
+        tokio::time::timeout(Duration::from_secs(2), attempt).await,
+        Ok(Some(true))
+    )
+}
+
+/// Reads a secret kept in the data dir, or creates a random one (so a kept `--data-dir`
+/// restarts with the same root password).
+fn persistent_secret(path: &Path) -> anyhow::Result<String> {
+    if let Ok(existing) = std::fs::read_to_string(path) {
+        let existing = existing.trim().to_string();
+        if !existing.is_empty() {
+            return Ok(existing);
+        }
+    }
+    let secret = Alphanumeric.sample_string(&mut rand::thread_rng(), 24);
+    write_secret(path, &secret)?;
+    Ok(secret)
+}
+
+fn write_secret(path: &Path, secret: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    file.write_all(secret.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+/// Quotes a word for a POSIX shell when it needs it.
+fn shell_word(s: &str) -> String {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.,:/@%+=".contains(c))
+    {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keyspace_arg_parses_name_and_shards() {
+        assert_eq!(
+            "demo".parse::<KeyspaceArg>(),
+            Ok(KeyspaceArg {
+                name: "demo".into(),
+                shards: 1
+            })
+        );
+        assert_eq!("shop:4".parse::<KeyspaceArg>().map(|k| k.shards), Ok(4));
+        assert!("".parse::<KeyspaceArg>().is_err());
+        assert!("a-b".parse::<KeyspaceArg>().is_err());
+        assert!("shop:x".parse::<KeyspaceArg>().is_err());
+        assert!("shop:0".parse::<KeyspaceArg>().is_err());
+    }
+
+    #[test]
+    fn no_keyspace_plans_the_demo() {
+        let keyspaces = plan(&LocalArgs::default()).map_err(|e| e.to_string());
+        let keyspaces = keyspaces.as_deref().unwrap_or_default();
+        assert_eq!(keyspaces.len(), 1);
+        assert_eq!(keyspaces[0].name, DEMO_KEYSPACE);
+        assert!(matches!(keyspaces[0].schema, SchemaSource::Builtin(_)));
+        assert_eq!(
+            keyspaces[0].shards[0].tablets[0].alias(),
+            "zone1-0000000100"
+        );
+    }
+
+    #[test]
+    fn sharded_keyspaces_are_refused_with_a_clear_message() {
+        let args = LocalArgs {
+            keyspaces: vec!["shop:2".parse().unwrap_or_else(|e: String| panic!("{e}"))],
+            ..LocalArgs::default()
+        };
+        let err = plan(&args).map(|_| ()).err().map(|e| e.to_string());
+        assert!(
+            err.as_deref()
+                .unwrap_or_default()
+                .contains("not supported yet"),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn shell_word_quotes_only_when_needed() {
+        assert_eq!(shell_word("app"), "app");
+        assert_eq!(shell_word("a b"), "'a b'");
+        assert_eq!(shell_word("it's"), r"'it'\''s'");
+    }
+}

@@ -1,0 +1,150 @@
+//! `shardcar local` end to end: the demo keyspace comes up behind the sidecar, answers through
+//! it, and everything stops and is cleaned up on shutdown.
+
+// Test code: a failed step should stop the test with its message.
+#![allow(clippy::expect_used)]
+
+use std::time::{Duration, Instant};
+
+use mysql_async::prelude::*;
+use shardcar::local::{run_until, LocalArgs};
+use shardcar_tests::{free_port, workspace_root};
+
+async fn connect(port: u16, db: &str) -> mysql_async::Conn {
+    let opts = mysql_async::OptsBuilder::default()
+        .ip_or_hostname("127.0.0.1")
+        .tcp_port(port)
+        .user(Some("app"))
+        .pass(Some("app"))
+        .db_name(Some(db))
+        .prefer_socket(false);
+    mysql_async::Conn::new(opts)
+        .await
+        .expect("connecting through the local sidecar")
+}
+
+async fn wait_for_port(port: u16, task: &tokio::task::JoinHandle<anyhow::Result<()>>) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(
+            !task.is_finished(),
+            "shardcar local stopped before it was ready"
+        );
+        assert!(
+            Instant::now() < deadline,
+            "shardcar local not ready in 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_demo_serves_the_dog_ratings_and_stops_cleanly() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let (port, admin_port) = (free_port(), free_port());
+    let args = LocalArgs {
+        port,
+        admin_port,
+        data_dir: Some(data.path().join("cluster")),
+        ..LocalArgs::default()
+    };
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(run_until(args, shutdown));
+    wait_for_port(port, &task).await;
+
+    let mut conn = connect(port, "demo").await;
+    let counts: Vec<(u64, u64, u64)> = conn
+        .query(
+            "SELECT (SELECT COUNT(*) FROM users), (SELECT COUNT(*) FROM dogs), \
+             (SELECT COUNT(*) FROM ratings)",
+        )
+        .await
+        .expect("counting the demo rows");
+    assert_eq!(counts, vec![(10, 12, 40)]);
+    conn.disconnect().await.expect("disconnect");
+
+    stop.send(true).expect("signalling shutdown");
+    tokio::time::timeout(Duration::from_secs(60), task)
+        .await
+        .expect("shardcar local stops within 60 s")
+        .expect("the task does not panic")
+        .expect("shardcar local exits cleanly");
+    assert!(
+        tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err(),
+        "the sidecar port is closed after shutdown"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_applies_a_schema_dir_in_name_order() {
+    let schema = tempfile::tempdir().expect("temp dir");
+    let ks_dir = schema.path().join("shop");
+    std::fs::create_dir_all(&ks_dir).expect("mkdir");
+    std::fs::write(
+        ks_dir.join("02_data.sql"),
+        "INSERT INTO items VALUES (1, 'bone');\n",
+    )
+    .expect("write");
+    std::fs::write(
+        ks_dir.join("01_schema.sql"),
+        "CREATE TABLE items (id INT PRIMARY KEY, name VARCHAR(20));\n",
+    )
+    .expect("write");
+    let (port, admin_port) = (free_port(), free_port());
+    let args = LocalArgs {
+        keyspaces: vec!["shop".parse().expect("keyspace")],
+        schema_dir: Some(schema.path().to_path_buf()),
+        port,
+        admin_port,
+        user: "shopper".to_string(),
+        password: "s3cret".to_string(),
+        ..LocalArgs::default()
+    };
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(run_until(args, shutdown));
+    wait_for_port(port, &task).await;
+    let opts = mysql_async::OptsBuilder::default()
+        .ip_or_hostname("127.0.0.1")
+        .tcp_port(port)
+        .user(Some("shopper"))
+        .pass(Some("s3cret"))
+        .db_name(Some("shop"))
+        .prefer_socket(false);
+    let mut conn = mysql_async::Conn::new(opts).await.expect("connect");
+    let names: Vec<String> = conn.query("SELECT name FROM items").await.expect("select");
+    assert_eq!(names, vec!["bone".to_string()]);
+    drop(conn);
+    stop.send(true).expect("signalling shutdown");
+    tokio::time::timeout(Duration::from_secs(60), task)
+        .await
+        .expect("stops")
+        .expect("no panic")
+        .expect("clean exit");
+}
+
+#[tokio::test]
+async fn local_refuses_sharded_keyspaces_for_now() {
+    let args = LocalArgs {
+        keyspaces: vec!["shop:2".parse().expect("keyspace")],
+        port: free_port(),
+        admin_port: free_port(),
+        ..LocalArgs::default()
+    };
+    let (_stop, shutdown) = tokio::sync::watch::channel(false);
+    let err = run_until(args, shutdown)
+        .await
+        .expect_err("2 shards are not supported yet");
+    assert!(err.to_string().contains("not supported yet"), "{err}");
+}
+
+#[test]
+fn the_demo_schema_dir_in_the_repository_matches_the_built_in_one() {
+    let dir = workspace_root().join("examples/demo/demo");
+    assert!(dir.join("001_schema.sql").is_file());
+    assert!(dir.join("002_data.sql").is_file());
+}
