@@ -132,14 +132,18 @@ impl Cluster {
             None
         };
 
-        let sidecar = SidecarProcess::start(SidecarOptions {
-            upstream_address: primary.address(),
-            upstream_user: upstream_user.clone(),
-            upstream_password: upstream_password.clone(),
-            app_user: app_user.clone(),
-            app_password: app_password.clone(),
-            extra_yaml: spec.sidecar_extra_yaml.clone(),
-        })
+        let sidecar_parent = spec.data_root.clone().unwrap_or_else(std::env::temp_dir);
+        let sidecar = SidecarProcess::start_in(
+            SidecarOptions {
+                upstream_address: primary.address(),
+                upstream_user: upstream_user.clone(),
+                upstream_password: upstream_password.clone(),
+                app_user: app_user.clone(),
+                app_password: app_password.clone(),
+                extra_yaml: spec.sidecar_extra_yaml.clone(),
+            },
+            &sidecar_parent,
+        )
         .context("starting the app sidecar")?;
 
         Ok(Cluster {

@@ -88,10 +88,18 @@ fn yaml_string(s: &str) -> String {
 impl SidecarProcess {
     /// Writes the config, starts the binary and waits until `GET /ready` answers 200.
     pub fn start(opts: SidecarOptions) -> anyhow::Result<Self> {
+        Self::start_in(opts, &std::env::temp_dir())
+    }
+
+    /// Like [`SidecarProcess::start`], with the config and logs in a temp dir under `parent`
+    /// (the shared cluster keeps them under its swept root, as statics are never dropped).
+    pub fn start_in(opts: SidecarOptions, parent: &Path) -> anyhow::Result<Self> {
         let binary = shardcar_binary()?;
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
         let dir = tempfile::Builder::new()
             .prefix("shardcar-sidecar-")
-            .tempdir()
+            .tempdir_in(parent)
             .context("creating the sidecar's temp dir")?;
         let port = crate::free_port();
         let admin_port = crate::free_port();
