@@ -1,9 +1,9 @@
 //! The Shardcar sidecar: a thin tokio driver around `shardcar-filter`.
 pub mod admin;
+pub mod app;
 pub mod config;
+pub mod local;
 pub mod metrics;
+pub mod net;
 pub mod shutdown;
 pub mod tls;
-pub mod app;
-pub mod net;
-pub mod local;

@@ -42,6 +42,9 @@ enum Cmd {
         #[command(flatten)]
         overrides: AppOverrides,
     },
+    /// Run a local cluster on loopback (real mariadbd per keyspace, the sidecar in
+    /// front), like Vitess's vttestserver. With no keyspace: a demo.
+    Local(shardcar::local::LocalArgs),
     /// Print `native_hash` and `sha2_hash` lines for a user entry, reading the
     /// password from a file or standard input.
     HashPassword {
@@ -66,6 +69,7 @@ fn main() -> anyhow::Result<()> {
             runtime(cli.threads)?
                 .block_on(async { shardcar::app::run(config, shardcar::shutdown::install()).await })
         }
+        Cmd::Local(args) => runtime(cli.threads)?.block_on(shardcar::local::run(args)),
         Cmd::HashPassword { password_file } => hash_password(password_file.as_deref()),
         Cmd::CheckConfig { config, overrides } => {
             match load_app_config(config.as_deref(), &overrides) {

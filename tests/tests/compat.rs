@@ -76,7 +76,8 @@ fn first_difference(a: &[u8], b: &[u8]) -> String {
         let (x, y) = (la.get(i), lb.get(i));
         if x != y {
             let cut = |s: Option<&&str>| -> String {
-                s.map(|s| s.chars().take(300).collect()).unwrap_or_else(|| "<none>".into())
+                s.map(|s| s.chars().take(300).collect())
+                    .unwrap_or_else(|| "<none>".into())
             };
             let from = i.saturating_sub(12);
             let ctx: Vec<String> = la[from.min(la.len())..i.min(la.len())]
@@ -105,7 +106,10 @@ fn assert_same_output(what: &str, direct: &Output, sidecar: &Output) {
         // Keep both sides for a closer look (`diff` them).
         let dir = std::env::temp_dir().join("shardcar-compat-diffs");
         let _ = std::fs::create_dir_all(&dir);
-        let stem: String = what.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
+        let stem: String = what
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .collect();
         for (side, o) in [("direct", direct), ("sidecar", sidecar)] {
             let _ = std::fs::write(dir.join(format!("{stem}.{side}.stdout")), &o.stdout);
             let _ = std::fs::write(dir.join(format!("{stem}.{side}.stderr")), &o.stderr);
@@ -147,7 +151,11 @@ fn cli(c: &Cluster, port: u16, db: &str, args: &[&str], stdin: Option<&[u8]>) ->
         .arg(db)
         .env_remove("MYSQL_PWD")
         .env_remove("MYSQL_HOST")
-        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let mut child = cmd.spawn().expect("spawning the mariadb CLI");
@@ -160,10 +168,18 @@ fn cli(c: &Cluster, port: u16, db: &str, args: &[&str], stdin: Option<&[u8]>) ->
     }
     let what = format!(
         "mariadb CLI on port {port} {:?} (sidecar log tail: {})",
-        args.iter().map(|a| a.chars().take(60).collect::<String>()).collect::<Vec<_>>(),
+        args.iter()
+            .map(|a| a.chars().take(60).collect::<String>())
+            .collect::<Vec<_>>(),
         {
             let logs = c.sidecar.stderr();
-            logs.chars().rev().take(1500).collect::<Vec<_>>().into_iter().rev().collect::<String>()
+            logs.chars()
+                .rev()
+                .take(1500)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect::<String>()
         }
     );
     wait_output(child, Duration::from_secs(60), &what)
@@ -246,7 +262,9 @@ fn column_desc(c: &mysql_async::Column) -> String {
 
 fn error_desc(e: &mysql_async::Error) -> String {
     match e {
-        mysql_async::Error::Server(s) => format!("server error {} ({}): {}", s.code, s.state, s.message),
+        mysql_async::Error::Server(s) => {
+            format!("server error {} ({}): {}", s.code, s.state, s.message)
+        }
         other => format!("client error: {other}"),
     }
 }
@@ -381,7 +399,14 @@ fn assert_same_outcomes(what: &str, steps: &[Step], direct: &[Outcome], sidecar:
     }
     if !mismatches.is_empty() {
         let logs = shared_cluster().sidecar.stderr();
-        let tail: String = logs.chars().rev().take(4000).collect::<Vec<_>>().into_iter().rev().collect();
+        let tail: String = logs
+            .chars()
+            .rev()
+            .take(4000)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
         eprintln!("sidecar log tail (set RUST_LOG=debug for more):\n{tail}");
     }
     assert!(
@@ -395,7 +420,8 @@ fn assert_same_outcomes(what: &str, steps: &[Step], direct: &[Outcome], sidecar:
 
 /// An integer cell whichever protocol carried it (text rows hold bytes).
 fn int(v: &Value) -> i64 {
-    mysql_async::from_value_opt::<i64>(v.clone()).unwrap_or_else(|e| panic!("not an integer: {e:?}"))
+    mysql_async::from_value_opt::<i64>(v.clone())
+        .unwrap_or_else(|e| panic!("not an integer: {e:?}"))
 }
 
 fn ints(row: &[Value]) -> Vec<i64> {
@@ -427,8 +453,14 @@ async fn cli_batch_output_is_identical() {
         ("batch", vec!["-e", sql]),
         ("batch raw", vec!["--raw", "-e", sql]),
         ("column type info", vec!["--column-type-info", "-e", sql]),
-        ("table", vec!["--table", "-e", "SELECT * FROM types ORDER BY id"]),
-        ("vertical", vec!["--vertical", "-e", "SELECT * FROM types WHERE id IN (1, 3)"]),
+        (
+            "table",
+            vec!["--table", "-e", "SELECT * FROM types ORDER BY id"],
+        ),
+        (
+            "vertical",
+            vec!["--vertical", "-e", "SELECT * FROM types WHERE id IN (1, 3)"],
+        ),
         (
             "errors with --force",
             vec![
@@ -447,12 +479,30 @@ async fn cli_batch_output_is_identical() {
                 String::from_utf8_lossy(&direct.stderr)
             );
         }
-        assert!(!direct.stdout.is_empty(), "{name}: direct produced no output");
+        assert!(
+            !direct.stdout.is_empty(),
+            "{name}: direct produced no output"
+        );
         assert_same_output(&format!("CLI {name}"), &direct, &sidecar);
     }
     // The big blob really came through: 17 MiB + 4 bytes, printed raw by --batch.
-    let big = cli(c, c.sidecar.port(), db, &["--raw", "--skip-column-names", "-e", "SELECT b FROM big WHERE id = 1"], None);
-    assert_eq!(big.stdout.len(), 17 * 1024 * 1024 + 4 + 1, "blob length through the sidecar");
+    let big = cli(
+        c,
+        c.sidecar.port(),
+        db,
+        &[
+            "--raw",
+            "--skip-column-names",
+            "-e",
+            "SELECT b FROM big WHERE id = 1",
+        ],
+        None,
+    );
+    assert_eq!(
+        big.stdout.len(),
+        17 * 1024 * 1024 + 4 + 1,
+        "blob length through the sidecar"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -465,7 +515,11 @@ async fn cli_sourcing_a_sql_file_is_identical() {
     let modes: Vec<(&str, Vec<&str>, Option<&[u8]>)> = vec![
         ("stdin redirect", vec![], Some(&contents[..])),
         ("source command", vec!["-e", source_cmd.as_str()], None),
-        ("stdin redirect -vvv", vec!["-vvv", "--skip-column-names"], Some(&contents[..])),
+        (
+            "stdin redirect -vvv",
+            vec!["-vvv", "--skip-column-names"],
+            Some(&contents[..]),
+        ),
     ];
     for (mode, args, stdin) in modes {
         let mut outs = Vec::new();
@@ -480,7 +534,10 @@ async fn cli_sourcing_a_sql_file_is_identical() {
             String::from_utf8_lossy(&direct.stderr)
         );
         let stdout = String::from_utf8_lossy(&direct.stdout);
-        assert!(stdout.contains("crème brûlée"), "{mode}: unexpected output:\n{stdout}");
+        assert!(
+            stdout.contains("crème brûlée"),
+            "{mode}: unexpected output:\n{stdout}"
+        );
         if mode.contains("-vvv") {
             // -vvv prints timings like "(0.001 sec)"; compare with them masked.
             let mask = |o: &Output| -> Output {
@@ -489,7 +546,11 @@ async fn cli_sourcing_a_sql_file_is_identical() {
                     .map(mask_timing)
                     .collect::<Vec<_>>()
                     .join("\n");
-                Output { status: o.status, stdout: re_masked.into_bytes(), stderr: o.stderr.clone() }
+                Output {
+                    status: o.status,
+                    stdout: re_masked.into_bytes(),
+                    stderr: o.stderr.clone(),
+                }
             };
             assert_same_output(&format!("CLI {mode}"), &mask(direct), &mask(sidecar));
         } else {
@@ -526,7 +587,13 @@ fn run_python(c: &Cluster, script: &str, port: u16, db: &str) -> Output {
     let dir = workspace_root().join("tests").join("python").join("compat");
     let child = Command::new(venv_python())
         .arg(dir.join(script))
-        .args(["127.0.0.1", &port.to_string(), &c.app_user, &c.app_password, db])
+        .args([
+            "127.0.0.1",
+            &port.to_string(),
+            &c.app_user,
+            &c.app_password,
+            db,
+        ])
         .current_dir(&dir)
         .env("PYTHONHASHSEED", "0")
         .env("PYTHONDONTWRITEBYTECODE", "1")
@@ -553,7 +620,11 @@ async fn python_case(script: &str, db: &str) {
         let doc: serde_json::Value =
             serde_json::from_slice(&direct.stdout).expect("direct output is JSON");
         let entries = doc.as_array().expect("a JSON array of scenarios");
-        assert!(entries.len() >= 15, "{script}: only {} scenarios", entries.len());
+        assert!(
+            entries.len() >= 15,
+            "{script}: only {} scenarios",
+            entries.len()
+        );
         for e in entries {
             let expect_error = e["expect_error"].as_bool().unwrap_or(false);
             assert_eq!(
@@ -568,7 +639,10 @@ async fn python_case(script: &str, db: &str) {
             .iter()
             .find(|e| e["name"].as_str().is_some_and(|n| n.ends_with("types_all")))
             .expect("a types_all scenario");
-        assert_eq!(types_all["result"]["rows"].as_array().map(Vec::len), Some(5));
+        assert_eq!(
+            types_all["result"]["rows"].as_array().map(Vec::len),
+            Some(5)
+        );
         assert_same_output(script.as_str(), &direct, &sidecar);
     }
 }
@@ -587,7 +661,9 @@ async fn python_mysql_connector_pure_text_and_prepared_is_identical() {
 // Rust mysql_async
 
 fn big_param() -> Vec<u8> {
-    (0..(17 * 1024 * 1024 + 7usize)).map(|i| (i % 251) as u8).collect()
+    (0..(17 * 1024 * 1024 + 7usize))
+        .map(|i| (i % 251) as u8)
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -600,7 +676,10 @@ async fn mysql_async_every_type_text_and_binary_is_identical() {
         exec("SELECT * FROM types ORDER BY id", vec![]),
         text("SELECT * FROM types WHERE ti IS NULL"),
         text("SELECT id, LENGTH(b), b FROM big ORDER BY id"),
-        exec("SELECT id, LENGTH(b), b FROM big WHERE id >= ? ORDER BY id", vec![Value::from(1)]),
+        exec(
+            "SELECT id, LENGTH(b), b FROM big WHERE id >= ? ORDER BY id",
+            vec![Value::from(1)],
+        ),
         exec(
             "SELECT ? AS i, ? AS u, ? AS s, ? AS b, ? AS f, ? AS d, ? AS dt, ? AS tm, ? AS n",
             vec![
@@ -620,25 +699,43 @@ async fn mysql_async_every_type_text_and_binary_is_identical() {
              CAST('-838:59:59.999999' AS TIME(6)) AS tmin, b'1' AS bit1, X'00FF' AS bin, \
              _utf8mb4'é😀' AS s, NULL AS n, 1e-300 AS tiny, CAST(1 AS DECIMAL(65,30)) AS dec65",
         ),
-        exec("SELECT biu, b64, tm, dec65 FROM types WHERE biu = ?", vec![Value::UInt(u64::MAX)]),
-        exec("SELECT id FROM types WHERE tm < ? ORDER BY id", vec![Value::Time(false, 0, 0, 0, 0, 0)]),
+        exec(
+            "SELECT biu, b64, tm, dec65 FROM types WHERE biu = ?",
+            vec![Value::UInt(u64::MAX)],
+        ),
+        exec(
+            "SELECT id FROM types WHERE tm < ? ORDER BY id",
+            vec![Value::Time(false, 0, 0, 0, 0, 0)],
+        ),
         text("SELECT * FROM no_such_table_compat"),
-        exec("SELECT * FROM types WHERE no_such_column = ?", vec![Value::from(1)]),
+        exec(
+            "SELECT * FROM types WHERE no_such_column = ?",
+            vec![Value::from(1)],
+        ),
         text("SELECT CAST('12abc' AS SIGNED) AS v"),
         text("SHOW WARNINGS"),
         // Client-to-server payloads above 16 MiB, text and binary.
         text("CREATE TEMPORARY TABLE tmp_big (id INT AUTO_INCREMENT PRIMARY KEY, b LONGBLOB)"),
-        exec("INSERT INTO tmp_big (b) VALUES (?)", vec![Value::Bytes(big_param())]),
+        exec(
+            "INSERT INTO tmp_big (b) VALUES (?)",
+            vec![Value::Bytes(big_param())],
+        ),
         text(&format!(
             "INSERT INTO tmp_big (b) VALUES (X'{}')",
-            big_param().iter().map(|b| format!("{b:02X}")).collect::<String>()
+            big_param()
+                .iter()
+                .map(|b| format!("{b:02X}"))
+                .collect::<String>()
         )),
         text("SELECT id, LENGTH(b), SHA2(b, 256) FROM tmp_big ORDER BY id"),
         exec("SELECT b FROM tmp_big WHERE id = ?", vec![Value::from(1)]),
         text("SELECT b FROM tmp_big WHERE id = 2"),
     ];
     for id in 1..=5 {
-        steps.push(exec("SELECT * FROM types WHERE id = ?", vec![Value::from(id)]));
+        steps.push(exec(
+            "SELECT * FROM types WHERE id = ?",
+            vec![Value::from(id)],
+        ));
     }
     let all = run_both(c, db, &steps).await;
     let (direct, sidecar) = (&all[0], &all[1]);
@@ -646,7 +743,10 @@ async fn mysql_async_every_type_text_and_binary_is_identical() {
     assert_eq!(rows_of(&direct[0]).len(), 5);
     assert_eq!(rows_of(&direct[1]).len(), 5);
     assert_eq!(int(&rows_of(&direct[3])[0][1]), 17 * 1024 * 1024 + 4);
-    assert!(direct[9].is_err() && direct[10].is_err(), "errors expected for steps 9 and 10");
+    assert!(
+        direct[9].is_err() && direct[10].is_err(),
+        "errors expected for steps 9 and 10"
+    );
     assert_eq!(rows_of(&direct[17])[0][0], Value::Bytes(big_param()));
     assert_same_outcomes("mysql_async every type", &steps, direct, sidecar);
 }
@@ -697,7 +797,10 @@ async fn transactions_behave_identically() {
         text("ROLLBACK"),
         text("SELECT COUNT(*) FROM t WHERE v = 'rolled back'"),
         text("START TRANSACTION"),
-        exec("INSERT INTO t (v) VALUES (?)", vec![Value::from("committed")]),
+        exec(
+            "INSERT INTO t (v) VALUES (?)",
+            vec![Value::from("committed")],
+        ),
         text("COMMIT"),
         text("SELECT COUNT(*), @@in_transaction FROM t WHERE v = 'committed'"),
         text("SET autocommit = 0"),
@@ -733,10 +836,18 @@ async fn transactions_behave_identically() {
             "{label}: rows visible to another session"
         );
         let one = |i: usize| ints(&rows_of(&outcomes[i])[0]);
-        assert_eq!(one(3), vec![1], "{label}: in transaction after BEGIN+INSERT");
+        assert_eq!(
+            one(3),
+            vec![1],
+            "{label}: in transaction after BEGIN+INSERT"
+        );
         assert_eq!(one(5), vec![0], "{label}: ROLLBACK left a row");
         assert_eq!(one(9), vec![1, 0], "{label}: COMMIT kept the row");
-        assert_eq!(one(12), vec![1, 0], "{label}: autocommit=0 opens a transaction");
+        assert_eq!(
+            one(12),
+            vec![1, 0],
+            "{label}: autocommit=0 opens a transaction"
+        );
         assert_eq!(one(14), vec![0], "{label}: rollback with autocommit=0");
         all.push(outcomes);
     }
@@ -751,7 +862,10 @@ fn infile_dir() -> PathBuf {
 }
 
 fn infile_whitelist() -> Vec<PathBuf> {
-    vec![data_file("compat_infile.csv"), infile_dir().join("large.csv")]
+    vec![
+        data_file("compat_infile.csv"),
+        infile_dir().join("large.csv"),
+    ]
 }
 
 /// A generated file above 16 MiB, so the relay has to carry many packets.
@@ -762,7 +876,12 @@ fn large_infile() -> PathBuf {
     if !path.exists() {
         let mut s = String::with_capacity(20 << 20);
         for i in 0..260_000u32 {
-            s.push_str(&format!("{i},\"name-{i}-ünï\",{}.{:02},payload-{:0>32}\n", i % 1000, i % 100, i));
+            s.push_str(&format!(
+                "{i},\"name-{i}-ünï\",{}.{:02},payload-{:0>32}\n",
+                i % 1000,
+                i % 100,
+                i
+            ));
         }
         std::fs::write(&path, s).expect("writing large.csv");
     }
@@ -804,7 +923,10 @@ async fn load_data_local_infile_enabled_loads_the_same_rows() {
     for file in [data_file("compat_infile.csv"), large_infile()] {
         let steps = load_steps(&file);
         let mut all = Vec::new();
-        for (label, port) in [("direct", c.mariadb.port()), ("sidecar", infile_sidecar.port())] {
+        for (label, port) in [
+            ("direct", c.mariadb.port()),
+            ("sidecar", infile_sidecar.port()),
+        ] {
             fresh_db(c, db).await;
             let mut conn = try_connect(c, port, db, true)
                 .await
@@ -819,7 +941,12 @@ async fn load_data_local_infile_enabled_loads_the_same_rows() {
             all.push(outcomes);
         }
         let loaded = rows_of(&all[0][2])[0][0].clone();
-        assert_ne!(int(&loaded), 0, "direct loaded no rows from {}", file.display());
+        assert_ne!(
+            int(&loaded),
+            0,
+            "direct loaded no rows from {}",
+            file.display()
+        );
         assert_same_outcomes(
             &format!("LOAD DATA LOCAL INFILE {}", file.display()),
             &steps,
@@ -841,7 +968,11 @@ async fn load_data_local_infile_enabled_loads_the_same_rows() {
         fresh_db(c, db).await;
         outs.push(cli(c, port, db, &["--local-infile=1", "-e", &sql], None));
     }
-    assert!(outs[0].status.success(), "direct CLI LOAD DATA: {}", String::from_utf8_lossy(&outs[0].stderr));
+    assert!(
+        outs[0].status.success(),
+        "direct CLI LOAD DATA: {}",
+        String::from_utf8_lossy(&outs[0].stderr)
+    );
     assert_same_output("CLI LOAD DATA LOCAL INFILE", &outs[0], &outs[1]);
 }
 
@@ -863,7 +994,9 @@ async fn load_data_local_infile_disabled_gives_a_clear_error() {
             .unwrap_or_else(|_| panic!("{step:?} hung for 30 s through the sidecar"));
         outcomes.push(o);
     }
-    let err = outcomes[1].as_ref().expect_err("LOAD DATA LOCAL must be refused with local_infile off");
+    let err = outcomes[1]
+        .as_ref()
+        .expect_err("LOAD DATA LOCAL must be refused with local_infile off");
     assert!(
         err.starts_with("server error 4166") || err.starts_with("server error 1148"),
         "expected a MySQL ERR 4166/1148, got: {err}"
@@ -879,7 +1012,13 @@ async fn load_data_local_infile_disabled_gives_a_clear_error() {
         "LOAD DATA LOCAL INFILE '{}' INTO TABLE infile_t FIELDS TERMINATED BY ',';",
         data_file("compat_infile.csv").display()
     );
-    let out = cli(c, c.sidecar.port(), db, &["--local-infile=1", "-e", &sql], None);
+    let out = cli(
+        c,
+        c.sidecar.port(),
+        db,
+        &["--local-infile=1", "-e", &sql],
+        None,
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(
@@ -907,7 +1046,10 @@ fn sysbench_oltp_read_write_through_sidecar() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(60);
     let db = "compat_sbtest";
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     rt.block_on(fresh_db(c, db));
     let common = |cmd: &mut Command| {
         cmd.args([
@@ -928,7 +1070,11 @@ fn sysbench_oltp_read_write_through_sidecar() {
     let mut prepare = Command::new("sysbench");
     common(&mut prepare);
     prepare.arg("prepare");
-    let out = wait_output(prepare.spawn().expect("spawning sysbench"), Duration::from_secs(600), "sysbench prepare");
+    let out = wait_output(
+        prepare.spawn().expect("spawning sysbench"),
+        Duration::from_secs(600),
+        "sysbench prepare",
+    );
     assert!(
         out.status.success(),
         "sysbench prepare through the sidecar failed:\n{}\n{}",
@@ -956,8 +1102,14 @@ fn sysbench_oltp_read_write_through_sidecar() {
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     eprintln!("{stdout}");
-    assert!(out.status.success(), "sysbench run failed:\n{stdout}\n{stderr}");
-    assert!(!stdout.contains("FATAL") && !stderr.contains("FATAL"), "sysbench FATAL:\n{stdout}\n{stderr}");
+    assert!(
+        out.status.success(),
+        "sysbench run failed:\n{stdout}\n{stderr}"
+    );
+    assert!(
+        !stdout.contains("FATAL") && !stderr.contains("FATAL"),
+        "sysbench FATAL:\n{stdout}\n{stderr}"
+    );
     let transactions = sysbench_field(&stdout, "transactions:").expect("transactions: line");
     let ignored = sysbench_field(&stdout, "ignored errors:").expect("ignored errors: line");
     let reconnects = sysbench_field(&stdout, "reconnects:").expect("reconnects: line");
@@ -971,5 +1123,9 @@ fn sysbench_oltp_read_write_through_sidecar() {
     let mut cleanup = Command::new("sysbench");
     common(&mut cleanup);
     cleanup.arg("cleanup");
-    let _ = wait_output(cleanup.spawn().expect("spawning sysbench"), Duration::from_secs(120), "sysbench cleanup");
+    let _ = wait_output(
+        cleanup.spawn().expect("spawning sysbench"),
+        Duration::from_secs(120),
+        "sysbench cleanup",
+    );
 }

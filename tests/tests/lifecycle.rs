@@ -41,7 +41,12 @@ async fn app_conn(c: &Cluster) -> Conn {
         Some(&c.database),
     ))
     .await
-    .unwrap_or_else(|e| panic!("connecting through the sidecar: {e}\n{}", c.sidecar.stderr()))
+    .unwrap_or_else(|e| {
+        panic!(
+            "connecting through the sidecar: {e}\n{}",
+            c.sidecar.stderr()
+        )
+    })
 }
 
 /// The MySQL error code of a server error (an ERR packet the client received).
@@ -243,7 +248,9 @@ async fn sigterm_lets_the_running_statement_finish_then_exits_0() {
     let mut c = cluster("drain_timeout_ms: 30000\n").await;
     let mut busy = app_conn(&c).await;
     let mut idle = app_conn(&c).await;
-    idle.ping().await.expect("idle connection works before SIGTERM");
+    idle.ping()
+        .await
+        .expect("idle connection works before SIGTERM");
 
     let statement = tokio::spawn(async move {
         let row: Option<(i64, String)> = busy
@@ -305,7 +312,11 @@ async fn sigterm_lets_the_running_statement_finish_then_exits_0() {
                 c.sidecar.stderr()
             )
         });
-    assert!(status.success(), "exit status {status}:\n{}", c.sidecar.stderr());
+    assert!(
+        status.success(),
+        "exit status {status}:\n{}",
+        c.sidecar.stderr()
+    );
     eprintln!("exited {:?} after SIGTERM", signalled.elapsed());
 }
 
@@ -315,9 +326,7 @@ async fn sigterm_lets_the_running_statement_finish_then_exits_0() {
 async fn ready_answers_503_while_draining() {
     let mut c = cluster("drain_timeout_ms: 30000\n").await;
     let mut busy = app_conn(&c).await;
-    let statement = tokio::spawn(async move {
-        busy.query_drop("SELECT SLEEP(4)").await
-    });
+    let statement = tokio::spawn(async move { busy.query_drop("SELECT SLEEP(4)").await });
     wait_running(&c.mariadb, "SELECT SLEEP(4)", 1, Duration::from_secs(10)).await;
     let (status, body) = http_get(c.sidecar.admin_port(), "/ready").expect("GET /ready");
     assert_eq!((status, body.trim()), (200, "ready"));
@@ -334,7 +343,11 @@ async fn ready_answers_503_while_draining() {
         "GET /ready during the drain"
     );
     let metrics = metrics.expect("GET /metrics during the drain");
-    assert_eq!(metric(&metrics, "shardcar_draining"), Some(1.0), "{metrics}");
+    assert_eq!(
+        metric(&metrics, "shardcar_draining"),
+        Some(1.0),
+        "{metrics}"
+    );
     let _ = statement.await;
 }
 
@@ -361,7 +374,11 @@ async fn drain_timeout_bounds_the_exit() {
         took >= Duration::from_millis(900),
         "exited after {took:?}, before the drain timeout, with a statement in flight"
     );
-    assert!(status.success(), "exit status {status}:\n{}", c.sidecar.stderr());
+    assert!(
+        status.success(),
+        "exit status {status}:\n{}",
+        c.sidecar.stderr()
+    );
 
     let result = tokio::time::timeout(Duration::from_secs(10), statement)
         .await
@@ -408,15 +425,13 @@ async fn client_gone_mid_statement_kills_it_upstream() {
     assert_eq!(one, Some(1));
 }
 
-/// An upstream that was never reachable: a client gets ERR 2003 in place of the greeting,
+/// An upstream that was never reachable: a client gets ERR 1429 in place of the greeting,
 /// promptly, and `/ready` says not ready.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn upstream_refused_gives_err_2003_in_place_of_the_greeting() {
+async fn upstream_refused_gives_err_1429_in_place_of_the_greeting() {
     let dead = free_port();
     let mut sidecar = RawSidecar::spawn(
-        &format!(
-            "  address: \"127.0.0.1:{dead}\"\n  user: root\n  password: root\n"
-        ),
+        &format!("  address: \"127.0.0.1:{dead}\"\n  user: root\n  password: root\n"),
         "",
     );
     let (status, body) = http_get(sidecar.admin_port, "/ready").expect("GET /ready");
@@ -437,20 +452,22 @@ async fn upstream_refused_gives_err_2003_in_place_of_the_greeting() {
         Ok(_) => panic!("connected with the upstream down"),
         Err(e) => e,
     };
-    assert_eq!(server_code(&err), Some(2003), "{err:?}");
+    assert_eq!(server_code(&err), Some(1429), "{err:?}");
     assert!(took < Duration::from_secs(5), "took {took:?}");
 
-    // The raw bytes: one ERR packet (0xff, code 2003), sequence id 0, then the close.
+    // The raw bytes: one ERR packet (0xff, code 1429), sequence id 0, then the close.
     let mut raw = std::net::TcpStream::connect(("127.0.0.1", sidecar.port)).expect("connect");
-    raw.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    raw.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
     let mut bytes = Vec::new();
-    raw.read_to_end(&mut bytes).expect("the sidecar closes after the ERR");
+    raw.read_to_end(&mut bytes)
+        .expect("the sidecar closes after the ERR");
     assert!(bytes.len() > 7, "{bytes:?}");
     let len = usize::from(bytes[0]) | usize::from(bytes[1]) << 8 | usize::from(bytes[2]) << 16;
     assert_eq!(bytes.len(), 4 + len, "exactly one packet: {bytes:?}");
     assert_eq!(bytes[3], 0, "sequence id");
     assert_eq!(bytes[4], 0xff, "an ERR packet: {bytes:?}");
-    assert_eq!(u16::from_le_bytes([bytes[5], bytes[6]]), 2003);
+    assert_eq!(u16::from_le_bytes([bytes[5], bytes[6]]), 1429);
 
     assert!(
         sidecar.child.try_wait().expect("try_wait").is_none(),
@@ -459,11 +476,16 @@ async fn upstream_refused_gives_err_2003_in_place_of_the_greeting() {
     );
     let metrics = http_get(sidecar.admin_port, "/metrics").expect("metrics").1;
     assert!(
-        metric_or_zero(&metrics, "shardcar_errors_total{code=\"2003\",origin=\"sidecar\"}") >= 2.0,
+        metric_or_zero(
+            &metrics,
+            "shardcar_errors_total{code=\"1429\",origin=\"sidecar\"}"
+        ) >= 2.0,
         "{metrics}"
     );
 
-    // The mariadb CLI prints the sidecar's error as the server's.
+    // The mariadb CLI prints the sidecar's error as the server's (newer Connector/C wraps
+    // any error that arrives before TLS could be set up, mysqld's own included, in 2002
+    // "Received error packet before completion of TLS handshake ... 1429 - <message>").
     let (ok, _out, cli_err) = run_with_input(
         {
             let mut cmd = cli(sidecar.port, "app", "app");
@@ -474,7 +496,7 @@ async fn upstream_refused_gives_err_2003_in_place_of_the_greeting() {
     );
     assert!(!ok);
     assert!(
-        cli_err.contains("ERROR 2003 (HY000)")
+        (cli_err.contains("ERROR 1429 (HY000)") || cli_err.contains("1429 - "))
             && cli_err.contains("Can't connect to MySQL server on"),
         "{cli_err}"
     );
@@ -485,12 +507,14 @@ async fn upstream_refused_gives_err_2003_in_place_of_the_greeting() {
     // the code as the message.
     let message = String::from_utf8_lossy(&bytes[7..]).into_owned();
     assert!(
-        message.starts_with(&format!("Can't connect to MySQL server on '127.0.0.1:{dead}'")),
+        message.starts_with(&format!(
+            "Can't connect to MySQL server on '127.0.0.1:{dead}'"
+        )),
         "ERR before the greeting carries {message:?} after the code; mysql_async shows {err:?}"
     );
 }
 
-/// mysqld killed with SIGKILL while a statement runs: the client gets ERR 2013 promptly, the
+/// mysqld killed with SIGKILL while a statement runs: the client gets ERR 1158 (08S01) promptly, the
 /// sidecar stays up, refuses new work with a connection error while mysqld is down, and
 /// serves again once a new mysqld listens on the same port.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -527,19 +551,27 @@ async fn upstream_lost_mid_query_then_back() {
     eprintln!("client saw {result:?} {:?} after kill -9", killed.elapsed());
     match result {
         Err(mysql_async::Error::Server(s)) => {
-            assert_eq!(s.code, 2013, "{s:?}");
+            assert_eq!(s.code, 1158, "{s:?}");
+            assert_eq!(s.state, "08S01", "{s:?}");
             assert_eq!(s.message, "Lost connection to MySQL server during query");
         }
-        Err(e) => panic!("expected ERR 2013, got {e:?}"),
+        Err(e) => panic!("expected ERR 1158, got {e:?}"),
         Ok(()) => panic!("SLEEP(10) cannot succeed on a killed server"),
     }
 
     let (status, _) = http_get(sidecar.admin_port(), "/healthz").expect("GET /healthz");
     assert_eq!(status, 200);
     let metrics = sidecar.metrics().expect("metrics");
-    assert_eq!(metric(&metrics, "shardcar_upstream_lost_total"), Some(1.0), "{metrics}");
     assert_eq!(
-        metric(&metrics, "shardcar_errors_total{code=\"2013\",origin=\"sidecar\"}"),
+        metric(&metrics, "shardcar_upstream_lost_total"),
+        Some(1.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        metric(
+            &metrics,
+            "shardcar_errors_total{code=\"1158\",origin=\"sidecar\"}"
+        ),
         Some(1.0),
         "{metrics}"
     );
@@ -552,14 +584,14 @@ async fn upstream_lost_mid_query_then_back() {
     .await
     .expect("connecting hung while mysqld was down");
     match down {
-        Err(e) => assert_eq!(server_code(&e), Some(2003), "{e:?}"),
+        Err(e) => assert_eq!(server_code(&e), Some(1429), "{e:?}"),
         Ok(_) => panic!("connected to a database while mysqld was down"),
     }
     // A client without a database gets in (the sidecar authenticates it) and its first
-    // statement fails with 2003.
+    // statement fails with 1429.
     if let Ok(mut c) = Conn::new(opts(sidecar.port(), "app", "app", None)).await {
         let e = c.query_drop("SELECT 1").await.expect_err("mysqld is down");
-        assert_eq!(server_code(&e), Some(2003), "{e:?}");
+        assert_eq!(server_code(&e), Some(1429), "{e:?}");
     }
 
     // A new mysqld on the same port and data: the sidecar serves again.
@@ -588,7 +620,10 @@ async fn metrics_cover_connections_commands_bytes_latency_and_errors() {
 
     let mut conn = app_conn(&c).await;
     for i in 0..5 {
-        let v: Option<i64> = conn.query_first(format!("SELECT {i}")).await.expect("select");
+        let v: Option<i64> = conn
+            .query_first(format!("SELECT {i}"))
+            .await
+            .expect("select");
         assert_eq!(v, Some(i));
     }
     conn.ping().await.expect("ping");
@@ -615,20 +650,31 @@ async fn metrics_cover_connections_commands_bytes_latency_and_errors() {
     for dir in ["from_client", "to_client", "from_upstream", "to_upstream"] {
         at_least(&format!("shardcar_bytes_total{{direction=\"{dir}\"}}"), 1.0);
     }
-    at_least("shardcar_command_duration_seconds_count{command=\"query\"}", 6.0);
+    at_least(
+        "shardcar_command_duration_seconds_count{command=\"query\"}",
+        6.0,
+    );
     assert!(
-        m.lines().any(|l| l.starts_with("shardcar_command_duration_seconds_bucket{")
-            && l.contains("command=\"query\"")
-            && l.contains("le=\"+Inf\"")),
+        m.lines().any(
+            |l| l.starts_with("shardcar_command_duration_seconds_bucket{")
+                && l.contains("command=\"query\"")
+                && l.contains("le=\"+Inf\"")
+        ),
         "a latency histogram for queries:\n{m}"
     );
     assert_eq!(
-        metric(&m, "shardcar_errors_total{code=\"1045\",origin=\"sidecar\"}"),
+        metric(
+            &m,
+            "shardcar_errors_total{code=\"1045\",origin=\"sidecar\"}"
+        ),
         Some(1.0),
         "{m}"
     );
     assert_eq!(
-        metric(&m, "shardcar_errors_total{code=\"1146\",origin=\"upstream\"}"),
+        metric(
+            &m,
+            "shardcar_errors_total{code=\"1146\",origin=\"upstream\"}"
+        ),
         Some(1.0),
         "{m}"
     );
@@ -675,7 +721,8 @@ async fn change_user_works_and_refuses_a_wrong_password() {
     assert_eq!(server_code(&err), Some(1045), "{err:?}");
     if let mysql_async::Error::Server(s) = &err {
         assert!(
-            s.message.starts_with(&format!("Access denied for user '{}'@'", c.app_user)),
+            s.message
+                .starts_with(&format!("Access denied for user '{}'@'", c.app_user)),
             "{s:?}"
         );
     }
@@ -686,7 +733,10 @@ async fn change_user_works_and_refuses_a_wrong_password() {
         if metric_or_zero(&m, "shardcar_commands_total{command=\"change_user\"}") >= 2.0 {
             break;
         }
-        assert!(Instant::now() < deadline, "two change_user commands counted:\n{m}");
+        assert!(
+            Instant::now() < deadline,
+            "two change_user commands counted:\n{m}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -698,7 +748,10 @@ async fn change_user_works_and_refuses_a_wrong_password() {
 async fn ping_reset_init_db_statistics_field_list_and_set_option_work() {
     let c = cluster("").await;
     c.mariadb
-        .exec_in(&c.database, "CREATE TABLE t (id INT PRIMARY KEY, name VARCHAR(20));")
+        .exec_in(
+            &c.database,
+            "CREATE TABLE t (id INT PRIMARY KEY, name VARCHAR(20));",
+        )
         .await
         .expect("create table");
 
@@ -707,7 +760,10 @@ async fn ping_reset_init_db_statistics_field_list_and_set_option_work() {
     conn.ping().await.expect("COM_PING");
     conn.query_drop("SET @marker = 7").await.expect("set");
     let reset = conn.reset().await.expect("COM_RESET_CONNECTION");
-    assert!(reset, "mysql_async should use COM_RESET_CONNECTION with this server version");
+    assert!(
+        reset,
+        "mysql_async should use COM_RESET_CONNECTION with this server version"
+    );
     let v: Option<Option<i64>> = conn.query_first("SELECT @marker").await.expect("select");
     assert_eq!(v, Some(None), "COM_RESET_CONNECTION clears user variables");
     conn.ping().await.expect("COM_PING after reset");
@@ -721,7 +777,10 @@ async fn ping_reset_init_db_statistics_field_list_and_set_option_work() {
             cmd.arg("--auto-rehash").arg("--batch");
             cmd
         },
-        &format!("use {}\nSELECT DATABASE();\nrehash\nSELECT COUNT(*) FROM t;\n", c.database),
+        &format!(
+            "use {}\nSELECT DATABASE();\nrehash\nSELECT COUNT(*) FROM t;\n",
+            c.database
+        ),
     );
     assert!(ok, "mariadb CLI failed: {err}");
     assert_eq!(out, format!("DATABASE()\n{}\nCOUNT(*)\n0\n", c.database));
@@ -741,7 +800,10 @@ async fn ping_reset_init_db_statistics_field_list_and_set_option_work() {
         .stderr(Stdio::piped());
     let (ok, out, err) = run_with_input(admin, "");
     assert!(ok, "mariadb-admin failed: {err}");
-    assert!(out.contains("Uptime:") && out.contains("Threads:") && out.contains("Questions:"), "{out}");
+    assert!(
+        out.contains("Uptime:") && out.contains("Threads:") && out.contains("Questions:"),
+        "{out}"
+    );
     assert!(out.contains("mysqld is alive"), "{out}");
 
     // COM_SET_OPTION, raw: multi-statements off (then a multi-statement query is a syntax
@@ -749,10 +811,18 @@ async fn ping_reset_init_db_statistics_field_list_and_set_option_work() {
     raw_set_option_round_trip(c.sidecar.port(), &c.app_user, &c.app_password);
 
     let m = c.sidecar.metrics().expect("metrics");
-    for command in ["ping", "reset_connection", "init_db", "statistics", "set_option"] {
+    for command in [
+        "ping",
+        "reset_connection",
+        "init_db",
+        "statistics",
+        "set_option",
+    ] {
         assert!(
-            metric_or_zero(&m, &format!("shardcar_commands_total{{command=\"{command}\"}}"))
-                >= 1.0,
+            metric_or_zero(
+                &m,
+                &format!("shardcar_commands_total{{command=\"{command}\"}}")
+            ) >= 1.0,
             "no {command} counted:\n{m}"
         );
     }
@@ -772,7 +842,8 @@ const PLUGIN_AUTH: u32 = 0x8_0000;
 fn raw_login(port: u16, user: &str, password: &str, caps: u32) -> std::net::TcpStream {
     use shardcar_filter::protocol::auth::native_password_scramble;
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
     let greeting = read_packet(&mut s).1;
     assert_eq!(greeting[0], 10, "protocol 10 greeting: {greeting:?}");
     // Scramble: 8 bytes after version\0 + thread id, then 12 more after the fixed part.
@@ -802,8 +873,12 @@ fn raw_login(port: u16, user: &str, password: &str, caps: u32) -> std::net::TcpS
 /// syntax error; on again, and it returns two result sets.
 fn raw_set_option_round_trip(port: u16, user: &str, password: &str) {
     use std::io::Write;
-    let caps =
-        PROTOCOL_41 | TRANSACTIONS | SECURE_CONNECTION | MULTI_STATEMENTS | MULTI_RESULTS | PLUGIN_AUTH;
+    let caps = PROTOCOL_41
+        | TRANSACTIONS
+        | SECURE_CONNECTION
+        | MULTI_STATEMENTS
+        | MULTI_RESULTS
+        | PLUGIN_AUTH;
     let mut s = raw_login(port, user, password, caps);
     let multi = |s: &mut std::net::TcpStream| -> Vec<Vec<u8>> {
         write_packet(s, 0, b"\x03SELECT 1; SELECT 2");

@@ -175,13 +175,14 @@ impl ClientHandshake {
         if g.capabilities & caps::PROTOCOL_41 == 0 {
             return Err(malformed("server does not speak protocol 4.1"));
         }
+        // The connection-phase capabilities this machine needs; everything that shapes
+        // the command phase comes from the configuration (the application's own set), so
+        // both hops agree on it.
         let mut wanted = self.config.capabilities
             | caps::PROTOCOL_41
             | caps::SECURE_CONNECTION
             | caps::PLUGIN_AUTH
-            | caps::PLUGIN_AUTH_LENENC_CLIENT_DATA
-            | caps::LONG_PASSWORD
-            | caps::TRANSACTIONS;
+            | caps::PLUGIN_AUTH_LENENC_CLIENT_DATA;
         wanted &= !(caps::SSL | caps::CONNECT_WITH_DB | caps::COMPRESS);
         if self.config.database.is_some() {
             wanted |= caps::CONNECT_WITH_DB;

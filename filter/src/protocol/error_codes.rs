@@ -1,9 +1,11 @@
 //! The MySQL error codes Shardcar sends, each with its SQLSTATE, so that every refusal
 //! reaches the client as the ERR packet a MySQL server would send.
 //!
-//! Codes below 2000 are server codes (`ER_*`); 2xxx are client codes (`CR_*`) that the
-//! sidecar sends on behalf of an upstream it cannot reach, mirroring what the client
-//! library itself would report for a direct connection.
+//! Codes below 2000 are server codes (`ER_*`); 2xxx are client codes (`CR_*`). The
+//! sidecar never sends a client code: MariaDB Connector/C rejects a server packet that
+//! carries one as malformed. An unreachable upstream is reported as
+//! `ER_CONNECT_TO_FOREIGN_DATA_SOURCE` and a lost one as `ER_NET_READ_ERROR` (SQLSTATE
+//! 08S01, a communication-link failure, which drivers map to "connection broken").
 
 /// A MySQL error code and its SQLSTATE.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -54,6 +56,7 @@ codes! {
     ER_SECURE_TRANSPORT_REQUIRED = 3159, "HY000";
     ER_QUERY_TIMEOUT = 3024, "HY000";
     ER_PLUGIN_IS_NOT_LOADED = 1524, "HY000";
+    ER_CONNECT_TO_FOREIGN_DATA_SOURCE = 1429, "HY000";
     CR_CONNECTION_ERROR = 2002, "HY000";
     CR_CONN_HOST_ERROR = 2003, "HY000";
     CR_SERVER_GONE_ERROR = 2006, "HY000";

@@ -117,6 +117,12 @@ impl PacketAssembler {
         self.max_packet_size
     }
 
+    /// Changes the limit, e.g. from the small one used before a client has logged in to
+    /// the configured one.
+    pub fn set_max_packet_size(&mut self, max_packet_size: usize) {
+        self.max_packet_size = max_packet_size;
+    }
+
     pub fn extend(&mut self, bytes: &[u8]) {
         self.compact();
         self.buf.extend_from_slice(bytes);

@@ -153,13 +153,24 @@ impl ErrPacket {
         })
     }
 
-    /// Encodes with the `#SQLSTATE` marker (every 4.1+ client expects it).
+    /// Encodes with the `#SQLSTATE` marker (every 4.1+ client expects it once the
+    /// handshake has negotiated `CLIENT_PROTOCOL_41`).
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(9 + self.message.len());
         out.push(ERR_HEADER);
         wire::put_u16(&mut out, self.code);
         out.push(b'#');
         out.extend_from_slice(&self.sqlstate);
+        out.extend_from_slice(self.message.as_bytes());
+        out
+    }
+
+    /// Encodes without the SQLSTATE marker, as mysqld does for an error sent in place
+    /// of the greeting, before it knows what the client speaks.
+    pub fn encode_pre_handshake(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(3 + self.message.len());
+        out.push(ERR_HEADER);
+        wire::put_u16(&mut out, self.code);
         out.extend_from_slice(self.message.as_bytes());
         out
     }

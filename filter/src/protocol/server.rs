@@ -212,6 +212,12 @@ impl ServerHandshake {
         out
     }
 
+    /// Ends the handshake with an ERR the driver detected itself (a malformed or
+    /// oversized packet), numbered where the client expects the server's next packet.
+    pub fn refuse(&mut self, code: ErrorCode, message: impl Into<String>) -> Step {
+        self.fail(code, message.into())
+    }
+
     /// Called once the TLS handshake finished after an SSLRequest.
     pub fn tls_established(&mut self) {
         self.tls = true;
@@ -480,11 +486,16 @@ impl ServerHandshake {
 }
 
 /// An ERR packet sent in place of the greeting (sequence id 0), e.g. when the upstream
-/// cannot be reached or the connection limit is hit.
+/// cannot be reached or the connection limit is hit. Like mysqld, it carries no SQLSTATE:
+/// clients parse it before any capability is negotiated.
 pub fn error_before_greeting(code: ErrorCode, message: impl Into<String>) -> Vec<u8> {
     let mut out = Vec::new();
     let mut seq = 0;
-    write_packet(&mut out, &mut seq, &ErrPacket::new(code, message).encode());
+    write_packet(
+        &mut out,
+        &mut seq,
+        &ErrPacket::new(code, message).encode_pre_handshake(),
+    );
     out
 }
 
@@ -806,6 +817,15 @@ mod tests {
         let mut p = client_response(&g, AuthPlugin::NativePassword, b"secret");
         p.seq = 9;
         assert!(matches!(hs.handle_packet(&p, &mut ctx), Step::Fail(_, ref e) if e.code == 1156));
+    }
+
+    #[test]
+    fn error_before_greeting_has_no_sqlstate_marker() {
+        let bytes = error_before_greeting(error_codes::ER_CON_COUNT_ERROR, "Too many connections");
+        let p = packets(&bytes).remove(0);
+        assert_eq!(p.seq, 0);
+        assert_eq!(&p.payload[..3], &[0xff, 0x10, 0x04]);
+        assert_eq!(&p.payload[3..], b"Too many connections");
     }
 
     #[test]

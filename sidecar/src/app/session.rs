@@ -14,7 +14,7 @@ use shardcar_filter::protocol::error_codes;
 use shardcar_filter::protocol::exchange::{InfileScanner, ResponseKind, ResponseScanner, Scan};
 use shardcar_filter::protocol::handshake::{push_connect_attr, ChangeUser};
 use shardcar_filter::protocol::packet::{
-    peek_header, write_packet, FrameError, Packet, PacketAssembler,
+    peek_header, write_packet, FrameError, Packet, PacketAssembler, HEADER_LEN,
 };
 use shardcar_filter::protocol::server::{
     error_before_greeting, Authenticated, ServerHandshake, ServerHandshakeConfig, Step,
@@ -39,6 +39,8 @@ const FORMAT_CAPABILITIES: u32 = caps::DEPRECATE_EOF
 
 /// How much the sidecar reads from mysqld at once while relaying a response.
 const RELAY_CHUNK: usize = 32 * 1024;
+/// Largest first packet accepted (a HandshakeResponse with 64 KiB of attributes fits).
+const FIRST_PACKET_MAX: usize = 128 * 1024;
 /// Room made in a client's read buffer before each read.
 const READ_RESERVE: usize = 4096;
 /// Client bytes buffered while a response is relayed (pipelined commands); beyond this
@@ -86,6 +88,41 @@ impl Client {
         }
     }
 
+    /// Reads exactly one physical packet, never more: the first packet of a connection
+    /// may be an SSLRequest, and the TLS ClientHello that follows it in the same segment
+    /// must stay in the socket for the TLS acceptor.
+    async fn read_first_packet(
+        &mut self,
+        metrics: &crate::metrics::Metrics,
+    ) -> std::io::Result<Option<Result<Packet, FrameError>>> {
+        let mut header = [0u8; HEADER_LEN];
+        match self.stream.read_exact(&mut header).await {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+            Err(e) => return Err(e),
+        }
+        let Some(h) = peek_header(&header) else {
+            return Ok(None);
+        };
+        if h.continues() || h.len > FIRST_PACKET_MAX {
+            return Ok(Some(Err(FrameError::TooLarge {
+                limit: FIRST_PACKET_MAX,
+            })));
+        }
+        let mut payload = vec![0u8; h.len];
+        match self.stream.read_exact(&mut payload).await {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+            Err(e) => return Err(e),
+        }
+        metrics.bytes(Direction::FromClient, (HEADER_LEN + h.len) as u64);
+        Ok(Some(Ok(Packet {
+            seq: h.seq,
+            last_seq: h.seq,
+            payload,
+        })))
+    }
+
     async fn send(
         &mut self,
         bytes: &[u8],
@@ -122,7 +159,9 @@ pub async fn serve(
     metrics.connection_opened();
     let client = Client {
         stream: Stream::Tcp(socket),
-        assembler: PacketAssembler::new(shared.config.max_packet_size),
+        // Small until the client has logged in: an anonymous peer must not make the
+        // sidecar buffer a whole max-size packet.
+        assembler: PacketAssembler::new(FIRST_PACKET_MAX),
         peer,
     };
     let timeout = shared.config.handshake_timeout();
@@ -187,11 +226,30 @@ async fn handshake(mut client: Client, shared: &Arc<Shared>) -> Result<Session, 
         .send(&greeting, metrics)
         .await
         .map_err(|_| "client gone")?;
+    let mut first = true;
     loop {
-        let packet = match client.read_packet(metrics).await {
+        let read = if first {
+            client.read_first_packet(metrics).await
+        } else {
+            client.read_packet(metrics).await
+        };
+        first = false;
+        let packet = match read {
             Ok(Some(Ok(p))) => p,
-            Ok(Some(Err(_))) => {
+            Ok(Some(Err(e))) => {
                 metrics.handshake_failed("malformed");
+                let step = match e {
+                    FrameError::TooLarge { .. } => {
+                        hs.refuse(error_codes::ER_NET_PACKET_TOO_LARGE, e.to_string())
+                    }
+                    FrameError::OutOfOrder { .. } => {
+                        hs.refuse(error_codes::ER_NET_PACKETS_OUT_OF_ORDER, e.to_string())
+                    }
+                };
+                if let Step::Fail(bytes, err) = step {
+                    metrics.error(err.code, ErrorOrigin::Sidecar);
+                    let _ = client.send(&bytes, metrics).await;
+                }
                 return Err("malformed handshake packet");
             }
             Ok(None) | Err(_) => {
@@ -244,6 +302,9 @@ async fn handshake(mut client: Client, shared: &Arc<Shared>) -> Result<Session, 
                 return Err("handshake refused");
             }
             Step::Done(ok, auth) => {
+                client
+                    .assembler
+                    .set_max_packet_size(shared.config.max_packet_size);
                 let mut session = Session {
                     shared: shared.clone(),
                     client,
@@ -324,6 +385,9 @@ impl Session {
             self.metrics()
                 .upstream_connect(result.is_ok(), started.elapsed().as_secs_f64());
             let up = result?;
+            if up.stream.is_tls() {
+                self.metrics().tls_handshake("upstream");
+            }
             let mismatch = (up.session.capabilities ^ self.auth.capabilities) & FORMAT_CAPABILITIES;
             if mismatch != 0 {
                 warn!(
@@ -331,8 +395,9 @@ impl Session {
                     "upstream capabilities differ from the application's; refusing to forward"
                 );
                 up.quit().await;
-                return Err(ConnectError::Closed {
+                return Err(ConnectError::Incompatible {
                     address: self.shared.upstream.display.clone(),
+                    missing: mismatch,
                 });
             }
             self.shared.remember_profile(&up.session);
@@ -626,7 +691,7 @@ impl Session {
         };
         if let Some(seq) = seq {
             let err = ErrPacket::new(
-                error_codes::CR_SERVER_LOST,
+                error_codes::ER_NET_READ_ERROR,
                 "Lost connection to MySQL server during query",
             );
             let _ = self

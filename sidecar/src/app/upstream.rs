@@ -73,6 +73,8 @@ pub enum ConnectError {
     },
     #[error("Lost connection to MySQL server at '{address}' during handshake")]
     Closed { address: String },
+    #[error("MySQL server on '{address}' does not support capabilities the client negotiated ({missing:#x})")]
+    Incompatible { address: String, missing: u32 },
 }
 
 impl ConnectError {
@@ -87,25 +89,19 @@ impl ConnectError {
                 ..
             } if err.code != error_codes::ER_ACCESS_DENIED_ERROR.code => err.clone(),
             ConnectError::Handshake { address, .. } => ErrPacket::new(
-                error_codes::CR_CONN_HOST_ERROR,
-                format!("Can't connect to MySQL server on '{address}' (the upstream refused the sidecar's login; see the sidecar's log)"),
+                self.code(),
+                format!("Can't connect to MySQL server on '{address}': the server refused the sidecar's login (see the sidecar's log)"),
             ),
-            ConnectError::Tls { .. } => {
-                ErrPacket::new(error_codes::CR_SSL_CONNECTION_ERROR, self.to_string())
-            }
-            ConnectError::Closed { .. } => {
-                ErrPacket::new(error_codes::CR_SERVER_LOST, self.to_string())
-            }
-            _ => ErrPacket::new(error_codes::CR_CONN_HOST_ERROR, self.to_string()),
+            _ => ErrPacket::new(self.code(), self.to_string()),
         }
     }
 
-    /// Code for metrics.
+    /// The code sent for this failure (server-range codes only: see `error_codes`).
     pub fn code(&self) -> ErrorCode {
         match self {
-            ConnectError::Tls { .. } => error_codes::CR_SSL_CONNECTION_ERROR,
-            ConnectError::Closed { .. } => error_codes::CR_SERVER_LOST,
-            _ => error_codes::CR_CONN_HOST_ERROR,
+            ConnectError::Closed { .. } => error_codes::ER_NET_READ_ERROR,
+            ConnectError::Incompatible { .. } => error_codes::ER_NOT_SUPPORTED_YET,
+            _ => error_codes::ER_CONNECT_TO_FOREIGN_DATA_SOURCE,
         }
     }
 }
