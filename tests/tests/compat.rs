@@ -512,7 +512,9 @@ async fn cli_sourcing_a_sql_file_is_identical() {
     let file = data_file("compat_source.sql");
     let contents = std::fs::read(&file).expect("reading compat_source.sql");
     let source_cmd = format!("source {}", file.display());
-    let modes: Vec<(&str, Vec<&str>, Option<&[u8]>)> = vec![
+    // (name, extra CLI arguments, what to feed on stdin)
+    type Mode<'a> = (&'a str, Vec<&'a str>, Option<&'a [u8]>);
+    let modes: Vec<Mode> = vec![
         ("stdin redirect", vec![], Some(&contents[..])),
         ("source command", vec!["-e", source_cmd.as_str()], None),
         (
