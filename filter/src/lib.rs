@@ -7,3 +7,4 @@
 //! same code runs in the native sidecar, in unit tests, in fuzz targets and inside Envoy.
 
 pub mod protocol;
+pub mod vschema;

@@ -1,0 +1,1 @@
+//! Tests of the VSchema against Vitess example documents.
