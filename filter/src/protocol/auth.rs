@@ -111,71 +111,76 @@ pub fn parse_sha2_hash(s: &str) -> Option<[u8; 32]> {
     Some(out)
 }
 
-/// The client's `mysql_native_password` response:
-/// `SHA1(password) XOR SHA1(scramble + SHA1(SHA1(password)))`. Empty for an empty password.
-pub fn native_password_scramble(password: &[u8], scramble: &[u8]) -> Vec<u8> {
+/// Which side of the double hash the nonce goes on when computing the mask.
+#[derive(Clone, Copy)]
+enum NonceOrder {
+    /// `H(nonce + H(H(password)))`: mysql_native_password.
+    First,
+    /// `H(H(H(password)) + nonce)`: caching_sha2_password.
+    Last,
+}
+
+/// `H(H(password) ... nonce)` mask shared by both scramble plugins.
+fn mask<D: Digest>(double_hash: &[u8], nonce: &[u8], order: NonceOrder) -> Vec<u8> {
+    let mut h = D::new();
+    match order {
+        NonceOrder::First => {
+            h.update(nonce);
+            h.update(double_hash);
+        }
+        NonceOrder::Last => {
+            h.update(double_hash);
+            h.update(nonce);
+        }
+    }
+    h.finalize().to_vec()
+}
+
+fn xor(a: &[u8], b: &[u8]) -> Vec<u8> {
+    a.iter().zip(b).map(|(x, y)| x ^ y).collect()
+}
+
+/// The client's answer: `H(password) XOR mask`; empty for an empty password.
+fn scramble_with<D: Digest>(password: &[u8], nonce: &[u8], order: NonceOrder) -> Vec<u8> {
     if password.is_empty() {
         return Vec::new();
     }
-    let stage1 = Sha1::digest(password);
-    let stage2 = Sha1::digest(stage1);
-    let mut h = Sha1::new();
-    h.update(scramble);
-    h.update(stage2);
-    let mask = h.finalize();
-    stage1.iter().zip(mask.iter()).map(|(a, b)| a ^ b).collect()
+    let stage1 = D::digest(password);
+    let stage2 = D::digest(&stage1);
+    xor(&stage1, &mask::<D>(&stage2, nonce, order))
+}
+
+/// Recovers `H(password)` from the answer and checks that hashing it gives the stored
+/// double hash.
+fn verify_with<D: Digest>(stored: &[u8], nonce: &[u8], response: &[u8], order: NonceOrder) -> bool {
+    if response.len() != stored.len() {
+        return false;
+    }
+    let stage1 = xor(response, &mask::<D>(stored, nonce, order));
+    constant_time_eq(&D::digest(&stage1), stored)
+}
+
+/// The client's `mysql_native_password` response:
+/// `SHA1(password) XOR SHA1(scramble + SHA1(SHA1(password)))`. Empty for an empty password.
+pub fn native_password_scramble(password: &[u8], scramble: &[u8]) -> Vec<u8> {
+    scramble_with::<Sha1>(password, scramble, NonceOrder::First)
 }
 
 /// Verifies a `mysql_native_password` response against the stored double-SHA1 hash.
 pub fn verify_native_password(stored: &[u8; 20], scramble: &[u8], response: &[u8]) -> bool {
-    if response.len() != 20 {
-        return false;
-    }
-    let mut h = Sha1::new();
-    h.update(scramble);
-    h.update(stored);
-    let mask = h.finalize();
-    let stage1: Vec<u8> = response
-        .iter()
-        .zip(mask.iter())
-        .map(|(a, b)| a ^ b)
-        .collect();
-    let candidate: [u8; 20] = Sha1::digest(&stage1).into();
-    constant_time_eq(&candidate, stored)
+    verify_with::<Sha1>(stored, scramble, response, NonceOrder::First)
 }
 
 /// The client's `caching_sha2_password` fast-path response:
 /// `SHA256(password) XOR SHA256(SHA256(SHA256(password)) + scramble)`.
 pub fn sha2_password_scramble(password: &[u8], scramble: &[u8]) -> Vec<u8> {
-    if password.is_empty() {
-        return Vec::new();
-    }
-    let stage1 = Sha256::digest(password);
-    let stage2 = Sha256::digest(stage1);
-    let mut h = Sha256::new();
-    h.update(stage2);
-    h.update(scramble);
-    let mask = h.finalize();
-    stage1.iter().zip(mask.iter()).map(|(a, b)| a ^ b).collect()
+    scramble_with::<Sha256>(password, scramble, NonceOrder::Last)
 }
 
 /// Verifies a `caching_sha2_password` fast-path response against the stored
 /// double-SHA256 hash.
 pub fn verify_sha2_password(stored: &[u8; 32], scramble: &[u8], response: &[u8]) -> bool {
-    if response.len() != 32 {
-        return false;
-    }
-    let mut h = Sha256::new();
-    h.update(stored);
-    h.update(scramble);
-    let mask = h.finalize();
-    let stage1: Vec<u8> = response
-        .iter()
-        .zip(mask.iter())
-        .map(|(a, b)| a ^ b)
-        .collect();
-    let candidate: [u8; 32] = Sha256::digest(&stage1).into();
-    constant_time_eq(&candidate, stored)
+    verify_with::<Sha256>(stored, scramble, response, NonceOrder::Last)
 }
 
 /// Compares without an early exit, so timing does not reveal the matching prefix.
