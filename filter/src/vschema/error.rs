@@ -67,7 +67,9 @@ pub enum VSchemaError {
         column: String,
     },
     /// A column vindex names a vindex the keyspace does not define.
-    #[error("keyspace {keyspace}: table {table}: column vindex {column}: vindex {vindex} not found")]
+    #[error(
+        "keyspace {keyspace}: table {table}: column vindex {column}: vindex {vindex} not found"
+    )]
     VindexNotFound {
         /// Keyspace.
         keyspace: String,

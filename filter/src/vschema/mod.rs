@@ -23,8 +23,8 @@ pub use catalog::{VindexKind, VindexTypes};
 pub use error::{FindTableError, VSchemaError};
 pub use routing::{PrimaryVindex, TableRef, TabletType};
 pub use srv::{
-    KeyspaceRoutingRule, KeyspaceRoutingRules, MirrorRule, MirrorRules, RoutingRule,
-    RoutingRules, ShardRoutingRule, ShardRoutingRules, SrvVSchema,
+    KeyspaceRoutingRule, KeyspaceRoutingRules, MirrorRule, MirrorRules, RoutingRule, RoutingRules,
+    ShardRoutingRule, ShardRoutingRules, SrvVSchema,
 };
 pub use types::{
     AutoIncrement, Column, ColumnVindex, ForeignKeyMode, Keyspace, MultiTenantSpec, Table,

@@ -201,12 +201,11 @@ impl SrvVSchema {
         let Some(keyspace) = keyspace else {
             return self.find_global_table(table)?.ok_or_else(not_found);
         };
-        let (ks_name, ks) =
-            self.keyspaces
-                .get_key_value(keyspace)
-                .ok_or_else(|| FindTableError::UnknownKeyspace {
-                    keyspace: keyspace.to_owned(),
-                })?;
+        let (ks_name, ks) = self.keyspaces.get_key_value(keyspace).ok_or_else(|| {
+            FindTableError::UnknownKeyspace {
+                keyspace: keyspace.to_owned(),
+            }
+        })?;
         if let Some((name, t)) = ks.tables.get_key_value(table) {
             return Ok(TableRef {
                 keyspace: ks_name,

@@ -122,10 +122,7 @@ pub struct Table {
     #[serde(rename = "type")]
     pub type_: TableType,
     /// Column vindexes; the first one is the primary vindex.
-    #[serde(
-        alias = "columnVindexes",
-        deserialize_with = "protojson::null_default"
-    )]
+    #[serde(alias = "columnVindexes", deserialize_with = "protojson::null_default")]
     pub column_vindexes: Vec<ColumnVindex>,
     /// Column filled from a sequence when the inserted value is NULL.
     #[serde(alias = "autoIncrement")]

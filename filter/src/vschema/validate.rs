@@ -43,7 +43,9 @@ impl Keyspace {
                         });
                     }
                 }
-                if kind.lookup && !vindex.owner.is_empty() && !self.tables.contains_key(&vindex.owner)
+                if kind.lookup
+                    && !vindex.owner.is_empty()
+                    && !self.tables.contains_key(&vindex.owner)
                 {
                     errors.push(VSchemaError::OwnerNotFound {
                         keyspace: ks(),
