@@ -141,6 +141,7 @@ impl Cluster {
                 app_user: app_user.clone(),
                 app_password: app_password.clone(),
                 extra_yaml: spec.sidecar_extra_yaml.clone(),
+                ..SidecarOptions::default()
             },
             &sidecar_parent,
         )
@@ -160,25 +161,36 @@ impl Cluster {
         })
     }
 
+    /// Options for another sidecar in front of this cluster's MariaDB, with the same accounts
+    /// as [`Cluster::sidecar`] and `extra_yaml` appended to its config.
+    pub fn sidecar_options(&self, extra_yaml: impl Into<String>) -> SidecarOptions {
+        SidecarOptions {
+            upstream_address: self.mariadb.address(),
+            upstream_user: self.upstream_user.clone(),
+            upstream_password: self.upstream_password.clone(),
+            app_user: self.app_user.clone(),
+            app_password: self.app_password.clone(),
+            extra_yaml: extra_yaml.into(),
+            ..SidecarOptions::default()
+        }
+    }
+
     /// A `mysql://` URL for the application account through the sidecar.
     pub fn sidecar_url(&self) -> String {
-        format!(
-            "mysql://{}:{}@127.0.0.1:{}/{}",
-            self.app_user,
-            self.app_password,
-            self.sidecar.port(),
-            self.database
-        )
+        self.url(self.sidecar.port())
     }
 
     /// The same account, direct to MariaDB.
     pub fn direct_url(&self) -> String {
+        self.url(self.mariadb.port())
+    }
+
+    /// A `mysql://` URL for the application account and the test database on
+    /// 127.0.0.1:`port` (the sidecar's, MariaDB's or another sidecar's in front of it).
+    pub fn url(&self, port: u16) -> String {
         format!(
-            "mysql://{}:{}@127.0.0.1:{}/{}",
-            self.app_user,
-            self.app_password,
-            self.mariadb.port(),
-            self.database
+            "mysql://{}:{}@127.0.0.1:{port}/{}",
+            self.app_user, self.app_password, self.database
         )
     }
 }

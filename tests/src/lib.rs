@@ -9,6 +9,8 @@
 //! - [`SidecarProcess`]: the real `shardcar` binary in the app role, with a generated YAML
 //!   config; waits for `GET /ready`; exposes ports, `/metrics`, SIGTERM, RSS and CPU ticks.
 //! - [`Etcd`] and [`etcd_cluster`]: real `/usr/bin/etcd` members (Debian `etcd-server`).
+//! - [`client`]: `mysql_async` options and error codes, the `mariadb` CLI, child programs
+//!   with a time bound, raw MySQL packets and a native-password login over a plain socket.
 //! - [`Cluster`] / [`shared_cluster`]: one MariaDB and one sidecar per test binary, started
 //!   lazily on a runtime kept in a static.
 //!
@@ -26,6 +28,7 @@
 //! fires when the *spawning thread* exits. Tests spawn from their own thread; the shared
 //! cluster spawns from the worker threads of a runtime that lives in a static.
 
+pub mod client;
 mod cluster;
 mod etcd;
 mod http;
@@ -36,12 +39,21 @@ pub use etcd::{etcd_cluster, Etcd, EtcdCluster};
 pub use http::http_get;
 pub use shardcar::local::mariadb::{MariaDb, MariaDbOptions};
 pub use shardcar::local::LocalError;
-pub use sidecar::{shardcar_binary, SidecarOptions, SidecarProcess};
+pub use sidecar::{metric, metric_or_zero, shardcar_binary, SidecarOptions, SidecarProcess};
 
 /// A TCP port on 127.0.0.1 that was free a moment ago.
 pub fn free_port() -> u16 {
     #[allow(clippy::expect_used)]
     shardcar::local::process::free_loopback_port().expect("binding 127.0.0.1:0 to find a free port")
+}
+
+/// A temp dir named `<prefix>...`, removed on drop.
+pub fn temp_dir(prefix: &str) -> tempfile::TempDir {
+    #[allow(clippy::expect_used)]
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir()
+        .expect("creating a temp dir")
 }
 
 /// The workspace root (the directory holding the top-level `Cargo.toml`).

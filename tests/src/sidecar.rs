@@ -29,6 +29,9 @@ pub struct SidecarOptions {
     pub app_password: String,
     /// Raw YAML appended at the top level of the config, e.g. `local_infile: true\n`.
     pub extra_yaml: String,
+    /// Raw YAML appended inside `upstream:`, indented by two spaces, e.g.
+    /// `  tls:\n    enabled: true\n`.
+    pub upstream_extra_yaml: String,
 }
 
 impl Default for SidecarOptions {
@@ -40,6 +43,7 @@ impl Default for SidecarOptions {
             app_user: "app".to_string(),
             app_password: "app".to_string(),
             extra_yaml: String::new(),
+            upstream_extra_yaml: String::new(),
         }
     }
 }
@@ -91,9 +95,24 @@ impl SidecarProcess {
         Self::start_in(opts, &std::env::temp_dir())
     }
 
+    /// Like [`SidecarProcess::start`], but waits only until `GET /healthz` answers 200 (the
+    /// process is up), not for `/ready`: for an upstream that is down or refused.
+    pub fn start_live(opts: SidecarOptions) -> anyhow::Result<Self> {
+        let mut sidecar = Self::spawn_in(&opts, &std::env::temp_dir())?;
+        sidecar.wait_for("/healthz")?;
+        Ok(sidecar)
+    }
+
     /// Like [`SidecarProcess::start`], with the config and logs in a temp dir under `parent`
     /// (the shared cluster keeps them under its swept root, as statics are never dropped).
     pub fn start_in(opts: SidecarOptions, parent: &Path) -> anyhow::Result<Self> {
+        let mut sidecar = Self::spawn_in(&opts, parent)?;
+        sidecar.wait_ready()?;
+        Ok(sidecar)
+    }
+
+    /// Writes the config and starts the binary, without waiting for anything.
+    fn spawn_in(opts: &SidecarOptions, parent: &Path) -> anyhow::Result<Self> {
         let binary = shardcar_binary()?;
         std::fs::create_dir_all(parent)
             .with_context(|| format!("creating {}", parent.display()))?;
@@ -107,7 +126,7 @@ impl SidecarProcess {
         let password_file = dir.path().join("upstream-password");
         std::fs::write(&password_file, &opts.upstream_password)
             .context("writing the upstream password file")?;
-        let config = render_config(&opts, port, admin_port, &password_file);
+        let config = render_config(opts, port, admin_port, &password_file);
         std::fs::write(&config_path, config).context("writing the sidecar config")?;
 
         let stdout = File::create(dir.path().join("stdout.log")).context("creating stdout.log")?;
@@ -123,17 +142,22 @@ impl SidecarProcess {
         let child = cmd
             .spawn()
             .with_context(|| format!("spawning {}", binary.display()))?;
-        let mut sidecar = SidecarProcess {
+        Ok(SidecarProcess {
             child,
             port,
             admin_port,
             dir,
-        };
-        sidecar.wait_ready()?;
-        Ok(sidecar)
+        })
     }
 
-    fn wait_ready(&mut self) -> anyhow::Result<()> {
+    /// Waits until `GET /ready` answers 200.
+    pub fn wait_ready(&mut self) -> anyhow::Result<()> {
+        self.wait_for("/ready")
+    }
+
+    /// Waits until `GET path` on the admin port answers 200 (at most 30 s); fails at once if
+    /// the process exits.
+    pub fn wait_for(&mut self, path: &str) -> anyhow::Result<()> {
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
             if let Some(status) = self.child.try_wait()? {
@@ -142,12 +166,12 @@ impl SidecarProcess {
                     self.stderr()
                 );
             }
-            if matches!(http_get(self.admin_port, "/ready"), Ok((200, _))) {
+            if matches!(http_get(self.admin_port, path), Ok((200, _))) {
                 return Ok(());
             }
             if Instant::now() > deadline {
                 bail!(
-                    "shardcar's /ready on 127.0.0.1:{} did not answer 200 within {READY_TIMEOUT:?}; \
+                    "shardcar's {path} on 127.0.0.1:{} did not answer 200 within {READY_TIMEOUT:?}; \
                      stderr:\n{}",
                     self.admin_port,
                     self.stderr()
@@ -190,6 +214,11 @@ impl SidecarProcess {
             bail!("GET /metrics answered {status}: {body}");
         }
         Ok(body)
+    }
+
+    /// Whether the process has exited (`Some(status)`) or still runs (`None`).
+    pub fn try_wait(&mut self) -> std::io::Result<Option<ExitStatus>> {
+        self.child.try_wait()
     }
 
     /// Sends SIGTERM (graceful drain).
@@ -248,14 +277,19 @@ fn render_config(
         "listen: \"127.0.0.1:{port}\"\n\
          admin_listen: \"127.0.0.1:{admin_port}\"\n\
          users:\n  - name: {name}\n    native_hash: {native}\n    sha2_hash: {sha2}\n\
-         upstream:\n  address: {address}\n  user: {user}\n  password_file: {pwfile}\n",
+         upstream:\n  address: {address}\n  user: {user}\n  password_file: {pwfile}\n\
+         {upstream_extra}",
         name = yaml_string(&opts.app_user),
         native = yaml_string(&native),
         sha2 = yaml_string(&sha2),
         address = yaml_string(&opts.upstream_address),
         user = yaml_string(&opts.upstream_user),
         pwfile = yaml_string(&password_file.display().to_string()),
+        upstream_extra = opts.upstream_extra_yaml,
     );
+    if !opts.upstream_extra_yaml.is_empty() && !opts.upstream_extra_yaml.ends_with('\n') {
+        yaml.push('\n');
+    }
     if !opts.extra_yaml.is_empty() {
         yaml.push_str(&opts.extra_yaml);
         if !opts.extra_yaml.ends_with('\n') {
@@ -285,4 +319,18 @@ pub fn proc_cpu_ticks(pid: u32) -> Option<u64> {
     let utime: u64 = fields.get(11)?.parse().ok()?;
     let stime: u64 = fields.get(12)?.parse().ok()?;
     Some(utime + stime)
+}
+
+/// The value of one Prometheus series in `text`, written exactly as `name{labels}` (or the
+/// bare name).
+pub fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|l| {
+        let value = l.strip_prefix(series)?.strip_prefix(' ')?;
+        value.split_whitespace().next()?.parse().ok()
+    })
+}
+
+/// [`metric`], with 0 for a series that is not there (yet).
+pub fn metric_or_zero(text: &str, series: &str) -> f64 {
+    metric(text, series).unwrap_or(0.0)
 }

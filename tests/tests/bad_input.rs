@@ -8,12 +8,13 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use shardcar_filter::protocol::auth::{native_password_scramble, AuthPlugin};
 use shardcar_filter::protocol::constants::capabilities as caps;
-use shardcar_filter::protocol::handshake::{Greeting, HandshakeResponse};
-use shardcar_filter::protocol::packet::write_packet;
+use shardcar_filter::protocol::handshake::Greeting;
 use shardcar_filter::protocol::ErrPacket;
-use shardcar_tests::{shared_cluster, Cluster, SidecarOptions, SidecarProcess};
+use shardcar_tests::client::{
+    block_on, native_login, payload_len, raw_connect, read_packet_or_eof, write_packet,
+};
+use shardcar_tests::{shared_cluster, Cluster, SidecarProcess};
 
 /// Generous bound for "promptly" (behaviour, not a benchmark).
 const SLACK: Duration = Duration::from_secs(10);
@@ -23,17 +24,10 @@ const MAX_PACKET: usize = 1024 * 1024;
 /// A sidecar in front of the shared MariaDB with a 1 s handshake timeout and a 1 MiB
 /// maximum packet size.
 fn strict_sidecar(c: &Cluster) -> SidecarProcess {
-    SidecarProcess::start(SidecarOptions {
-        upstream_address: c.mariadb.address(),
-        upstream_user: c.upstream_user.clone(),
-        upstream_password: c.upstream_password.clone(),
-        app_user: c.app_user.clone(),
-        app_password: c.app_password.clone(),
-        extra_yaml: format!(
-            "handshake_timeout_ms: {}\nmax_packet_size: {MAX_PACKET}\n",
-            HANDSHAKE_TIMEOUT.as_millis()
-        ),
-    })
+    SidecarProcess::start(c.sidecar_options(format!(
+        "handshake_timeout_ms: {}\nmax_packet_size: {MAX_PACKET}\n",
+        HANDSHAKE_TIMEOUT.as_millis()
+    )))
     .expect("starting a sidecar with a 1 s handshake timeout and 1 MiB packets")
 }
 
@@ -59,16 +53,8 @@ fn assert_alive(pid: u32, sidecar: &SidecarProcess) {
 /// A normal client logs in through the sidecar and runs a query.
 fn normal_client_works(c: &Cluster, port: u16) {
     use mysql_async::prelude::Queryable;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a runtime for mysql_async");
-    rt.block_on(async {
-        let url = format!(
-            "mysql://{}:{}@127.0.0.1:{}/{}",
-            c.app_user, c.app_password, port, c.database
-        );
-        let opts = mysql_async::Opts::from_url(&url).expect("a valid URL");
+    block_on(async {
+        let opts = mysql_async::Opts::from_url(&c.url(port)).expect("a valid URL");
         let mut conn = tokio::time::timeout(SLACK, mysql_async::Conn::new(opts))
             .await
             .expect("a normal client connects without hanging")
@@ -94,10 +80,7 @@ struct Raw {
 
 impl Raw {
     fn connect(port: u16) -> Raw {
-        let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to the sidecar");
-        stream
-            .set_read_timeout(Some(SLACK))
-            .expect("set a read timeout");
+        let stream = raw_connect(port, SLACK).expect("connect to the sidecar");
         stream.set_nodelay(true).expect("nodelay");
         Raw { stream }
     }
@@ -135,17 +118,7 @@ impl Raw {
 
     /// One physical packet; `Ok(None)` on a clean EOF before any byte of it.
     fn read_packet(&mut self) -> std::io::Result<Option<(u8, Vec<u8>)>> {
-        let mut header = [0u8; 4];
-        match self.stream.read_exact(&mut header) {
-            Ok(()) => {}
-            Err(e) if e.kind() == ErrorKind::UnexpectedEof => return Ok(None),
-            Err(e) => return Err(e),
-        }
-        let len =
-            usize::from(header[0]) | usize::from(header[1]) << 8 | usize::from(header[2]) << 16;
-        let mut payload = vec![0; len];
-        self.stream.read_exact(&mut payload)?;
-        Ok(Some((header[3], payload)))
+        read_packet_or_eof(&mut self.stream)
     }
 
     fn send(&mut self, bytes: &[u8]) {
@@ -155,10 +128,7 @@ impl Raw {
     }
 
     fn send_packet(&mut self, seq: u8, payload: &[u8]) {
-        let mut out = Vec::new();
-        let mut seq = seq;
-        write_packet(&mut out, &mut seq, payload);
-        self.send(&out);
+        write_packet(&mut self.stream, seq, payload).expect("writing to the sidecar");
     }
 
     /// Reads until the sidecar closes the connection (EOF or reset), at most `within`.
@@ -211,40 +181,25 @@ fn first_error(bytes: &[u8]) -> Option<(u8, ErrPacket)> {
     if bytes.len() < 4 {
         return None;
     }
-    let len = usize::from(bytes[0]) | usize::from(bytes[1]) << 8 | usize::from(bytes[2]) << 16;
-    let payload = bytes.get(4..4 + len)?;
+    let payload = bytes.get(4..4 + payload_len(bytes))?;
     ErrPacket::decode(payload).ok().map(|e| (bytes[3], e))
 }
 
 /// A HandshakeResponse41 answering `g` with `mysql_native_password`.
 fn login(g: &Greeting, user: &[u8], password: &[u8], database: Option<&[u8]>) -> Vec<u8> {
-    let auth_response = if password.is_empty() {
-        Vec::new()
-    } else {
-        native_password_scramble(password, &g.scramble)
-    };
-    HandshakeResponse {
-        capabilities: caps::PROTOCOL_41
+    native_login(
+        g,
+        user,
+        password,
+        database,
+        caps::PROTOCOL_41
             | caps::SECURE_CONNECTION
             | caps::PLUGIN_AUTH
             | caps::PLUGIN_AUTH_LENENC_CLIENT_DATA
             | caps::LONG_PASSWORD
             | caps::TRANSACTIONS
-            | caps::DEPRECATE_EOF
-            | if database.is_some() {
-                caps::CONNECT_WITH_DB
-            } else {
-                0
-            },
-        max_packet_size: 1 << 24,
-        collation: 45,
-        username: user.to_vec(),
-        auth_response,
-        database: database.map(<[u8]>::to_vec),
-        auth_plugin: Some(AuthPlugin::NativePassword.name().as_bytes().to_vec()),
-        connect_attrs: Vec::new(),
-    }
-    .encode()
+            | caps::DEPRECATE_EOF,
+    )
 }
 
 fn shared() -> (&'static Cluster, &'static SidecarProcess) {
@@ -412,11 +367,7 @@ fn wrong_password_gets_1045_with_mysql_wording() {
     );
 
     // A real client sees the same.
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let e = rt.block_on(async {
+    let e = block_on(async {
         let url = format!("mysql://{}:wrong@127.0.0.1:{}", c.app_user, sidecar.port());
         let opts = mysql_async::Opts::from_url(&url).expect("URL");
         tokio::time::timeout(SLACK, mysql_async::Conn::new(opts))
@@ -491,8 +442,7 @@ fn a_handshake_that_never_completes_is_closed_at_the_timeout() {
     // handshake, not each read.
     let (raw, g) = Raw::greeted(port);
     let mut bytes = Vec::new();
-    let mut seq = 1;
-    write_packet(&mut bytes, &mut seq, &login(&g, b"app", b"app", None));
+    write_packet(&mut bytes, 1, &login(&g, b"app", b"app", None)).expect("encoding the login");
     let started = Instant::now();
     let mut stream = raw.stream;
     let mut closed = false;

@@ -12,14 +12,14 @@
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::Duration;
 
 use mysql_async::prelude::*;
-use mysql_async::{Conn, OptsBuilder, Row, Value, WhiteListFsHandler};
-use shardcar_tests::{shared_cluster, workspace_root, Cluster, SidecarOptions, SidecarProcess};
+use mysql_async::{Conn, Row, Value, WhiteListFsHandler};
+use shardcar_tests::client::{block_on, opts, run_output};
+use shardcar_tests::{shared_cluster, workspace_root, Cluster, SidecarProcess};
 
 const MAX_PACKET: usize = 64 * 1024 * 1024;
 
@@ -150,22 +150,7 @@ fn cli(c: &Cluster, port: u16, db: &str, args: &[&str], stdin: Option<&[u8]>) ->
         .args(args)
         .arg(db)
         .env_remove("MYSQL_PWD")
-        .env_remove("MYSQL_HOST")
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().expect("spawning the mariadb CLI");
-    if let Some(input) = stdin {
-        let mut pipe = child.stdin.take().expect("CLI stdin");
-        let input = input.to_vec();
-        std::thread::spawn(move || {
-            let _ = pipe.write_all(&input);
-        });
-    }
+        .env_remove("MYSQL_HOST");
     let what = format!(
         "mariadb CLI on port {port} {:?} (sidecar log tail: {})",
         args.iter()
@@ -182,29 +167,7 @@ fn cli(c: &Cluster, port: u16, db: &str, args: &[&str], stdin: Option<&[u8]>) ->
                 .collect::<String>()
         }
     );
-    wait_output(child, Duration::from_secs(60), &what)
-}
-
-fn wait_output(child: std::process::Child, limit: Duration, what: &str) -> Output {
-    // Read stdout/stderr while waiting (a full pipe would block the child forever).
-    let pid = child.id();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    match rx.recv_timeout(limit) {
-        Ok(out) => out.expect("collecting output"),
-        Err(_) => {
-            shardcar::local::process::send_signal(pid, libc::SIGKILL);
-            let stderr = rx
-                .recv_timeout(Duration::from_secs(10))
-                .ok()
-                .and_then(Result::ok)
-                .map(|o| String::from_utf8_lossy(&o.stderr).into_owned())
-                .unwrap_or_default();
-            panic!("{what} did not finish within {limit:?} (a hang?); stderr:\n{stderr}");
-        }
-    }
+    run_output(cmd, stdin, Duration::from_secs(60), &what)
 }
 
 async fn connect(c: &Cluster, port: u16, db: &str) -> Conn {
@@ -214,12 +177,7 @@ async fn connect(c: &Cluster, port: u16, db: &str) -> Conn {
 }
 
 async fn try_connect(c: &Cluster, port: u16, db: &str, infile: bool) -> mysql_async::Result<Conn> {
-    let mut opts = OptsBuilder::default()
-        .ip_or_hostname("127.0.0.1")
-        .tcp_port(port)
-        .prefer_socket(false)
-        .user(Some(c.app_user.clone()))
-        .pass(Some(c.app_password.clone()))
+    let mut opts = opts(port, &c.app_user, &c.app_password)
         .db_name(Some(db.to_string()))
         .max_allowed_packet(Some(MAX_PACKET));
     if infile {
@@ -587,8 +545,8 @@ fn venv_python() -> PathBuf {
 
 fn run_python(c: &Cluster, script: &str, port: u16, db: &str) -> Output {
     let dir = workspace_root().join("tests").join("python").join("compat");
-    let child = Command::new(venv_python())
-        .arg(dir.join(script))
+    let mut cmd = Command::new(venv_python());
+    cmd.arg(dir.join(script))
         .args([
             "127.0.0.1",
             &port.to_string(),
@@ -598,13 +556,8 @@ fn run_python(c: &Cluster, script: &str, port: u16, db: &str) -> Output {
         ])
         .current_dir(&dir)
         .env("PYTHONHASHSEED", "0")
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawning the venv python");
-    wait_output(child, Duration::from_secs(300), script)
+        .env("PYTHONDONTWRITEBYTECODE", "1");
+    run_output(cmd, None, Duration::from_secs(300), script)
 }
 
 async fn python_case(script: &str, db: &str) {
@@ -911,15 +864,8 @@ fn load_steps(file: &Path) -> Vec<Step> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn load_data_local_infile_enabled_loads_the_same_rows() {
     let c = shared_cluster();
-    let infile_sidecar = SidecarProcess::start(SidecarOptions {
-        upstream_address: c.mariadb.address(),
-        upstream_user: c.upstream_user.clone(),
-        upstream_password: c.upstream_password.clone(),
-        app_user: c.app_user.clone(),
-        app_password: c.app_password.clone(),
-        extra_yaml: "local_infile: true\n".to_string(),
-    })
-    .expect("starting a sidecar with local_infile: true");
+    let infile_sidecar = SidecarProcess::start(c.sidecar_options("local_infile: true\n"))
+        .expect("starting a sidecar with local_infile: true");
     let db = "compat_infile_on";
     root_exec(c, "SET GLOBAL local_infile = 1;").await;
     for file in [data_file("compat_infile.csv"), large_infile()] {
@@ -1048,11 +994,7 @@ fn sysbench_oltp_read_write_through_sidecar() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(60);
     let db = "compat_sbtest";
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    rt.block_on(fresh_db(c, db));
+    block_on(fresh_db(c, db));
     let common = |cmd: &mut Command| {
         cmd.args([
             "oltp_read_write",
@@ -1064,19 +1006,12 @@ fn sysbench_oltp_read_write_through_sidecar() {
             &format!("--mysql-db={db}"),
             "--tables=4",
             "--table-size=10000",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+        ]);
     };
     let mut prepare = Command::new("sysbench");
     common(&mut prepare);
     prepare.arg("prepare");
-    let out = wait_output(
-        prepare.spawn().expect("spawning sysbench"),
-        Duration::from_secs(600),
-        "sysbench prepare",
-    );
+    let out = run_output(prepare, None, Duration::from_secs(600), "sysbench prepare");
     assert!(
         out.status.success(),
         "sysbench prepare through the sidecar failed:\n{}\n{}",
@@ -1096,8 +1031,9 @@ fn sysbench_oltp_read_write_through_sidecar() {
         "--mysql-ignore-errors=1213,1205",
         "run",
     ]);
-    let out = wait_output(
-        run.spawn().expect("spawning sysbench"),
+    let out = run_output(
+        run,
+        None,
         Duration::from_secs(seconds + 120),
         "sysbench run",
     );
@@ -1125,9 +1061,5 @@ fn sysbench_oltp_read_write_through_sidecar() {
     let mut cleanup = Command::new("sysbench");
     common(&mut cleanup);
     cleanup.arg("cleanup");
-    let _ = wait_output(
-        cleanup.spawn().expect("spawning sysbench"),
-        Duration::from_secs(120),
-        "sysbench cleanup",
-    );
+    let _ = run_output(cleanup, None, Duration::from_secs(120), "sysbench cleanup");
 }

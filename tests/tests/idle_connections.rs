@@ -10,15 +10,13 @@
 //!
 //! Bytes per idle connection are printed and written to `target/idle-connections.txt`.
 
-use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use shardcar_filter::protocol::auth::{native_password_scramble, AuthPlugin};
 use shardcar_filter::protocol::constants::capabilities as caps;
-use shardcar_filter::protocol::handshake::{Greeting, HandshakeResponse};
-use shardcar_filter::protocol::packet::write_packet;
-use shardcar_tests::{shared_cluster, workspace_root, Cluster, SidecarOptions, SidecarProcess};
+use shardcar_filter::protocol::handshake::Greeting;
+use shardcar_tests::client::{block_on, native_login, raw_connect, read_packet, write_packet};
+use shardcar_tests::{shared_cluster, workspace_root, Cluster, SidecarProcess};
 
 const IDLE: usize = 10_000;
 const AUTHENTICATED: usize = 2_000;
@@ -47,45 +45,29 @@ fn raise_fd_limit(wanted: u64) -> u64 {
     lim.rlim_cur
 }
 
-fn read_packet(s: &mut TcpStream) -> std::io::Result<(u8, Vec<u8>)> {
-    let mut header = [0u8; 4];
-    s.read_exact(&mut header)?;
-    let len = usize::from(header[0]) | usize::from(header[1]) << 8 | usize::from(header[2]) << 16;
-    let mut payload = vec![0; len];
-    s.read_exact(&mut payload)?;
-    Ok((header[3], payload))
-}
-
-/// Connects and reads the greeting; returns the socket and the scramble.
-fn greeted(port: u16) -> std::io::Result<(TcpStream, Vec<u8>)> {
-    let mut s = TcpStream::connect(("127.0.0.1", port))?;
-    s.set_read_timeout(Some(Duration::from_secs(20)))?;
+/// Connects and reads the greeting; returns the socket and the greeting.
+fn greeted(port: u16) -> std::io::Result<(TcpStream, Greeting)> {
+    let mut s = raw_connect(port, Duration::from_secs(20))?;
     let (seq, payload) = read_packet(&mut s)?;
     let g = Greeting::decode(&payload)
         .map_err(|e| std::io::Error::other(format!("bad greeting (seq {seq}): {e}")))?;
-    Ok((s, g.scramble))
+    Ok((s, g))
 }
 
-fn authenticate(s: &mut TcpStream, scramble: &[u8], c: &Cluster) -> std::io::Result<()> {
-    let resp = HandshakeResponse {
-        capabilities: caps::PROTOCOL_41
+fn authenticate(s: &mut TcpStream, g: &Greeting, c: &Cluster) -> std::io::Result<()> {
+    let resp = native_login(
+        g,
+        c.app_user.as_bytes(),
+        c.app_password.as_bytes(),
+        None,
+        caps::PROTOCOL_41
             | caps::SECURE_CONNECTION
             | caps::PLUGIN_AUTH
             | caps::PLUGIN_AUTH_LENENC_CLIENT_DATA
             | caps::TRANSACTIONS
             | caps::DEPRECATE_EOF,
-        max_packet_size: 1 << 24,
-        collation: 45,
-        username: c.app_user.as_bytes().to_vec(),
-        auth_response: native_password_scramble(c.app_password.as_bytes(), scramble),
-        database: None,
-        auth_plugin: Some(AuthPlugin::NativePassword.name().as_bytes().to_vec()),
-        connect_attrs: Vec::new(),
-    };
-    let mut out = Vec::new();
-    let mut seq = 1;
-    write_packet(&mut out, &mut seq, &resp.encode());
-    s.write_all(&out)?;
+    );
+    write_packet(s, 1, &resp)?;
     let (_, payload) = read_packet(s)?;
     if payload.first() != Some(&0) {
         return Err(std::io::Error::other(format!(
@@ -98,16 +80,8 @@ fn authenticate(s: &mut TcpStream, scramble: &[u8], c: &Cluster) -> std::io::Res
 
 fn normal_query(c: &Cluster, port: u16) {
     use mysql_async::prelude::Queryable;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a runtime for mysql_async");
-    rt.block_on(async {
-        let url = format!(
-            "mysql://{}:{}@127.0.0.1:{}/{}",
-            c.app_user, c.app_password, port, c.database
-        );
-        let opts = mysql_async::Opts::from_url(&url).expect("a valid URL");
+    block_on(async {
+        let opts = mysql_async::Opts::from_url(&c.url(port)).expect("a valid URL");
         let mut conn = tokio::time::timeout(Duration::from_secs(20), mysql_async::Conn::new(opts))
             .await
             .expect("connecting does not hang")
@@ -135,15 +109,9 @@ fn ten_thousand_idle_connections_stay_small() {
     );
     let c = shared_cluster();
     // Spawned after raising the limit: it inherits it.
-    let sidecar = SidecarProcess::start(SidecarOptions {
-        upstream_address: c.mariadb.address(),
-        upstream_user: c.upstream_user.clone(),
-        upstream_password: c.upstream_password.clone(),
-        app_user: c.app_user.clone(),
-        app_password: c.app_password.clone(),
-        extra_yaml: format!("max_connections: {}\n", IDLE + 1_000),
-    })
-    .expect("starting the sidecar");
+    let sidecar =
+        SidecarProcess::start(c.sidecar_options(format!("max_connections: {}\n", IDLE + 1_000)))
+            .expect("starting the sidecar");
     let port = sidecar.port();
     normal_query(c, port);
     let rss_before = settle_rss(&sidecar);
@@ -186,8 +154,8 @@ fn ten_thousand_idle_connections_stay_small() {
     normal_query(c, port);
 
     // Phase 2: 2,000 of them authenticate (no database: no upstream connection).
-    for (s, scramble) in conns.iter_mut().take(AUTHENTICATED) {
-        authenticate(s, scramble, c).expect("an idle connection authenticates");
+    for (s, greeting) in conns.iter_mut().take(AUTHENTICATED) {
+        authenticate(s, greeting, c).expect("an idle connection authenticates");
     }
     let rss_auth = settle_rss(&sidecar);
     normal_query(c, port);

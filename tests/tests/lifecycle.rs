@@ -7,67 +7,38 @@
 //! generous "no hang" limits, never performance thresholds.
 
 use std::io::Read;
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use mysql_async::prelude::*;
-use mysql_async::{ChangeUserOpts, Conn, Opts, OptsBuilder};
+use mysql_async::{ChangeUserOpts, Conn};
+use shardcar_filter::protocol::handshake::Greeting;
+use shardcar_tests::client::{
+    cli, client_program, native_login, opts, payload_len, raw_connect, read_packet, run,
+    server_code, write_packet,
+};
 use shardcar_tests::{
-    free_port, http_get, shardcar_binary, Cluster, ClusterSpec, MariaDb, MariaDbOptions,
-    SidecarOptions, SidecarProcess,
+    free_port, http_get, metric, metric_or_zero, temp_dir, Cluster, ClusterSpec, MariaDb,
+    MariaDbOptions, SidecarOptions, SidecarProcess,
 };
 
 // ---------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------
 
-fn opts(port: u16, user: &str, pass: &str, db: Option<&str>) -> Opts {
-    OptsBuilder::default()
-        .ip_or_hostname("127.0.0.1")
-        .tcp_port(port)
-        .user(Some(user))
-        .pass(Some(pass))
-        .db_name(db)
-        .prefer_socket(false)
-        .into()
-}
+/// Bound on a client program (`mariadb`, `mariadb-admin`) run by a test.
+const CLIENT_PROGRAM_LIMIT: Duration = Duration::from_secs(30);
 
 /// Connects through the sidecar of `c` as the application user, to the test database.
 async fn app_conn(c: &Cluster) -> Conn {
-    Conn::new(opts(
-        c.sidecar.port(),
-        &c.app_user,
-        &c.app_password,
-        Some(&c.database),
-    ))
-    .await
-    .unwrap_or_else(|e| {
-        panic!(
-            "connecting through the sidecar: {e}\n{}",
-            c.sidecar.stderr()
-        )
-    })
-}
-
-/// The MySQL error code of a server error (an ERR packet the client received).
-fn server_code(e: &mysql_async::Error) -> Option<u16> {
-    match e {
-        mysql_async::Error::Server(s) => Some(s.code),
-        _ => None,
-    }
-}
-
-/// The value of one Prometheus series, written exactly as `name{labels}` (or bare name).
-fn metric(text: &str, series: &str) -> Option<f64> {
-    text.lines().find_map(|l| {
-        let rest = l.strip_prefix(series)?;
-        let value = rest.strip_prefix(' ')?;
-        value.split_whitespace().next()?.parse().ok()
-    })
-}
-
-fn metric_or_zero(text: &str, series: &str) -> f64 {
-    metric(text, series).unwrap_or(0.0)
+    Conn::new(opts(c.sidecar.port(), &c.app_user, &c.app_password).db_name(Some(&c.database)))
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "connecting through the sidecar: {e}\n{}",
+                c.sidecar.stderr()
+            )
+        })
 }
 
 /// Counts statements on `db` whose text starts with `prefix` (as root, directly).
@@ -94,136 +65,6 @@ async fn wait_running(db: &MariaDb, prefix: &str, count: u64, timeout: Duration)
              saw {n}"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// The `mariadb` command-line client, pointed at `port` as `user`.
-fn cli(port: u16, user: &str, pass: &str) -> Command {
-    let mut cmd = Command::new("mariadb");
-    cmd.arg("--no-defaults")
-        .arg("--protocol=TCP")
-        .arg("--host=127.0.0.1")
-        .arg(format!("--port={port}"))
-        .arg(format!("--user={user}"))
-        .env("MYSQL_PWD", pass)
-        .env_remove("MYSQL_HOST")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    cmd
-}
-
-/// Runs a command with `input` on stdin; returns (success, stdout, stderr). Bounded by a
-/// generous timeout so a hang fails the test instead of blocking it.
-fn run_with_input(mut cmd: Command, input: &str) -> (bool, String, String) {
-    use std::io::Write;
-    let mut child = cmd.spawn().expect("spawning a client program");
-    if let Some(mut stdin) = child.stdin.take() {
-        let _ = stdin.write_all(input.as_bytes());
-    }
-    let status = wait_child(&mut child, Duration::from_secs(30));
-    let mut out = String::new();
-    let mut err = String::new();
-    if let Some(mut s) = child.stdout.take() {
-        let _ = s.read_to_string(&mut out);
-    }
-    if let Some(mut s) = child.stderr.take() {
-        let _ = s.read_to_string(&mut err);
-    }
-    let Some(status) = status else {
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("client program did not finish within 30 s; stdout:\n{out}\nstderr:\n{err}");
-    };
-    (status.success(), out, err)
-}
-
-fn wait_child(child: &mut Child, timeout: Duration) -> Option<std::process::ExitStatus> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        match child.try_wait() {
-            Ok(Some(s)) => return Some(s),
-            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
-            _ => return None,
-        }
-    }
-}
-
-/// A `shardcar app` started from a hand-written config, for setups [`SidecarProcess`] cannot
-/// express (an upstream that never answers: `SidecarProcess::start` waits for `/ready`).
-struct RawSidecar {
-    child: Child,
-    port: u16,
-    admin_port: u16,
-    dir: tempfile::TempDir,
-}
-
-impl RawSidecar {
-    /// `upstream_section` is the indented body of `upstream:`.
-    fn spawn(upstream_section: &str, extra_yaml: &str) -> RawSidecar {
-        let dir = tempfile::Builder::new()
-            .prefix("shardcar-lifecycle-")
-            .tempdir()
-            .expect("temp dir");
-        let port = free_port();
-        let admin_port = free_port();
-        std::fs::write(dir.path().join("app-password"), "app").expect("password file");
-        let yaml = format!(
-            "listen: \"127.0.0.1:{port}\"\n\
-             admin_listen: \"127.0.0.1:{admin_port}\"\n\
-             users:\n  - name: app\n    password_file: \"{pw}\"\n\
-             upstream:\n{upstream_section}\n{extra_yaml}\n",
-            pw = dir.path().join("app-password").display(),
-        );
-        let config = dir.path().join("shardcar.yaml");
-        std::fs::write(&config, yaml).expect("config file");
-        let stderr = std::fs::File::create(dir.path().join("stderr.log")).expect("stderr.log");
-        let mut cmd = Command::new(shardcar_binary().expect("shardcar binary"));
-        cmd.arg("app")
-            .arg("--config")
-            .arg(&config)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(stderr);
-        shardcar::local::process::die_with_parent(&mut cmd);
-        let child = cmd.spawn().expect("spawning shardcar");
-        let mut s = RawSidecar {
-            child,
-            port,
-            admin_port,
-            dir,
-        };
-        s.wait_admin();
-        s
-    }
-
-    fn wait_admin(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("shardcar exited with {status}:\n{}", self.stderr());
-            }
-            if matches!(http_get(self.admin_port, "/healthz"), Ok((200, _))) {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "shardcar's admin port never answered:\n{}",
-                self.stderr()
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    fn stderr(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("stderr.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for RawSidecar {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -268,11 +109,8 @@ async fn sigterm_lets_the_running_statement_finish_then_exits_0() {
     let port = c.sidecar.port();
     let deadline = Instant::now() + Duration::from_secs(2);
     loop {
-        let attempt = tokio::time::timeout(
-            Duration::from_secs(5),
-            Conn::new(opts(port, "app", "app", None)),
-        )
-        .await;
+        let attempt =
+            tokio::time::timeout(Duration::from_secs(5), Conn::new(opts(port, "app", "app"))).await;
         match attempt {
             Ok(Err(_)) => break,
             Err(_) => panic!("a connection attempt during the drain hung"),
@@ -404,7 +242,11 @@ async fn client_gone_mid_statement_kills_it_upstream() {
     let kills_before = metric_or_zero(&before, "shardcar_upstream_kills_total");
 
     let mut cmd = cli(c.sidecar.port(), &c.app_user, &c.app_password);
-    cmd.arg("-e").arg("SELECT SLEEP(20)").stdin(Stdio::null());
+    cmd.arg("-e")
+        .arg("SELECT SLEEP(20)")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     let mut client = cmd.spawn().expect("spawning mariadb");
     wait_running(&c.mariadb, "SELECT SLEEP(20)", 1, Duration::from_secs(10)).await;
 
@@ -430,20 +272,21 @@ async fn client_gone_mid_statement_kills_it_upstream() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_refused_gives_err_1429_in_place_of_the_greeting() {
     let dead = free_port();
-    let mut sidecar = RawSidecar::spawn(
-        &format!("  address: \"127.0.0.1:{dead}\"\n  user: root\n  password: root\n"),
-        "",
-    );
-    let (status, body) = http_get(sidecar.admin_port, "/ready").expect("GET /ready");
+    let mut sidecar = SidecarProcess::start_live(SidecarOptions {
+        upstream_address: format!("127.0.0.1:{dead}"),
+        ..SidecarOptions::default()
+    })
+    .expect("starting a sidecar in front of a closed port");
+    let (status, body) = http_get(sidecar.admin_port(), "/ready").expect("GET /ready");
     assert_eq!(status, 503, "/ready with an unreachable upstream: {body}");
-    let (status, _) = http_get(sidecar.admin_port, "/healthz").expect("GET /healthz");
+    let (status, _) = http_get(sidecar.admin_port(), "/healthz").expect("GET /healthz");
     assert_eq!(status, 200);
 
     // mysql_async: the ERR arrives where the greeting should be, promptly.
     let started = Instant::now();
     let result = tokio::time::timeout(
         Duration::from_secs(10),
-        Conn::new(opts(sidecar.port, "app", "app", None)),
+        Conn::new(opts(sidecar.port(), "app", "app")),
     )
     .await
     .expect("connecting hung with the upstream down");
@@ -456,25 +299,25 @@ async fn upstream_refused_gives_err_1429_in_place_of_the_greeting() {
     assert!(took < Duration::from_secs(5), "took {took:?}");
 
     // The raw bytes: one ERR packet (0xff, code 1429), sequence id 0, then the close.
-    let mut raw = std::net::TcpStream::connect(("127.0.0.1", sidecar.port)).expect("connect");
-    raw.set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
+    let mut raw = raw_connect(sidecar.port(), Duration::from_secs(10)).expect("connect");
     let mut bytes = Vec::new();
     raw.read_to_end(&mut bytes)
         .expect("the sidecar closes after the ERR");
     assert!(bytes.len() > 7, "{bytes:?}");
-    let len = usize::from(bytes[0]) | usize::from(bytes[1]) << 8 | usize::from(bytes[2]) << 16;
+    let len = payload_len(&bytes);
     assert_eq!(bytes.len(), 4 + len, "exactly one packet: {bytes:?}");
     assert_eq!(bytes[3], 0, "sequence id");
     assert_eq!(bytes[4], 0xff, "an ERR packet: {bytes:?}");
     assert_eq!(u16::from_le_bytes([bytes[5], bytes[6]]), 1429);
 
     assert!(
-        sidecar.child.try_wait().expect("try_wait").is_none(),
+        sidecar.try_wait().expect("try_wait").is_none(),
         "the sidecar must keep running:\n{}",
         sidecar.stderr()
     );
-    let metrics = http_get(sidecar.admin_port, "/metrics").expect("metrics").1;
+    let metrics = http_get(sidecar.admin_port(), "/metrics")
+        .expect("metrics")
+        .1;
     assert!(
         metric_or_zero(
             &metrics,
@@ -486,13 +329,14 @@ async fn upstream_refused_gives_err_1429_in_place_of_the_greeting() {
     // The mariadb CLI prints the sidecar's error as the server's (newer Connector/C wraps
     // any error that arrives before TLS could be set up, mysqld's own included, in 2002
     // "Received error packet before completion of TLS handshake ... 1429 - <message>").
-    let (ok, _out, cli_err) = run_with_input(
+    let (ok, _out, cli_err) = run(
         {
-            let mut cmd = cli(sidecar.port, "app", "app");
+            let mut cmd = cli(sidecar.port(), "app", "app");
             cmd.arg("-e").arg("SELECT 1");
             cmd
         },
-        "",
+        Some(""),
+        CLIENT_PROGRAM_LIMIT,
     );
     assert!(!ok);
     assert!(
@@ -519,10 +363,7 @@ async fn upstream_refused_gives_err_1429_in_place_of_the_greeting() {
 /// serves again once a new mysqld listens on the same port.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_lost_mid_query_then_back() {
-    let data = tempfile::Builder::new()
-        .prefix("shardcar-lifecycle-db-")
-        .tempdir()
-        .expect("temp dir");
+    let data = temp_dir("shardcar-lifecycle-db-");
     let port = free_port();
     let db_opts = MariaDbOptions {
         data_dir: Some(data.path().join("data")),
@@ -536,7 +377,7 @@ async fn upstream_lost_mid_query_then_back() {
     })
     .expect("sidecar");
 
-    let mut conn = Conn::new(opts(sidecar.port(), "app", "app", None))
+    let mut conn = Conn::new(opts(sidecar.port(), "app", "app"))
         .await
         .expect("connect through the sidecar");
     let statement = tokio::spawn(async move { conn.query_drop("SELECT SLEEP(10)").await });
@@ -579,7 +420,7 @@ async fn upstream_lost_mid_query_then_back() {
     // mysqld down: a client naming a database learns it at connect, promptly.
     let down = tokio::time::timeout(
         Duration::from_secs(10),
-        Conn::new(opts(sidecar.port(), "app", "app", Some("mysql"))),
+        Conn::new(opts(sidecar.port(), "app", "app").db_name(Some("mysql"))),
     )
     .await
     .expect("connecting hung while mysqld was down");
@@ -589,7 +430,7 @@ async fn upstream_lost_mid_query_then_back() {
     }
     // A client without a database gets in (the sidecar authenticates it) and its first
     // statement fails with 1429.
-    if let Ok(mut c) = Conn::new(opts(sidecar.port(), "app", "app", None)).await {
+    if let Ok(mut c) = Conn::new(opts(sidecar.port(), "app", "app")).await {
         let e = c.query_drop("SELECT 1").await.expect_err("mysqld is down");
         assert_eq!(server_code(&e), Some(1429), "{e:?}");
     }
@@ -598,7 +439,7 @@ async fn upstream_lost_mid_query_then_back() {
     drop(db);
     let db = MariaDb::start(db_opts).await.expect("mariadbd again");
     assert_eq!(db.port(), port);
-    let mut conn = Conn::new(opts(sidecar.port(), "app", "app", None))
+    let mut conn = Conn::new(opts(sidecar.port(), "app", "app"))
         .await
         .unwrap_or_else(|e| panic!("reconnect after mysqld restart: {e}\n{}", sidecar.stderr()));
     let one: Option<i64> = conn.query_first("SELECT 1").await.expect("SELECT 1");
@@ -632,7 +473,7 @@ async fn metrics_cover_connections_commands_bytes_latency_and_errors() {
         .await
         .expect_err("unknown table");
     assert_eq!(server_code(&e), Some(1146));
-    let bad = Conn::new(opts(c.sidecar.port(), &c.app_user, "wrong", None)).await;
+    let bad = Conn::new(opts(c.sidecar.port(), &c.app_user, "wrong")).await;
     match bad {
         Err(e) => assert_eq!(server_code(&e), Some(1045), "{e:?}"),
         Ok(_) => panic!("logged in with a wrong password"),
@@ -771,34 +612,30 @@ async fn ping_reset_init_db_statistics_field_list_and_set_option_work() {
 
     // COM_INIT_DB (the CLI's `use`), COM_FIELD_LIST (the CLI rehashes table columns for
     // completion when `--auto-rehash` is on).
-    let (ok, out, err) = run_with_input(
+    let (ok, out, err) = run(
         {
             let mut cmd = cli(c.sidecar.port(), &c.app_user, &c.app_password);
             cmd.arg("--auto-rehash").arg("--batch");
             cmd
         },
-        &format!(
+        Some(&format!(
             "use {}\nSELECT DATABASE();\nrehash\nSELECT COUNT(*) FROM t;\n",
             c.database
-        ),
+        )),
+        CLIENT_PROGRAM_LIMIT,
     );
     assert!(ok, "mariadb CLI failed: {err}");
     assert_eq!(out, format!("DATABASE()\n{}\nCOUNT(*)\n0\n", c.database));
 
     // COM_STATISTICS and COM_PING with mariadb-admin.
-    let mut admin = Command::new("mariadb-admin");
-    admin
-        .arg("--no-defaults")
-        .arg("--protocol=TCP")
-        .arg("--host=127.0.0.1")
-        .arg(format!("--port={}", c.sidecar.port()))
-        .arg(format!("--user={}", c.app_user))
-        .env("MYSQL_PWD", &c.app_password)
-        .args(["status", "ping"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let (ok, out, err) = run_with_input(admin, "");
+    let mut admin = client_program(
+        "mariadb-admin",
+        c.sidecar.port(),
+        &c.app_user,
+        &c.app_password,
+    );
+    admin.args(["status", "ping"]);
+    let (ok, out, err) = run(admin, None, CLIENT_PROGRAM_LIMIT);
     assert!(ok, "mariadb-admin failed: {err}");
     assert!(
         out.contains("Uptime:") && out.contains("Threads:") && out.contains("Questions:"),
@@ -840,31 +677,13 @@ const PLUGIN_AUTH: u32 = 0x8_0000;
 /// A tiny blocking MySQL client over a raw socket: a native-password login with exactly
 /// `caps`; returns the socket after the server's OK.
 fn raw_login(port: u16, user: &str, password: &str, caps: u32) -> std::net::TcpStream {
-    use shardcar_filter::protocol::auth::native_password_scramble;
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    let greeting = read_packet(&mut s).1;
+    let mut s = raw_connect(port, Duration::from_secs(10)).expect("connect");
+    let greeting = read_packet(&mut s).expect("the greeting").1;
     assert_eq!(greeting[0], 10, "protocol 10 greeting: {greeting:?}");
-    // Scramble: 8 bytes after version\0 + thread id, then 12 more after the fixed part.
-    let ver_end = greeting.iter().position(|&b| b == 0).expect("version") + 1;
-    let mut at = ver_end + 4;
-    let mut scramble = greeting[at..at + 8].to_vec();
-    at += 8 + 1 + 2 + 1 + 2 + 2 + 1 + 10;
-    scramble.extend_from_slice(&greeting[at..at + 12]);
-    let token = native_password_scramble(password.as_bytes(), &scramble);
-    let mut resp = Vec::new();
-    resp.extend_from_slice(&caps.to_le_bytes());
-    resp.extend_from_slice(&(16u32 << 20).to_le_bytes());
-    resp.push(45);
-    resp.extend_from_slice(&[0u8; 23]);
-    resp.extend_from_slice(user.as_bytes());
-    resp.push(0);
-    resp.push(token.len() as u8);
-    resp.extend_from_slice(&token);
-    resp.extend_from_slice(b"mysql_native_password\0");
-    write_packet(&mut s, 1, &resp);
-    let (_, ok) = read_packet(&mut s);
+    let g = Greeting::decode(&greeting).expect("a valid greeting");
+    let resp = native_login(&g, user.as_bytes(), password.as_bytes(), None, caps);
+    write_packet(&mut s, 1, &resp).expect("write");
+    let (_, ok) = read_packet(&mut s).expect("the login answer");
     assert_eq!(ok[0], 0, "login OK: {ok:?}");
     s
 }
@@ -881,13 +700,13 @@ fn raw_set_option_round_trip(port: u16, user: &str, password: &str) {
         | PLUGIN_AUTH;
     let mut s = raw_login(port, user, password, caps);
     let multi = |s: &mut std::net::TcpStream| -> Vec<Vec<u8>> {
-        write_packet(s, 0, b"\x03SELECT 1; SELECT 2");
+        write_packet(s, 0, b"\x03SELECT 1; SELECT 2").expect("write");
         // Read until an OK/EOF/ERR without SERVER_MORE_RESULTS_EXISTS at the end of a result
         // or an ERR; return every packet.
         let mut packets = Vec::new();
         let mut eofs = 0;
         loop {
-            let (_, p) = read_packet(s);
+            let (_, p) = read_packet(s).expect("a packet");
             let first = p[0];
             packets.push(p.clone());
             if first == 0xff {
@@ -903,23 +722,23 @@ fn raw_set_option_round_trip(port: u16, user: &str, password: &str) {
         }
     };
     // Off: MYSQL_OPTION_MULTI_STATEMENTS_OFF = 1.
-    write_packet(&mut s, 0, &[0x1b, 1, 0]);
-    let (_, reply) = read_packet(&mut s);
+    write_packet(&mut s, 0, &[0x1b, 1, 0]).expect("write");
+    let (_, reply) = read_packet(&mut s).expect("a packet");
     assert_eq!(reply[0], 0xfe, "COM_SET_OPTION answers EOF: {reply:?}");
     let off = multi(&mut s);
     let last = off.last().expect("a reply");
     assert_eq!(last[0], 0xff, "multi-statements off: {off:?}");
     assert_eq!(u16::from_le_bytes([last[1], last[2]]), 1064);
     // On: MYSQL_OPTION_MULTI_STATEMENTS_ON = 0.
-    write_packet(&mut s, 0, &[0x1b, 0, 0]);
-    let (_, reply) = read_packet(&mut s);
+    write_packet(&mut s, 0, &[0x1b, 0, 0]).expect("write");
+    let (_, reply) = read_packet(&mut s).expect("a packet");
     assert_eq!(reply[0], 0xfe, "COM_SET_OPTION answers EOF: {reply:?}");
     let on = multi(&mut s);
     assert!(
         on.iter().all(|p| p[0] != 0xff),
         "multi-statements on: two result sets, got {on:?}"
     );
-    write_packet(&mut s, 0, &[0x01]);
+    write_packet(&mut s, 0, &[0x01]).expect("write");
     let _ = s.flush();
 }
 
@@ -932,8 +751,8 @@ async fn a_client_without_client_transactions_is_served() {
     let caps = PROTOCOL_41 | SECURE_CONNECTION | PLUGIN_AUTH;
     for (what, port) in [("mysqld", c.mariadb.port()), ("sidecar", c.sidecar.port())] {
         let mut s = raw_login(port, &c.app_user, &c.app_password, caps);
-        write_packet(&mut s, 0, b"\x03SELECT 1");
-        let (_, first) = read_packet(&mut s);
+        write_packet(&mut s, 0, b"\x03SELECT 1").expect("write");
+        let (_, first) = read_packet(&mut s).expect("a packet");
         assert_eq!(
             first,
             vec![1],
@@ -941,21 +760,4 @@ async fn a_client_without_client_transactions_is_served() {
             String::from_utf8_lossy(&first)
         );
     }
-}
-
-fn write_packet(s: &mut std::net::TcpStream, seq: u8, payload: &[u8]) {
-    use std::io::Write;
-    let len = payload.len() as u32;
-    let mut out = vec![len as u8, (len >> 8) as u8, (len >> 16) as u8, seq];
-    out.extend_from_slice(payload);
-    s.write_all(&out).expect("write");
-}
-
-fn read_packet(s: &mut std::net::TcpStream) -> (u8, Vec<u8>) {
-    let mut h = [0u8; 4];
-    s.read_exact(&mut h).expect("packet header");
-    let len = usize::from(h[0]) | usize::from(h[1]) << 8 | usize::from(h[2]) << 16;
-    let mut p = vec![0u8; len];
-    s.read_exact(&mut p).expect("packet payload");
-    (h[3], p)
 }

@@ -8,17 +8,11 @@ use std::time::{Duration, Instant};
 
 use mysql_async::prelude::*;
 use shardcar::local::{run_until, LocalArgs};
+use shardcar_tests::client::opts;
 use shardcar_tests::{free_port, workspace_root};
 
 async fn connect(port: u16, db: &str) -> mysql_async::Conn {
-    let opts = mysql_async::OptsBuilder::default()
-        .ip_or_hostname("127.0.0.1")
-        .tcp_port(port)
-        .user(Some("app"))
-        .pass(Some("app"))
-        .db_name(Some(db))
-        .prefer_socket(false);
-    mysql_async::Conn::new(opts)
+    mysql_async::Conn::new(opts(port, "app", "app").db_name(Some(db)))
         .await
         .expect("connecting through the local sidecar")
 }
@@ -108,14 +102,9 @@ async fn local_applies_a_schema_dir_in_name_order() {
     let (stop, shutdown) = tokio::sync::watch::channel(false);
     let task = tokio::spawn(run_until(args, shutdown));
     wait_for_port(port, &task).await;
-    let opts = mysql_async::OptsBuilder::default()
-        .ip_or_hostname("127.0.0.1")
-        .tcp_port(port)
-        .user(Some("shopper"))
-        .pass(Some("s3cret"))
-        .db_name(Some("shop"))
-        .prefer_socket(false);
-    let mut conn = mysql_async::Conn::new(opts).await.expect("connect");
+    let mut conn = mysql_async::Conn::new(opts(port, "shopper", "s3cret").db_name(Some("shop")))
+        .await
+        .expect("connect");
     let names: Vec<String> = conn.query("SELECT name FROM items").await.expect("select");
     assert_eq!(names, vec!["bone".to_string()]);
     drop(conn);

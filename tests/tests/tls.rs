@@ -3,32 +3,42 @@
 //! authentication over TLS and over the RSA key exchange, and the sidecar's own connection to
 //! a mysqld that has TLS enabled.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use mysql_async::prelude::*;
-use mysql_async::{Conn, Opts, OptsBuilder, SslOpts};
+use mysql_async::{Conn, SslOpts};
+use shardcar_tests::client::{cli, opts, raw_connect, read_packet, run, server_code};
 use shardcar_tests::{
-    free_port, http_get, shardcar_binary, workspace_root, Cluster, ClusterSpec, MariaDb,
-    MariaDbOptions, SidecarOptions, SidecarProcess,
+    http_get, metric, temp_dir, workspace_root, Cluster, ClusterSpec, MariaDb, MariaDbOptions,
+    SidecarOptions, SidecarProcess,
 };
 
 // ---------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------
 
+/// Bound on a client program (`mariadb`, python) run by a test.
+const CLIENT_PROGRAM_LIMIT: Duration = Duration::from_secs(60);
+
 /// A certificate for `localhost` and `127.0.0.1` in `dir`: (cert, key).
 fn certificate(dir: &Path) -> (PathBuf, PathBuf) {
     shardcar::tls::self_signed(dir, &["localhost", "127.0.0.1"]).expect("self-signed cert")
 }
 
-fn temp_dir(prefix: &str) -> tempfile::TempDir {
-    tempfile::Builder::new()
-        .prefix(prefix)
-        .tempdir()
-        .expect("temp dir")
+/// A cluster whose sidecar serves TLS (`tls.required: required`) with a fresh self-signed
+/// certificate: (the certificate's dir, the certificate, the cluster).
+async fn tls_cluster(required: bool) -> (tempfile::TempDir, PathBuf, Cluster) {
+    let certs = temp_dir("shardcar-tls-certs-");
+    let (cert, key) = certificate(certs.path());
+    let c = Cluster::start(ClusterSpec {
+        sidecar_extra_yaml: tls_yaml(&cert, &key, required),
+        ..ClusterSpec::default()
+    })
+    .await
+    .expect("cluster");
+    (certs, cert, c)
 }
 
 fn tls_yaml(cert: &Path, key: &Path, required: bool) -> String {
@@ -39,17 +49,6 @@ fn tls_yaml(cert: &Path, key: &Path, required: bool) -> String {
     )
 }
 
-fn opts(port: u16, user: &str, pass: &str, ssl: Option<SslOpts>) -> Opts {
-    OptsBuilder::default()
-        .ip_or_hostname("127.0.0.1")
-        .tcp_port(port)
-        .user(Some(user))
-        .pass(Some(pass))
-        .prefer_socket(false)
-        .ssl_opts(ssl)
-        .into()
-}
-
 /// TLS that trusts exactly `ca` (our self-signed certificate).
 fn ssl_with_ca(ca: &Path) -> SslOpts {
     SslOpts::default().with_root_certs(vec![ca.to_path_buf().into()])
@@ -57,20 +56,6 @@ fn ssl_with_ca(ca: &Path) -> SslOpts {
 
 fn ssl_any_cert() -> SslOpts {
     SslOpts::default().with_danger_accept_invalid_certs(true)
-}
-
-fn server_code(e: &mysql_async::Error) -> Option<u16> {
-    match e {
-        mysql_async::Error::Server(s) => Some(s.code),
-        _ => None,
-    }
-}
-
-fn metric(text: &str, series: &str) -> Option<f64> {
-    text.lines().find_map(|l| {
-        let value = l.strip_prefix(series)?.strip_prefix(' ')?;
-        value.split_whitespace().next()?.parse().ok()
-    })
 }
 
 fn client_tls_handshakes(admin_port: u16) -> f64 {
@@ -86,46 +71,6 @@ fn upstream_tls_handshakes(admin_port: u16) -> f64 {
 async fn select_one(conn: &mut Conn) {
     let v: Option<i64> = conn.query_first("SELECT 1").await.expect("SELECT 1");
     assert_eq!(v, Some(1));
-}
-
-/// Runs a command with a 60 s bound; returns (success, stdout, stderr).
-fn run(mut cmd: Command) -> (bool, String, String) {
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().expect("spawning a client program");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        match child.try_wait().expect("try_wait") {
-            Some(s) => break s,
-            None if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
-            None => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("client program did not finish within 60 s: {cmd:?}");
-            }
-        }
-    };
-    let (mut out, mut err) = (String::new(), String::new());
-    if let Some(mut s) = child.stdout.take() {
-        let _ = s.read_to_string(&mut out);
-    }
-    if let Some(mut s) = child.stderr.take() {
-        let _ = s.read_to_string(&mut err);
-    }
-    (status.success(), out, err)
-}
-
-fn cli(port: u16, user: &str, pass: &str) -> Command {
-    let mut cmd = Command::new("mariadb");
-    cmd.arg("--no-defaults")
-        .arg("--protocol=TCP")
-        .arg("--host=127.0.0.1")
-        .arg(format!("--port={port}"))
-        .arg(format!("--user={user}"))
-        .env("MYSQL_PWD", pass)
-        .env_remove("MYSQL_HOST");
-    cmd
 }
 
 /// The workspace's Python venv with PyMySQL and cryptography (created by the setup script).
@@ -173,83 +118,9 @@ c.close()
         Some(ca) => cmd.env("CA", ca),
         None => cmd.env_remove("CA"),
     };
-    let (ok, out, err) = run(cmd);
+    let (ok, out, err) = run(cmd, None, CLIENT_PROGRAM_LIMIT);
     assert!(ok, "python failed:\n{out}\n{err}");
     out.trim().to_string()
-}
-
-/// A `shardcar app` from a hand-written config, for what [`SidecarProcess`] cannot express
-/// (`upstream.tls` is nested under `upstream`, which `SidecarProcess` writes itself).
-struct RawSidecar {
-    child: Child,
-    port: u16,
-    admin_port: u16,
-    dir: tempfile::TempDir,
-}
-
-impl RawSidecar {
-    fn spawn(upstream_section: &str) -> RawSidecar {
-        let dir = temp_dir("shardcar-tls-sidecar-");
-        let port = free_port();
-        let admin_port = free_port();
-        std::fs::write(dir.path().join("app-password"), "app").expect("password file");
-        let yaml = format!(
-            "listen: \"127.0.0.1:{port}\"\n\
-             admin_listen: \"127.0.0.1:{admin_port}\"\n\
-             users:\n  - name: app\n    password_file: \"{pw}\"\n\
-             upstream:\n{upstream_section}\n",
-            pw = dir.path().join("app-password").display(),
-        );
-        let config = dir.path().join("shardcar.yaml");
-        std::fs::write(&config, yaml).expect("config");
-        let stderr = std::fs::File::create(dir.path().join("stderr.log")).expect("stderr.log");
-        let mut cmd = Command::new(shardcar_binary().expect("shardcar binary"));
-        cmd.arg("app")
-            .arg("--config")
-            .arg(&config)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(stderr);
-        shardcar::local::process::die_with_parent(&mut cmd);
-        let child = cmd.spawn().expect("spawning shardcar");
-        let mut s = RawSidecar {
-            child,
-            port,
-            admin_port,
-            dir,
-        };
-        s.wait_for("/healthz");
-        s
-    }
-
-    fn wait_for(&mut self, path: &str) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("shardcar exited with {status}:\n{}", self.stderr());
-            }
-            if matches!(http_get(self.admin_port, path), Ok((200, _))) {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "shardcar's {path} never answered 200:\n{}",
-                self.stderr()
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    fn stderr(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("stderr.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for RawSidecar {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -260,43 +131,26 @@ impl Drop for RawSidecar {
 /// both served; each TLS upgrade is counted in `/metrics`, plain connections are not.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_may_upgrade_to_tls() {
-    let certs = temp_dir("shardcar-tls-certs-");
-    let (cert, key) = certificate(certs.path());
-    let c = Cluster::start(ClusterSpec {
-        sidecar_extra_yaml: tls_yaml(&cert, &key, false),
-        ..ClusterSpec::default()
-    })
-    .await
-    .expect("cluster");
+    let (_certs, cert, c) = tls_cluster(false).await;
     let (port, admin) = (c.sidecar.port(), c.sidecar.admin_port());
     assert_eq!(client_tls_handshakes(admin), 0.0);
 
     // mysql_async, verifying the certificate against it as the CA.
-    let mut conn = Conn::new(opts(
-        port,
-        &c.app_user,
-        &c.app_password,
-        Some(ssl_with_ca(&cert)),
-    ))
-    .await
-    .unwrap_or_else(|e| panic!("TLS connect: {e}\n{}", c.sidecar.stderr()));
+    let mut conn = Conn::new(opts(port, &c.app_user, &c.app_password).ssl_opts(ssl_with_ca(&cert)))
+        .await
+        .unwrap_or_else(|e| panic!("TLS connect: {e}\n{}", c.sidecar.stderr()));
     select_one(&mut conn).await;
     assert_eq!(client_tls_handshakes(admin), 1.0);
 
     // mysql_async accepting any certificate.
-    let mut conn2 = Conn::new(opts(
-        port,
-        &c.app_user,
-        &c.app_password,
-        Some(ssl_any_cert()),
-    ))
-    .await
-    .unwrap_or_else(|e| panic!("TLS connect (any cert): {e}\n{}", c.sidecar.stderr()));
+    let mut conn2 = Conn::new(opts(port, &c.app_user, &c.app_password).ssl_opts(ssl_any_cert()))
+        .await
+        .unwrap_or_else(|e| panic!("TLS connect (any cert): {e}\n{}", c.sidecar.stderr()));
     select_one(&mut conn2).await;
     assert_eq!(client_tls_handshakes(admin), 2.0);
 
     // Plain.
-    let mut plain = Conn::new(opts(port, &c.app_user, &c.app_password, None))
+    let mut plain = Conn::new(opts(port, &c.app_user, &c.app_password))
         .await
         .expect("plain connect");
     select_one(&mut plain).await;
@@ -310,7 +164,7 @@ async fn clients_may_upgrade_to_tls() {
         .arg("--ssl-verify-server-cert")
         .arg("-e")
         .arg("SELECT 'via-tls'; \\s");
-    let (ok, out, err) = run(cmd);
+    let (ok, out, err) = run(cmd, None, CLIENT_PROGRAM_LIMIT);
     assert!(ok, "mariadb --ssl failed: {err}\n{}", c.sidecar.stderr());
     assert!(out.contains("via-tls"), "{out}");
     let ssl_line = out
@@ -323,7 +177,7 @@ async fn clients_may_upgrade_to_tls() {
     // The CLI without TLS.
     let mut cmd = cli(port, &c.app_user, &c.app_password);
     cmd.arg("--skip-ssl").arg("-e").arg("SELECT 'plain'; \\s");
-    let (ok, out, err) = run(cmd);
+    let (ok, out, err) = run(cmd, None, CLIENT_PROGRAM_LIMIT);
     assert!(ok, "mariadb --skip-ssl failed: {err}");
     assert!(
         out.lines()
@@ -337,17 +191,10 @@ async fn clients_may_upgrade_to_tls() {
 /// a TLS client is served.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn required_tls_refuses_plain_clients_with_3159() {
-    let certs = temp_dir("shardcar-tls-certs-");
-    let (cert, key) = certificate(certs.path());
-    let c = Cluster::start(ClusterSpec {
-        sidecar_extra_yaml: tls_yaml(&cert, &key, true),
-        ..ClusterSpec::default()
-    })
-    .await
-    .expect("cluster");
+    let (_certs, cert, c) = tls_cluster(true).await;
     let port = c.sidecar.port();
 
-    let err = Conn::new(opts(port, &c.app_user, &c.app_password, None))
+    let err = Conn::new(opts(port, &c.app_user, &c.app_password))
         .await
         .map(|_| ())
         .expect_err("a plain client must be refused");
@@ -355,18 +202,13 @@ async fn required_tls_refuses_plain_clients_with_3159() {
 
     let mut cmd = cli(port, &c.app_user, &c.app_password);
     cmd.arg("--skip-ssl").arg("-e").arg("SELECT 1");
-    let (ok, _out, err) = run(cmd);
+    let (ok, _out, err) = run(cmd, None, CLIENT_PROGRAM_LIMIT);
     assert!(!ok);
     assert!(err.contains("ERROR 3159"), "{err}");
 
-    let mut conn = Conn::new(opts(
-        port,
-        &c.app_user,
-        &c.app_password,
-        Some(ssl_any_cert()),
-    ))
-    .await
-    .expect("TLS client");
+    let mut conn = Conn::new(opts(port, &c.app_user, &c.app_password).ssl_opts(ssl_any_cert()))
+        .await
+        .expect("TLS client");
     select_one(&mut conn).await;
 
     let mut cmd = cli(port, &c.app_user, &c.app_password);
@@ -374,7 +216,7 @@ async fn required_tls_refuses_plain_clients_with_3159() {
         .arg(format!("--ssl-ca={}", cert.display()))
         .arg("-e")
         .arg("SELECT 'served'");
-    let (ok, out, err) = run(cmd);
+    let (ok, out, err) = run(cmd, None, CLIENT_PROGRAM_LIMIT);
     assert!(ok, "{err}");
     assert!(out.contains("served"), "{out}");
     assert_eq!(client_tls_handshakes(c.sidecar.admin_port()), 2.0);
@@ -398,35 +240,26 @@ async fn caching_sha2_full_authentication_over_tls_and_rsa() {
     })
     .await
     .expect("cluster");
-    let fresh_sidecar = || {
-        SidecarProcess::start(SidecarOptions {
-            upstream_address: c.mariadb.address(),
-            upstream_user: c.upstream_user.clone(),
-            upstream_password: c.upstream_password.clone(),
-            app_user: c.app_user.clone(),
-            app_password: c.app_password.clone(),
-            extra_yaml: extra.clone(),
-        })
-        .expect("a fresh sidecar")
-    };
+    let fresh_sidecar =
+        || SidecarProcess::start(c.sidecar_options(extra.clone())).expect("a fresh sidecar");
     let (user, pass) = (c.app_user.as_str(), c.app_password.as_str());
 
     // mysql_async over TLS: full authentication, then the fast path, then a wrong password.
     {
         let s = &c.sidecar;
-        let mut conn = Conn::new(opts(s.port(), user, pass, Some(ssl_with_ca(&cert))))
+        let mut conn = Conn::new(opts(s.port(), user, pass).ssl_opts(ssl_with_ca(&cert)))
             .await
             .unwrap_or_else(|e| panic!("mysql_async TLS full auth: {e}\n{}", s.stderr()));
         select_one(&mut conn).await;
-        let mut again = Conn::new(opts(s.port(), user, pass, Some(ssl_with_ca(&cert))))
+        let mut again = Conn::new(opts(s.port(), user, pass).ssl_opts(ssl_with_ca(&cert)))
             .await
             .unwrap_or_else(|e| panic!("mysql_async fast path: {e}\n{}", s.stderr()));
         select_one(&mut again).await;
-        let mut plain_cached = Conn::new(opts(s.port(), user, pass, None))
+        let mut plain_cached = Conn::new(opts(s.port(), user, pass))
             .await
             .unwrap_or_else(|e| panic!("mysql_async plain fast path: {e}\n{}", s.stderr()));
         select_one(&mut plain_cached).await;
-        let err = Conn::new(opts(s.port(), user, "wrong", Some(ssl_any_cert())))
+        let err = Conn::new(opts(s.port(), user, "wrong").ssl_opts(ssl_any_cert()))
             .await
             .map(|_| ())
             .expect_err("wrong password");
@@ -437,7 +270,7 @@ async fn caching_sha2_full_authentication_over_tls_and_rsa() {
     // mysql_async without TLS: full authentication with the RSA public key.
     {
         let s = fresh_sidecar();
-        let mut conn = Conn::new(opts(s.port(), user, pass, None))
+        let mut conn = Conn::new(opts(s.port(), user, pass))
             .await
             .unwrap_or_else(|e| panic!("mysql_async RSA full auth: {e}\n{}", s.stderr()));
         select_one(&mut conn).await;
@@ -477,7 +310,7 @@ async fn caching_sha2_full_authentication_over_tls_and_rsa() {
 // ---------------------------------------------------------------------------------------
 
 async fn ssl_version_through(port: u16) -> String {
-    let mut conn = Conn::new(opts(port, "app", "app", None))
+    let mut conn = Conn::new(opts(port, "app", "app"))
         .await
         .expect("connect through the sidecar");
     let row: Option<(String, String)> = conn
@@ -487,12 +320,27 @@ async fn ssl_version_through(port: u16) -> String {
     row.expect("an Ssl_version row").1
 }
 
-fn upstream_yaml(db: &MariaDb, tls: &str) -> String {
-    format!(
-        "  address: \"{}\"\n  user: root\n  password: \"{}\"\n{tls}",
-        db.address(),
-        db.root_password()
-    )
+/// mysqld's own `Ssl_version` for a session through `s`, a TLS version: the sidecar's
+/// session to mysqld is encrypted.
+async fn assert_upstream_encrypted(s: &SidecarProcess) {
+    let version = ssl_version_through(s.port()).await;
+    assert!(
+        version.starts_with("TLSv1."),
+        "Ssl_version {version:?}\n{}",
+        s.stderr()
+    );
+}
+
+/// Options for a sidecar in front of `db` as root, with `tls` (indented YAML) inside
+/// `upstream:`.
+fn upstream_tls(db: &MariaDb, tls: &str) -> SidecarOptions {
+    SidecarOptions {
+        upstream_address: db.address(),
+        upstream_user: "root".to_string(),
+        upstream_password: db.root_password().to_string(),
+        upstream_extra_yaml: tls.to_string(),
+        ..SidecarOptions::default()
+    }
 }
 
 /// mysqld with TLS enabled: with `upstream.tls` the sidecar's session to mysqld is encrypted
@@ -522,70 +370,55 @@ async fn upstream_tls_encrypts_the_session_to_mysqld() {
     );
 
     // No upstream TLS: plain.
-    let mut plain = RawSidecar::spawn(&upstream_yaml(&db, ""));
-    plain.wait_for("/ready");
-    assert_eq!(ssl_version_through(plain.port).await, "");
-    assert_eq!(upstream_tls_handshakes(plain.admin_port), 0.0);
+    let plain = SidecarProcess::start(upstream_tls(&db, "")).expect("a sidecar, ready");
+    assert_eq!(ssl_version_through(plain.port()).await, "");
+    assert_eq!(upstream_tls_handshakes(plain.admin_port()), 0.0);
 
     // Encrypted, certificate not checked.
-    let mut any = RawSidecar::spawn(&upstream_yaml(
+    let any = SidecarProcess::start(upstream_tls(
         &db,
         "  tls:\n    enabled: true\n    verify: false\n",
-    ));
-    any.wait_for("/ready");
-    let version = ssl_version_through(any.port).await;
-    assert!(
-        version.starts_with("TLSv1."),
-        "Ssl_version {version:?}\n{}",
-        any.stderr()
-    );
+    ))
+    .expect("a sidecar, ready");
+    assert_upstream_encrypted(&any).await;
 
     // Encrypted and verified against the CA, by name.
-    let mut verified = RawSidecar::spawn(&upstream_yaml(
+    let verified = SidecarProcess::start(upstream_tls(
         &db,
         &format!(
             "  tls:\n    enabled: true\n    verify: true\n    ca_file: \"{}\"\n    \
              server_name: localhost\n",
             cert.display()
         ),
-    ));
-    verified.wait_for("/ready");
-    let version = ssl_version_through(verified.port).await;
-    assert!(
-        version.starts_with("TLSv1."),
-        "Ssl_version {version:?}\n{}",
-        verified.stderr()
-    );
+    ))
+    .expect("a sidecar, ready");
+    assert_upstream_encrypted(&verified).await;
 
     // Verified by the IP address in upstream.address (the certificate has it as a SAN).
-    let mut by_ip = RawSidecar::spawn(&upstream_yaml(
+    let by_ip = SidecarProcess::start(upstream_tls(
         &db,
         &format!(
             "  tls:\n    enabled: true\n    verify: true\n    ca_file: \"{}\"\n",
             cert.display()
         ),
-    ));
-    by_ip.wait_for("/ready");
-    let version = ssl_version_through(by_ip.port).await;
-    assert!(
-        version.starts_with("TLSv1."),
-        "Ssl_version {version:?}\n{}",
-        by_ip.stderr()
-    );
+    ))
+    .expect("a sidecar, ready");
+    assert_upstream_encrypted(&by_ip).await;
 
     // A CA that did not sign mysqld's certificate: never ready, clients get a TLS error.
     let other = temp_dir("shardcar-tls-other-");
     let (other_cert, _) = certificate(other.path());
-    let wrong = RawSidecar::spawn(&upstream_yaml(
+    let wrong = SidecarProcess::start_live(upstream_tls(
         &db,
         &format!(
             "  tls:\n    enabled: true\n    verify: true\n    ca_file: \"{}\"\n",
             other_cert.display()
         ),
-    ));
+    ))
+    .expect("a sidecar, live");
     let err = tokio::time::timeout(
         Duration::from_secs(10),
-        Conn::new(opts(wrong.port, "app", "app", None)),
+        Conn::new(opts(wrong.port(), "app", "app")),
     )
     .await
     .expect("connecting hung")
@@ -596,26 +429,17 @@ async fn upstream_tls_encrypts_the_session_to_mysqld() {
         Some(1429),
         "ER_CONNECT_TO_FOREIGN_DATA_SOURCE: {err:?}"
     );
-    let (status, _) = http_get(wrong.admin_port, "/ready").expect("GET /ready");
+    let (status, _) = http_get(wrong.admin_port(), "/ready").expect("GET /ready");
     assert_eq!(status, 503);
 
     // `shardcar_tls_handshakes_total{side="upstream"}` counts the upgrades toward mysqld.
-    let (_, m) = http_get(any.admin_port, "/metrics").expect("GET /metrics");
-    assert!(upstream_tls_handshakes(any.admin_port) >= 1.0, "{m}");
+    let (_, m) = http_get(any.admin_port(), "/metrics").expect("GET /metrics");
+    assert!(upstream_tls_handshakes(any.admin_port()) >= 1.0, "{m}");
 }
 
 // ---------------------------------------------------------------------------------------
 // The TLS upgrade on the wire
 // ---------------------------------------------------------------------------------------
-
-fn read_packet(s: &mut std::net::TcpStream) -> Vec<u8> {
-    let mut h = [0u8; 4];
-    s.read_exact(&mut h).expect("packet header");
-    let len = usize::from(h[0]) | usize::from(h[1]) << 8 | usize::from(h[2]) << 16;
-    let mut p = vec![0u8; len];
-    s.read_exact(&mut p).expect("packet payload");
-    p
-}
 
 /// A client may send its TLS ClientHello right behind the SSLRequest packet, and TCP may
 /// deliver both in one segment (mysql_async and the mariadb CLI do this under load). The bytes
@@ -623,16 +447,9 @@ fn read_packet(s: &mut std::net::TcpStream) -> Vec<u8> {
 /// ServerHello, not close the connection.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_hello_in_the_same_segment_as_the_ssl_request_is_accepted() {
-    use std::io::Write;
+    use std::io::{Read, Write};
     use std::sync::Arc;
-    let certs = temp_dir("shardcar-tls-certs-");
-    let (cert, key) = certificate(certs.path());
-    let c = Cluster::start(ClusterSpec {
-        sidecar_extra_yaml: tls_yaml(&cert, &key, false),
-        ..ClusterSpec::default()
-    })
-    .await
-    .expect("cluster");
+    let (_certs, cert, c) = tls_cluster(false).await;
 
     let mut roots = rustls::RootCertStore::empty();
     for der in shardcar::tls::load_certs(&cert).expect("cert") {
@@ -656,10 +473,8 @@ async fn client_hello_in_the_same_segment_as_the_ssl_request_is_accepted() {
 
     {
         let (what, port) = ("sidecar", c.sidecar.port());
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
-        s.set_read_timeout(Some(Duration::from_secs(10)))
-            .expect("timeout");
-        let greeting = read_packet(&mut s);
+        let mut s = raw_connect(port, Duration::from_secs(10)).expect("connect");
+        let greeting = read_packet(&mut s).expect("the greeting").1;
         assert_eq!(greeting[0], 10);
         // SSLRequest: PROTOCOL_41 | TRANSACTIONS | SSL | SECURE_CONNECTION | PLUGIN_AUTH.
         let caps: u32 = 0x200 | 0x2000 | 0x800 | 0x8000 | 0x8_0000;
