@@ -7,6 +7,8 @@
 //! to the drain timeout, and closes idle connections.
 
 mod auth;
+mod client;
+mod handshake;
 mod session;
 pub mod upstream;
 

@@ -1,10 +1,12 @@
-//! One application connection: the handshake, then the command loop that forwards each
-//! command to mysqld and relays its response as raw packets.
+//! One application connection: after the handshake (`handshake.rs`), the command loop that
+//! forwards each command to mysqld and relays its response as raw packets.
 //!
 //! The protocol decisions (authentication, where a response ends) are made by the
 //! filter's state machines; this module only moves bytes between the two sockets,
 //! watches timers and the client socket, and reports metrics.
 
+use super::client::{watch_client, Client};
+use super::handshake::{self, LoggedIn};
 use super::upstream::{self, ConnectError, LoginParams, Upstream};
 use super::Shared;
 use crate::metrics::{Direction, ErrorOrigin};
@@ -13,11 +15,9 @@ use shardcar_filter::protocol::capabilities as caps;
 use shardcar_filter::protocol::error_codes;
 use shardcar_filter::protocol::exchange::{InfileScanner, ResponseKind, ResponseScanner, Scan};
 use shardcar_filter::protocol::handshake::{push_connect_attr, ChangeUser};
-use shardcar_filter::protocol::packet::{
-    peek_header, write_packet, FrameError, Packet, PacketAssembler, HEADER_LEN,
-};
+use shardcar_filter::protocol::packet::{write_packet, FrameError, Packet};
 use shardcar_filter::protocol::server::{
-    error_before_greeting, Authenticated, ServerHandshake, ServerHandshakeConfig, Step,
+    Authenticated, ServerHandshake, ServerHandshakeConfig, Step,
 };
 use shardcar_filter::protocol::{Command, ErrPacket};
 use std::net::SocketAddr;
@@ -26,7 +26,7 @@ use std::time::Instant;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 
 /// Capabilities that change the format of what mysqld sends: the application and the
 /// upstream connection must agree on them for raw forwarding to be correct.
@@ -39,13 +39,6 @@ const FORMAT_CAPABILITIES: u32 = caps::DEPRECATE_EOF
 
 /// How much the sidecar reads from mysqld at once while relaying a response.
 const RELAY_CHUNK: usize = 32 * 1024;
-/// Largest first packet accepted (a HandshakeResponse with 64 KiB of attributes fits).
-const FIRST_PACKET_MAX: usize = 128 * 1024;
-/// Room made in a client's read buffer before each read.
-const READ_RESERVE: usize = 4096;
-/// Client bytes buffered while a response is relayed (pipelined commands); beyond this
-/// the client is not read until the response is done.
-const MAX_PIPELINED: usize = 1024 * 1024;
 
 /// Why a session ended; for logs.
 #[derive(Debug)]
@@ -58,95 +51,6 @@ enum End {
     UpstreamLost,
 }
 
-/// The application side of a connection.
-struct Client {
-    stream: Stream,
-    assembler: PacketAssembler,
-    peer: SocketAddr,
-}
-
-impl Client {
-    /// Reads until a whole packet is buffered. `Ok(None)` when the client closed.
-    async fn read_packet(
-        &mut self,
-        metrics: &crate::metrics::Metrics,
-    ) -> std::io::Result<Option<Result<Packet, FrameError>>> {
-        loop {
-            match self.assembler.next_packet() {
-                Ok(Some(p)) => return Ok(Some(Ok(p))),
-                Ok(None) => {}
-                Err(e) => return Ok(Some(Err(e))),
-            }
-            let n = self
-                .stream
-                .read_buf(self.assembler.read_buffer(READ_RESERVE))
-                .await?;
-            if n == 0 {
-                return Ok(None);
-            }
-            metrics.bytes(Direction::FromClient, n as u64);
-        }
-    }
-
-    /// Reads exactly one physical packet, never more: the first packet of a connection
-    /// may be an SSLRequest, and the TLS ClientHello that follows it in the same segment
-    /// must stay in the socket for the TLS acceptor.
-    async fn read_first_packet(
-        &mut self,
-        metrics: &crate::metrics::Metrics,
-    ) -> std::io::Result<Option<Result<Packet, FrameError>>> {
-        let mut header = [0u8; HEADER_LEN];
-        match self.stream.read_exact(&mut header).await {
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
-            Err(e) => return Err(e),
-        }
-        let Some(h) = peek_header(&header) else {
-            return Ok(None);
-        };
-        if h.continues() || h.len > FIRST_PACKET_MAX {
-            return Ok(Some(Err(FrameError::TooLarge {
-                limit: FIRST_PACKET_MAX,
-            })));
-        }
-        let mut payload = vec![0u8; h.len];
-        match self.stream.read_exact(&mut payload).await {
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
-            Err(e) => return Err(e),
-        }
-        metrics.bytes(Direction::FromClient, (HEADER_LEN + h.len) as u64);
-        Ok(Some(Ok(Packet {
-            seq: h.seq,
-            last_seq: h.seq,
-            payload,
-        })))
-    }
-
-    async fn send(
-        &mut self,
-        bytes: &[u8],
-        metrics: &crate::metrics::Metrics,
-    ) -> std::io::Result<()> {
-        metrics.bytes(Direction::ToClient, bytes.len() as u64);
-        upstream::write_flush(&mut self.stream, bytes).await
-    }
-
-    /// Sends an ERR packet with sequence id `seq`.
-    async fn send_error(
-        &mut self,
-        seq: u8,
-        err: &ErrPacket,
-        metrics: &crate::metrics::Metrics,
-    ) -> std::io::Result<()> {
-        metrics.error(err.code, ErrorOrigin::Sidecar);
-        let mut out = Vec::new();
-        let mut seq = seq;
-        write_packet(&mut out, &mut seq, &err.encode());
-        self.send(&out, metrics).await
-    }
-}
-
 /// Serves one accepted application connection until it ends.
 pub async fn serve(
     socket: TcpStream,
@@ -157,23 +61,38 @@ pub async fn serve(
     let _ = socket.set_nodelay(true);
     let metrics = shared.metrics.clone();
     metrics.connection_opened();
-    let client = Client {
-        stream: Stream::Tcp(socket),
-        // Small until the client has logged in: an anonymous peer must not make the
-        // sidecar buffer a whole max-size packet.
-        assembler: PacketAssembler::new(FIRST_PACKET_MAX),
-        peer,
-    };
+    let client = Client::new(Stream::Tcp(socket), peer);
     let timeout = shared.config.handshake_timeout();
-    let handshake = tokio::time::timeout(timeout, handshake(client, &shared)).await;
-    let end = match handshake {
+    let accepted = tokio::time::timeout(timeout, handshake::accept(client, &shared)).await;
+    let end = match accepted {
         Err(_) => {
             metrics.handshake_failed("timeout");
             debug!(%peer, "handshake timed out");
             End::Refused("handshake timeout")
         }
         Ok(Err(reason)) => End::Refused(reason),
-        Ok(Ok(session)) => session.run(shutdown).await,
+        Ok(Ok(logged_in)) => {
+            let LoggedIn {
+                mut client,
+                auth,
+                scramble,
+                ok,
+            } = logged_in;
+            client
+                .assembler
+                .set_max_packet_size(shared.config.max_packet_size);
+            let mut session = Session {
+                shared: shared.clone(),
+                client,
+                auth,
+                scramble,
+                upstream: None,
+            };
+            match session.finish_login(ok).await {
+                Ok(()) => session.run(shutdown).await,
+                Err(reason) => End::Refused(reason),
+            }
+        }
     };
     match end {
         End::Refused(reason) => debug!(%peer, reason, "connection refused"),
@@ -191,172 +110,21 @@ struct Session {
     upstream: Option<Upstream>,
 }
 
-async fn handshake(mut client: Client, shared: &Arc<Shared>) -> Result<Session, &'static str> {
-    let metrics = &shared.metrics;
-    let profile = match shared.profile().await {
-        Ok(p) => p,
-        Err(e) => {
-            let err = e.to_err_packet();
-            metrics.error(err.code, ErrorOrigin::Sidecar);
-            let bytes = error_before_greeting(e.code(), err.message);
-            let _ = client.send(&bytes, metrics).await;
-            metrics.handshake_failed("upstream unavailable");
-            return Err("upstream unavailable");
-        }
-    };
-    let mut offered = caps::SUPPORTED & profile.capabilities;
-    if shared.config.local_infile {
-        offered |= caps::LOCAL_FILES & profile.capabilities;
-    }
-    let config = ServerHandshakeConfig {
-        server_version: profile.server_version.clone(),
-        connection_id: shared.next_connection_id(),
-        capabilities: offered,
-        collation: profile.collation,
-        default_plugin: shared.config.auth.default_plugin.plugin(),
-        tls_available: shared.tls.is_some(),
-        tls_required: shared.config.tls.as_ref().is_some_and(|t| t.required),
-        client_host: client.peer.ip().to_string(),
-    };
-    let mut scramble = [0u8; 20];
-    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut scramble);
-    let mut hs = ServerHandshake::new(config, scramble);
-    let greeting = hs.greeting();
-    client
-        .send(&greeting, metrics)
-        .await
-        .map_err(|_| "client gone")?;
-    let mut first = true;
-    loop {
-        let read = if first {
-            client.read_first_packet(metrics).await
-        } else {
-            client.read_packet(metrics).await
-        };
-        first = false;
-        let packet = match read {
-            Ok(Some(Ok(p))) => p,
-            Ok(Some(Err(e))) => {
-                metrics.handshake_failed("malformed");
-                let step = match e {
-                    FrameError::TooLarge { .. } => {
-                        hs.refuse(error_codes::ER_NET_PACKET_TOO_LARGE, e.to_string())
-                    }
-                    FrameError::OutOfOrder { .. } => {
-                        hs.refuse(error_codes::ER_NET_PACKETS_OUT_OF_ORDER, e.to_string())
-                    }
-                };
-                if let Step::Fail(bytes, err) = step {
-                    metrics.error(err.code, ErrorOrigin::Sidecar);
-                    let _ = client.send(&bytes, metrics).await;
-                }
-                return Err("malformed handshake packet");
-            }
-            Ok(None) | Err(_) => {
-                metrics.handshake_failed("client gone");
-                return Err("client gone");
-            }
-        };
-        let step = hs.handle_packet(&packet, &mut shared.auth.context());
-        match step {
-            Step::Send(bytes) => client
-                .send(&bytes, metrics)
-                .await
-                .map_err(|_| "client gone")?,
-            Step::UpgradeTls => {
-                let Some(acceptor) = shared.tls.clone() else {
-                    return Err("TLS not configured");
-                };
-                if !client.assembler.buffered().is_empty() {
-                    metrics.handshake_failed("data before TLS");
-                    return Err("data before TLS handshake");
-                }
-                let tcp = match std::mem::replace(&mut client.stream, Stream::Unix(dummy_unix()?))
-                    .into_tcp()
-                {
-                    Ok(tcp) => tcp,
-                    Err(_) => return Err("TLS requested twice"),
-                };
-                match acceptor.accept(tcp).await {
-                    Ok(tls) => {
-                        client.stream = Stream::ServerTls(Box::new(tls));
-                        metrics.tls_handshake("client");
-                        hs.tls_established();
-                    }
-                    Err(e) => {
-                        debug!(peer = %client.peer, error = %e, "TLS handshake failed");
-                        metrics.handshake_failed("tls");
-                        return Err("TLS handshake failed");
-                    }
-                }
-            }
-            Step::Fail(bytes, err) => {
-                metrics.error(err.code, ErrorOrigin::Sidecar);
-                metrics.handshake_failed(if err.code == error_codes::ER_ACCESS_DENIED_ERROR.code {
-                    "access denied"
-                } else {
-                    "refused"
-                });
-                info!(peer = %client.peer, code = err.code, message = %err.message, "handshake refused");
-                let _ = client.send(&bytes, metrics).await;
-                return Err("handshake refused");
-            }
-            Step::Done(ok, auth) => {
-                client
-                    .assembler
-                    .set_max_packet_size(shared.config.max_packet_size);
-                let mut session = Session {
-                    shared: shared.clone(),
-                    client,
-                    auth,
-                    scramble: *hs.scramble(),
-                    upstream: None,
-                };
-                session.finish_login(ok).await?;
-                debug!(peer = %session.client.peer, user = %session.auth.user, "authenticated");
-                return Ok(session);
-            }
-        }
-    }
-}
-
-/// A placeholder stream used only while the real one is moved out for a TLS upgrade.
-fn dummy_unix() -> Result<tokio::net::UnixStream, &'static str> {
-    let (a, _b) = tokio::net::UnixStream::pair().map_err(|_| "out of file descriptors")?;
-    Ok(a)
-}
-
-/// Sequence id of the last packet in a buffer of framed packets.
-fn last_packet_seq(bytes: &[u8]) -> u8 {
-    let mut at = 0;
-    let mut seq = 0;
-    while let Some(h) = peek_header(&bytes[at.min(bytes.len())..]) {
-        seq = h.seq;
-        at += h.wire_len();
-    }
-    seq
-}
-
 impl Session {
     fn metrics(&self) -> &crate::metrics::Metrics {
         &self.shared.metrics
     }
 
-    /// Sends the OK that ends a login (initial or COM_CHANGE_USER). When the application
-    /// named a database, the upstream connection is opened first so that an unknown
-    /// database is reported at login, as mysqld does.
+    /// Sends the reply that ends a login (initial or COM_CHANGE_USER). When the
+    /// application named a database, the upstream connection is opened first so that an
+    /// unknown database is reported at login, as mysqld does.
     async fn finish_login(&mut self, ok: Vec<u8>) -> Result<(), &'static str> {
         if self.auth.database.is_some() {
             if let Err(e) = self.ensure_upstream().await {
                 let err = e.to_err_packet();
-                let seq = last_packet_seq(&ok);
-                // Replace the OK with the error, keeping anything sent before it.
-                let keep = ok.len() - peek_len_of_last(&ok);
-                let mut out = ok[..keep].to_vec();
-                let mut s = seq;
-                write_packet(&mut out, &mut s, &err.encode());
                 self.metrics().error(err.code, ErrorOrigin::Upstream);
-                let _ = self.client.send(&out, &self.shared.metrics).await;
+                let reply = handshake::replace_final_packet(&ok, &err);
+                let _ = self.client.send(&reply, &self.shared.metrics).await;
                 return Err("upstream login failed");
             }
         }
@@ -757,34 +525,6 @@ impl Session {
                         .map_err(|_| End::Refused("COM_CHANGE_USER failed"));
                 }
             }
-        }
-    }
-}
-
-/// Length on the wire of the last packet in a buffer of framed packets.
-fn peek_len_of_last(bytes: &[u8]) -> usize {
-    let mut at = 0;
-    let mut len = 0;
-    while let Some(h) = peek_header(&bytes[at.min(bytes.len())..]) {
-        len = h.wire_len();
-        at += len;
-    }
-    len
-}
-
-/// Completes when the client closes its connection (or errors). Bytes it sends in the
-/// meantime (pipelined commands) are kept for later, up to a bound.
-async fn watch_client(client: &mut Client) -> std::io::Result<()> {
-    loop {
-        if client.assembler.buffered().len() >= MAX_PIPELINED {
-            return std::future::pending().await;
-        }
-        let n = client
-            .stream
-            .read_buf(client.assembler.read_buffer(READ_RESERVE))
-            .await?;
-        if n == 0 {
-            return Ok(());
         }
     }
 }
