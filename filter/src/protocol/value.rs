@@ -257,35 +257,19 @@ impl Value {
             column_type::NULL => Value::Null,
             column_type::TINY => {
                 let v = r.u8("TINY value")?;
-                if unsigned {
-                    Value::UInt(u64::from(v))
-                } else {
-                    Value::Int(i64::from(v as i8))
-                }
+                integer(unsigned, u64::from(v), i64::from(v as i8))
             }
             column_type::SHORT | column_type::YEAR => {
                 let v = r.u16("SHORT value")?;
-                if unsigned {
-                    Value::UInt(u64::from(v))
-                } else {
-                    Value::Int(i64::from(v as i16))
-                }
+                integer(unsigned, u64::from(v), i64::from(v as i16))
             }
             column_type::LONG | column_type::INT24 => {
                 let v = r.u32("LONG value")?;
-                if unsigned {
-                    Value::UInt(u64::from(v))
-                } else {
-                    Value::Int(i64::from(v as i32))
-                }
+                integer(unsigned, u64::from(v), i64::from(v as i32))
             }
             column_type::LONGLONG => {
                 let v = r.u64("LONGLONG value")?;
-                if unsigned {
-                    Value::UInt(v)
-                } else {
-                    Value::Int(v as i64)
-                }
+                integer(unsigned, v, v as i64)
             }
             column_type::FLOAT => Value::Float(f32::from_bits(r.u32("FLOAT value")?)),
             column_type::DOUBLE => Value::Double(f64::from_bits(r.u64("DOUBLE value")?)),
@@ -850,6 +834,15 @@ fn parse_time_of_day(s: &[u8]) -> DecodeResult<(u64, u8, u8, u32)> {
         Some(f) => parse_digits(f, WHAT)? * 10u32.pow(6 - f.len() as u32),
     };
     Ok((hours, minutes as u8, seconds as u8, micros))
+}
+
+/// An integer read from the binary protocol: the raw bits as unsigned, or sign-extended.
+fn integer(unsigned: bool, raw: u64, signed: i64) -> Value {
+    if unsigned {
+        Value::UInt(raw)
+    } else {
+        Value::Int(signed)
+    }
 }
 
 #[cfg(test)]
