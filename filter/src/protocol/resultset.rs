@@ -238,6 +238,9 @@ pub struct ResultSetDecoder {
     /// Set when the column EOF announced an open cursor: the rows come with
     /// `COM_STMT_FETCH`, not in this response.
     cursor_open: bool,
+    /// Decoding a `COM_STMT_FETCH` response (whose terminators also carry
+    /// `SERVER_STATUS_CURSOR_EXISTS` while rows remain).
+    fetch: bool,
 }
 
 impl ResultSetDecoder {
@@ -251,6 +254,7 @@ impl ResultSetDecoder {
             columns: Arc::from(Vec::new()),
             pending: Vec::new(),
             cursor_open: false,
+            fetch: false,
         }
     }
 
@@ -264,6 +268,7 @@ impl ResultSetDecoder {
             columns,
             pending: Vec::new(),
             cursor_open: false,
+            fetch: true,
         }
     }
 
@@ -387,6 +392,14 @@ impl ResultSetDecoder {
                     let eof = EofPacket::decode(payload)?;
                     (eof.status, eof.warnings)
                 };
+                // Under CLIENT_DEPRECATE_EOF there is no column EOF: an execute that opened
+                // a cursor ends with this terminator, before any row.
+                if !self.fetch
+                    && self.format == RowFormat::Binary
+                    && status & status::CURSOR_EXISTS != 0
+                {
+                    self.cursor_open = true;
+                }
                 self.state = State::Done;
                 Ok(Some(Event::Done {
                     status,
@@ -767,6 +780,28 @@ mod tests {
             d.feed(b"\xfb/tmp/x.csv").unwrap(),
             Some(Event::LocalInfile(b"/tmp/x.csv"))
         );
+    }
+
+    #[test]
+    fn cursor_open_is_seen_in_the_terminator_under_deprecate_eof() {
+        // As MariaDB 10.11 sends it: columns, then fe 00 00 62 00 00 00 (CURSOR_EXISTS).
+        let caps = CAPS | capabilities::DEPRECATE_EOF;
+        let mut d = ResultSetDecoder::new(caps, RowFormat::Binary);
+        d.feed(&[1]).unwrap();
+        let definition = ColumnDefinition::new("x", column_type::LONG).encode();
+        let columns = d.feed(&definition).unwrap();
+        assert!(matches!(columns, Some(Event::Columns(_))));
+        assert!(!d.cursor_open());
+        let terminator = [0xfe, 0, 0, 0x62, 0, 0, 0];
+        assert!(matches!(
+            d.feed(&terminator).unwrap(),
+            Some(Event::Done { .. })
+        ));
+        assert!(d.cursor_open() && d.is_done());
+        // A fetch response's terminator carries CURSOR_EXISTS too, but opens nothing.
+        let mut f = ResultSetDecoder::for_fetch(caps, d.columns().clone());
+        f.feed(&terminator).unwrap();
+        assert!(!f.cursor_open());
     }
 
     #[test]
