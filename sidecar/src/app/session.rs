@@ -311,7 +311,8 @@ impl Session {
         };
         metrics.bytes(Direction::ToUpstream, out.len() as u64);
         if upstream::write_flush(&mut up.stream, &out).await.is_err() {
-            return self.upstream_lost(None).await;
+            // Nothing of a response has reached the client: the ERR follows the command.
+            return self.upstream_lost(Some(seq)).await;
         }
         if kind == ResponseKind::None {
             return Ok(());
@@ -327,6 +328,7 @@ impl Session {
         let mut scanner =
             ResponseScanner::after_command(kind, self.auth.capabilities, last_command_seq);
         let mut buf: Vec<u8> = Vec::with_capacity(RELAY_CHUNK);
+        let mut forwarded = false;
         loop {
             let Some(up) = self.upstream.as_mut() else {
                 return Err(End::UpstreamLost);
@@ -342,7 +344,12 @@ impl Session {
                 }
             };
             let n = match read {
-                Ok(0) | Err(_) => return self.upstream_lost(Some(&scanner)).await,
+                Ok(0) | Err(_) => {
+                    let seq = scanner
+                        .at_packet_boundary()
+                        .then(|| scanner.last_seq().wrapping_add(1));
+                    return self.upstream_lost(seq).await;
+                }
                 Ok(n) => n,
             };
             metrics.bytes(Direction::FromUpstream, n as u64);
@@ -350,7 +357,8 @@ impl Session {
                 Ok(s) => s,
                 Err(e) => {
                     warn!(error = %e, "upstream protocol error");
-                    return self.upstream_lost(None).await;
+                    let seq = (!forwarded).then(|| last_command_seq.wrapping_add(1));
+                    return self.upstream_lost(seq).await;
                 }
             };
             let upto = match scan {
@@ -360,6 +368,7 @@ impl Session {
             if self.client.send(&buf[..upto], &metrics).await.is_err() {
                 return self.client_gone().await;
             }
+            forwarded = true;
             match scan {
                 Scan::NeedMore => {}
                 Scan::Complete { consumed } => {
@@ -368,6 +377,8 @@ impl Session {
                             extra = n - consumed,
                             "upstream sent data after the end of a response"
                         );
+                        // The client has its whole response; an ERR now would be taken
+                        // as the answer to its next command, so only close.
                         return self.upstream_lost(None).await;
                     }
                     if let Some(code) = scanner.error_code() {
@@ -449,15 +460,13 @@ impl Session {
 
     /// The upstream connection broke: tell the client (when the packet stream allows an
     /// ERR to be inserted) and end the session, since its server-side state is gone.
-    async fn upstream_lost(&mut self, scanner: Option<&ResponseScanner>) -> Result<(), End> {
+    /// `err_seq` is the sequence id the client expects next when an ERR can be inserted
+    /// into the packet stream, `None` when it cannot (part of a packet, or a whole
+    /// response, has already been relayed): then the connection is only closed.
+    async fn upstream_lost(&mut self, err_seq: Option<u8>) -> Result<(), End> {
         self.upstream = None;
         self.shared.metrics.upstream_lost();
-        let seq = match scanner {
-            None => Some(1),
-            Some(s) if s.at_packet_boundary() => Some(s.last_seq().wrapping_add(1)),
-            Some(_) => None,
-        };
-        if let Some(seq) = seq {
+        if let Some(seq) = err_seq {
             let err = ErrPacket::new(
                 error_codes::ER_NET_READ_ERROR,
                 "Lost connection to MySQL server during query",
