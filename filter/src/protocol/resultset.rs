@@ -135,18 +135,25 @@ pub fn encode_text_row_cells(cells: &[Option<&[u8]>], out: &mut Vec<u8>) {
     }
 }
 
+/// One value per column, or [`EncodeError::WrongCount`].
+fn check_count(values: &[Value], columns: &[ColumnDefinition]) -> Result<(), EncodeError> {
+    if values.len() == columns.len() {
+        Ok(())
+    } else {
+        Err(EncodeError::WrongCount {
+            expected: columns.len(),
+            got: values.len(),
+        })
+    }
+}
+
 /// Appends a text row rendering each value for its column.
 pub fn encode_text_row(
     values: &[Value],
     columns: &[ColumnDefinition],
     out: &mut Vec<u8>,
 ) -> Result<(), EncodeError> {
-    if values.len() != columns.len() {
-        return Err(EncodeError::WrongCount {
-            expected: columns.len(),
-            got: values.len(),
-        });
-    }
+    check_count(values, columns)?;
     let mut scratch = Vec::new();
     for (v, col) in values.iter().zip(columns) {
         match v {
@@ -168,12 +175,7 @@ pub fn encode_binary_row(
     columns: &[ColumnDefinition],
     out: &mut Vec<u8>,
 ) -> Result<(), EncodeError> {
-    if values.len() != columns.len() {
-        return Err(EncodeError::WrongCount {
-            expected: columns.len(),
-            got: values.len(),
-        });
-    }
+    check_count(values, columns)?;
     out.push(BINARY_ROW_HEADER);
     let bitmap_at = out.len();
     out.resize(bitmap_at + binary_null_bitmap_len(columns.len()), 0);
