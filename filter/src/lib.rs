@@ -7,6 +7,8 @@
 //! same code runs in the native sidecar, in unit tests, in fuzz targets and inside Envoy.
 
 pub mod key;
+pub mod plan;
 pub mod protocol;
+pub mod sql;
 pub mod vindex;
 pub mod vschema;

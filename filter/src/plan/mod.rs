@@ -1,0 +1,193 @@
+//! The planner: from a statement's text and the session's context to a [`Plan`] that says
+//! which shards run what and how the sidecar combines their answers. Pure: no I/O, no
+//! clock; the sidecar executes plans.
+//!
+//! Statements that a sharded deployment cannot answer exactly as one MySQL would are
+//! refused with [`PlanError::Unsupported`] (ERR 1235) naming the construct, never answered
+//! wrongly.
+
+pub mod decimal;
+mod dml;
+mod error;
+pub mod merge;
+mod route;
+pub mod schema;
+mod select;
+mod session;
+
+use sqlparser::ast::Statement;
+use sqlparser::dialect::MySqlDialect;
+use sqlparser::parser::{Parser, ParserOptions};
+
+pub use dml::{InsertPlan, SequenceNeed};
+pub use error::PlanError;
+pub use merge::{MergeSpec, Merger};
+pub use schema::{KeyspaceRouting, RoutingSchema, SchemaError};
+pub use session::{Transaction, UseTarget};
+
+use crate::vindex::Value;
+
+/// What the planner needs to know about the session.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PlanContext<'a> {
+    /// The keyspace of `USE ks` (or the database named at login).
+    pub default_keyspace: Option<&'a str>,
+}
+
+/// Statements sent to shards of one keyspace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    pub keyspace: String,
+    /// Indices into the keyspace's shard list, ascending.
+    pub shards: Vec<usize>,
+    /// The statement every shard runs; `None` means the client's text unchanged.
+    pub query: Option<String>,
+    /// How to combine several shards' result sets; `None` concatenates them (and sums the
+    /// OK packets of DML).
+    pub merge: Option<MergeSpec>,
+    /// The statement writes.
+    pub write: bool,
+    /// Every shard holds the same rows (a reference table): one shard's OK is the answer.
+    pub replicated: bool,
+}
+
+impl Route {
+    /// The client's statement, unchanged, on `shards`.
+    pub fn pass(keyspace: &str, shards: Vec<usize>) -> Route {
+        Route {
+            keyspace: keyspace.to_string(),
+            shards,
+            query: None,
+            merge: None,
+            write: false,
+            replicated: false,
+        }
+    }
+
+    /// This route, marked as writing a table every shard holds a copy of.
+    pub fn replicated(self) -> Route {
+        Route {
+            replicated: true,
+            ..self
+        }
+    }
+
+    /// Runs on exactly one shard with the client's text: the response can be relayed raw.
+    pub fn is_passthrough(&self) -> bool {
+        self.shards.len() == 1 && self.query.is_none() && self.merge.is_none()
+    }
+}
+
+/// What to do with one statement.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Plan {
+    Route(Route),
+    /// Per-shard INSERT statements, possibly waiting for sequence values first.
+    Insert(InsertPlan),
+    Transaction(Transaction),
+    /// A SET statement: replayed on every shard connection the session uses.
+    Set {
+        /// `SET autocommit = ...` seen in the statement.
+        autocommit: Option<bool>,
+    },
+    Use(UseTarget),
+    /// `SHOW DATABASES`: the keyspaces.
+    ShowDatabases,
+    /// DDL and other statements that every shard of a keyspace must run.
+    AllShards {
+        keyspace: String,
+    },
+}
+
+/// Plans `sql` against `schema`.
+pub fn plan(schema: &RoutingSchema, sql: &str, ctx: &PlanContext<'_>) -> Result<Plan, PlanError> {
+    plan_with_params(schema, sql, ctx, &[])
+}
+
+/// Plans `sql` whose `?` placeholders stand for `params` (a prepared statement's values).
+pub fn plan_with_params(
+    schema: &RoutingSchema,
+    sql: &str,
+    ctx: &PlanContext<'_>,
+    params: &[Value],
+) -> Result<Plan, PlanError> {
+    if let Some(plan) = session::classify(schema, sql, ctx)? {
+        return Ok(plan);
+    }
+    let statement = parse(sql)?;
+    let positions = placeholder_positions(&statement);
+    let params_fn = |e: &sqlparser::ast::Expr| -> Option<Value> {
+        let sqlparser::ast::Expr::Value(v) = e else {
+            return None;
+        };
+        if !matches!(v.value, sqlparser::ast::Value::Placeholder(_)) {
+            return None;
+        }
+        let at = (v.span.start.line, v.span.start.column);
+        let i = positions.binary_search(&at).ok()?;
+        params.get(i).cloned()
+    };
+    match &statement {
+        Statement::Query(q) => {
+            select::plan_query(schema, &statement, q, ctx, &params_fn).map(Plan::Route)
+        }
+        Statement::Insert(insert) => dml::plan_insert(schema, insert, ctx, &params_fn),
+        Statement::Update(_) | Statement::Delete(_) => {
+            dml::plan_update_delete(schema, &statement, ctx, &params_fn).map(Plan::Route)
+        }
+        Statement::Explain { .. } | Statement::ExplainTable { .. } => {
+            let ks = route::default_keyspace(schema, ctx)?;
+            Ok(Plan::Route(Route::pass(&ks.name, vec![0])))
+        }
+        _ => {
+            let ks = route::default_keyspace(schema, ctx)?;
+            if ks.sharded {
+                Ok(Plan::AllShards {
+                    keyspace: ks.name.clone(),
+                })
+            } else {
+                Ok(Plan::Route(Route::pass(&ks.name, vec![0])))
+            }
+        }
+    }
+}
+
+/// Parses exactly one statement with MySQL's rules; string literals keep their escapes
+/// so that a statement re-written for the shards reads back byte for byte.
+pub fn parse(sql: &str) -> Result<Statement, PlanError> {
+    let dialect = MySqlDialect {};
+    let options = ParserOptions::new().with_unescape(false);
+    let mut statements = Parser::new(&dialect)
+        .with_options(options)
+        .try_with_sql(sql)
+        .and_then(|mut p| p.parse_statements())
+        .map_err(|e| PlanError::Syntax(syntax_message(sql, &e.to_string())))?;
+    match statements.len() {
+        1 => Ok(statements.remove(0)),
+        0 => Err(PlanError::Syntax("Query was empty".into())),
+        _ => Err(PlanError::unsupported("several statements in one query")),
+    }
+}
+
+fn syntax_message(sql: &str, parser: &str) -> String {
+    let near: String = sql.chars().take(60).collect();
+    format!("check the manual that corresponds to your MariaDB server version for the right syntax to use near '{near}' ({parser})")
+}
+
+/// Where each `?` starts, in text order: the n-th is parameter n.
+fn placeholder_positions(statement: &Statement) -> Vec<(u64, u64)> {
+    let mut out = Vec::new();
+    let _ = sqlparser::ast::visit_expressions(statement, |e| {
+        if let sqlparser::ast::Expr::Value(v) = e {
+            if matches!(v.value, sqlparser::ast::Value::Placeholder(_)) {
+                out.push((v.span.start.line, v.span.start.column));
+            }
+        }
+        std::ops::ControlFlow::<()>::Continue(())
+    });
+    out.sort_unstable();
+    out
+}
+
+#[cfg(test)]
+mod tests;
