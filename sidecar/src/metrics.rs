@@ -66,6 +66,11 @@ struct ReasonLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    route: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct SideLabels {
     side: &'static str,
 }
@@ -111,6 +116,8 @@ pub struct Metrics {
     connections_rejected: Family<ReasonLabels, Counter>,
     handshake_failures: Family<ReasonLabels, Counter>,
     tls_handshakes: Family<SideLabels, Counter>,
+    routes: Family<RouteLabels, Counter>,
+    shard_queries: Counter,
     /// Indexed by the command byte; unknown bytes share the `unknown` series.
     command_counts: Vec<Counter>,
     command_durations: Vec<Histogram>,
@@ -167,6 +174,18 @@ impl Metrics {
             "shardcar_handshake_failures",
             "Client connection phases that failed, by reason",
             handshake_failures.clone(),
+        );
+        let routes = Family::<RouteLabels, Counter>::default();
+        reg.register(
+            "shardcar_routed_statements",
+            "Statements by how they were routed: passthrough (one shard, raw), scatter (merged), multi (several shards), local (answered by the sidecar), refused",
+            routes.clone(),
+        );
+        let shard_queries = Counter::default();
+        reg.register(
+            "shardcar_shard_queries",
+            "Statements sent to shards by the router (one per shard reached)",
+            shard_queries.clone(),
         );
         let tls_handshakes = Family::<SideLabels, Counter>::default();
         reg.register(
@@ -293,6 +312,8 @@ impl Metrics {
             connections_rejected,
             handshake_failures,
             tls_handshakes,
+            routes,
+            shard_queries,
             command_counts,
             command_durations,
             bytes,
@@ -390,6 +411,16 @@ impl Metrics {
 
     pub fn upstream_lost(&self) {
         self.upstream_lost.inc();
+    }
+
+    /// One statement routed as `route` (`passthrough`, `scatter`, `multi`, `local`, `refused`).
+    pub fn routed(&self, route: &'static str) {
+        self.routes.get_or_create(&RouteLabels { route }).inc();
+    }
+
+    /// `n` statements sent to shards.
+    pub fn shard_queries(&self, n: u64) {
+        self.shard_queries.inc_by(n);
     }
 
     pub fn kill_sent(&self) {

@@ -117,7 +117,7 @@ async fn local_applies_a_schema_dir_in_name_order() {
 }
 
 #[tokio::test]
-async fn local_refuses_sharded_keyspaces_for_now() {
+async fn local_refuses_a_sharded_keyspace_without_a_vschema() {
     let args = LocalArgs {
         keyspaces: vec!["shop:2".parse().expect("keyspace")],
         port: free_port(),
@@ -127,8 +127,8 @@ async fn local_refuses_sharded_keyspaces_for_now() {
     let (_stop, shutdown) = tokio::sync::watch::channel(false);
     let err = run_until(args, shutdown)
         .await
-        .expect_err("2 shards are not supported yet");
-    assert!(err.to_string().contains("not supported yet"), "{err}");
+        .expect_err("a sharded keyspace needs --vschema");
+    assert!(err.to_string().contains("--vschema"), "{err}");
 }
 
 #[test]

@@ -61,6 +61,11 @@ impl InsertPlan {
         (!rows.is_empty()).then_some(first)
     }
 
+    /// A reference table: every shard runs the same INSERT and one OK is the answer.
+    pub fn is_replicated(&self) -> bool {
+        self.replicated
+    }
+
     /// The INSERT each shard runs: its own rows only.
     pub fn shard_statements(
         &self,

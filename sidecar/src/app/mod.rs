@@ -9,7 +9,9 @@
 mod auth;
 mod client;
 mod handshake;
+pub mod router;
 mod session;
+mod sharded;
 pub mod upstream;
 
 use crate::admin::{self, Health};
@@ -44,6 +46,8 @@ pub struct Shared {
     auth: auth::Authenticator,
     tls: Option<tokio_rustls::TlsAcceptor>,
     upstream: Arc<UpstreamSettings>,
+    /// Present when the sidecar routes across keyspaces and shards.
+    router: Option<Arc<router::Router>>,
     profile: RwLock<Option<UpstreamProfile>>,
     metrics: Arc<Metrics>,
     next_id: AtomicU32,
@@ -140,6 +144,16 @@ impl AppServer {
             tls: upstream_tls,
             max_packet_size: config.max_packet_size,
         });
+        let (upstream, router) = match &config.sharding {
+            None => (upstream, None),
+            Some(sharding) => {
+                let router = router::Router::new(sharding, &upstream)?;
+                let first = router
+                    .any_shard()
+                    .ok_or_else(|| anyhow::anyhow!("no shard configured"))?;
+                (first, Some(Arc::new(router)))
+            }
+        };
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {} (listen)", config.listen))?;
@@ -151,6 +165,7 @@ impl AppServer {
             auth: authenticator,
             tls,
             upstream,
+            router,
             profile: RwLock::new(None),
             metrics: Metrics::new(),
             next_id: AtomicU32::new(1),

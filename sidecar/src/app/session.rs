@@ -7,6 +7,7 @@
 
 use super::client::{watch_client, Client};
 use super::handshake::{self, LoggedIn};
+use super::sharded::Routed;
 use super::upstream::{self, ConnectError, LoginParams, Upstream};
 use super::Shared;
 use crate::metrics::{Direction, ErrorOrigin};
@@ -42,7 +43,7 @@ const RELAY_CHUNK: usize = 32 * 1024;
 
 /// Why a session ended; for logs.
 #[derive(Debug)]
-enum End {
+pub(super) enum End {
     Quit,
     ClientGone,
     Draining,
@@ -87,7 +88,11 @@ pub async fn serve(
                 auth,
                 scramble,
                 upstream: None,
+                routed: None,
             };
+            if let Some(router) = &shared.router {
+                session.routed = Some(Routed::new(router.clone(), session.auth.database.clone()));
+            }
             match session.finish_login(ok).await {
                 Ok(()) => session.run(shutdown).await,
                 Err(reason) => End::Refused(reason),
@@ -102,12 +107,14 @@ pub async fn serve(
 }
 
 /// The application's session after a successful handshake.
-struct Session {
-    shared: Arc<Shared>,
-    client: Client,
-    auth: Authenticated,
+pub(super) struct Session {
+    pub(super) shared: Arc<Shared>,
+    pub(super) client: Client,
+    pub(super) auth: Authenticated,
     scramble: [u8; 20],
-    upstream: Option<Upstream>,
+    pub(super) upstream: Option<Upstream>,
+    /// Routing state when the sidecar serves sharded keyspaces.
+    pub(super) routed: Option<Routed>,
 }
 
 impl Session {
@@ -119,7 +126,19 @@ impl Session {
     /// application named a database, the upstream connection is opened first so that an
     /// unknown database is reported at login, as mysqld does.
     async fn finish_login(&mut self, ok: Vec<u8>) -> Result<(), &'static str> {
-        if self.auth.database.is_some() {
+        if let (Some(routed), Some(db)) = (self.routed.as_mut(), self.auth.database.clone()) {
+            if routed.router.schema.keyspace(&db).is_none() {
+                let err = ErrPacket::new(
+                    error_codes::ER_BAD_DB_ERROR,
+                    format!("Unknown database '{db}'"),
+                );
+                self.shared.metrics.error(err.code, ErrorOrigin::Sidecar);
+                let reply = handshake::replace_final_packet(&ok, &err);
+                let _ = self.client.send(&reply, &self.shared.metrics).await;
+                return Err("unknown keyspace");
+            }
+            routed.default_keyspace = Some(db);
+        } else if self.auth.database.is_some() && self.routed.is_none() {
             if let Err(e) = self.ensure_upstream().await {
                 let err = e.to_err_packet();
                 self.metrics().error(err.code, ErrorOrigin::Upstream);
@@ -228,6 +247,9 @@ impl Session {
         if let Some(up) = self.upstream.take() {
             up.quit().await;
         }
+        if let Some(routed) = self.routed.as_mut() {
+            routed.close().await;
+        }
         end
     }
 
@@ -275,6 +297,8 @@ impl Session {
                 self.reply_error(&err).await
             }
             Some(Command::ChangeUser) => self.change_user(packet).await,
+            Some(Command::Query) if self.routed.is_some() => self.routed_query(&packet).await,
+            Some(cmd) if self.routed.is_some() => self.routed_command(cmd, &packet).await,
             Some(cmd) => self.forward(cmd, &packet).await,
         };
         metrics.command(byte, started.elapsed().as_secs_f64());
@@ -289,7 +313,7 @@ impl Session {
     }
 
     /// Forwards one command and relays its response.
-    async fn forward(&mut self, command: Command, packet: &Packet) -> Result<(), End> {
+    pub(super) async fn forward(&mut self, command: Command, packet: &Packet) -> Result<(), End> {
         if let Err(e) = self.ensure_upstream().await {
             warn!(error = %e, "cannot reach upstream");
             let err = e.to_err_packet();
@@ -446,9 +470,9 @@ impl Session {
     async fn client_gone(&mut self) -> Result<(), End> {
         if let Some(up) = self.upstream.take() {
             let id = up.session.connection_id;
+            let settings = up.settings.clone();
             drop(up);
             self.shared.metrics.kill_sent();
-            let settings = self.shared.upstream.clone();
             tokio::spawn(async move {
                 if let Err(e) = upstream::kill_query(settings, id).await {
                     warn!(connection_id = id, error = %e, "KILL QUERY for an abandoned statement failed");
@@ -522,6 +546,11 @@ impl Session {
                 Step::Done(ok, auth) => {
                     if let Some(up) = self.upstream.take() {
                         up.quit().await;
+                    }
+                    if let Some(routed) = self.routed.as_mut() {
+                        routed.close().await;
+                        let router = routed.router.clone();
+                        *routed = Routed::new(router, None);
                     }
                     self.auth = Authenticated {
                         capabilities: self.auth.capabilities,

@@ -111,12 +111,14 @@ impl ConnectError {
 pub struct Upstream {
     pub stream: Stream,
     pub session: Session,
+    /// Where this connection goes (for the side channel that kills its statement).
+    pub settings: Arc<UpstreamSettings>,
 }
 
 impl Upstream {
     /// Connects and logs in, within the configured connect timeout.
     pub async fn connect(
-        settings: &UpstreamSettings,
+        settings: &Arc<UpstreamSettings>,
         params: LoginParams,
     ) -> Result<Upstream, ConnectError> {
         let timeout = settings.connect_timeout;
@@ -130,7 +132,7 @@ impl Upstream {
     }
 
     async fn connect_inner(
-        settings: &UpstreamSettings,
+        settings: &Arc<UpstreamSettings>,
         params: LoginParams,
     ) -> Result<Upstream, ConnectError> {
         let address = settings.display.clone();
@@ -193,7 +195,13 @@ impl Upstream {
                     write_flush(&mut stream, &bytes).await.map_err(io_err)?;
                 }
                 ClientStep::Wait => {}
-                ClientStep::Done(session) => return Ok(Upstream { stream, session }),
+                ClientStep::Done(session) => {
+                    return Ok(Upstream {
+                        stream,
+                        session,
+                        settings: settings.clone(),
+                    })
+                }
                 ClientStep::SendThenUpgradeTls(bytes) => {
                     write_flush(&mut stream, &bytes).await.map_err(io_err)?;
                     let Some((connector, name)) = settings.tls.clone() else {

@@ -8,6 +8,7 @@
 mod error;
 mod overrides;
 mod secrets;
+mod sharding;
 mod validate;
 mod yaml_path;
 
@@ -20,6 +21,7 @@ use shardcar_filter::protocol::auth::AuthPlugin;
 
 pub use error::ConfigError;
 pub use overrides::AppOverrides;
+pub use sharding::{KeyspaceConfig, ShardConfig, ShardingConfig, TransactionMode};
 
 /// The whole app-role configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -47,6 +49,9 @@ pub struct AppConfig {
     /// TLS toward applications; `None` means plain connections only.
     pub tls: Option<ServerTlsConfig>,
     pub upstream: UpstreamConfig,
+    /// Routing across keyspaces and shards; `upstream` supplies the credentials and TLS
+    /// settings used toward every shard.
+    pub sharding: Option<ShardingConfig>,
 }
 
 /// Default `listen`: where applications expect a local MySQL.
@@ -70,6 +75,7 @@ impl Default for AppConfig {
             users: Vec::new(),
             tls: None,
             upstream: UpstreamConfig::default(),
+            sharding: None,
         }
     }
 }
@@ -310,7 +316,7 @@ impl UpstreamConfig {
 
 pub use shardcar_filter::protocol::auth::Credentials;
 
-fn parse_endpoint(address: &str) -> Result<Endpoint, String> {
+pub fn parse_endpoint(address: &str) -> Result<Endpoint, String> {
     let address = address.trim();
     if address.is_empty() {
         return Err("must not be empty".to_owned());

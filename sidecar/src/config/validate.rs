@@ -92,6 +92,9 @@ pub(super) fn validate(c: &AppConfig) -> Result<(), ConfigError> {
         ));
     }
     up.password_bytes()?;
+    if let Some(sharding) = &c.sharding {
+        sharding.routing_schema()?;
+    }
     timeout(
         "upstream.connect_timeout_ms",
         up.connect_timeout_ms,

@@ -73,6 +73,7 @@ pub(super) static APP: Shape = Shape::Struct(&[
     ),
     ("users", Shape::Seq(&USER)),
     ("tls", Shape::Opt(&SERVER_TLS)),
+    ("sharding", Shape::Leaf(is::<Option<super::ShardingConfig>>)),
     (
         "upstream",
         Shape::Struct(&[

@@ -25,7 +25,9 @@ use shardcar_filter::protocol::auth::{
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 
-use crate::config::{AppConfig, UpstreamConfig, UserConfig};
+use crate::config::{
+    AppConfig, KeyspaceConfig, ShardConfig, ShardingConfig, UpstreamConfig, UserConfig,
+};
 
 pub use error::LocalError;
 use mariadb::{MariaDb, MariaDbOptions};
@@ -82,6 +84,10 @@ pub struct LocalArgs {
     /// Also run the demo keyspace (the default when no --keyspace is given).
     #[arg(long)]
     pub demo: bool,
+    /// Vitess SrvVSchema JSON (`{"keyspaces": {...}, "routing_rules": {...}}`) for the
+    /// keyspaces; required when one is sharded.
+    #[arg(long, value_name = "FILE")]
+    pub vschema: Option<PathBuf>,
 }
 
 impl Default for LocalArgs {
@@ -95,6 +101,7 @@ impl Default for LocalArgs {
             password: "app".to_string(),
             data_dir: None,
             demo: false,
+            vschema: None,
         }
     }
 }
@@ -204,13 +211,18 @@ fn plan(args: &LocalArgs) -> anyhow::Result<Vec<KeyspacePlan>> {
         if !seen.insert(ks.name.clone()) {
             bail!("keyspace {} is given twice", ks.name);
         }
-        if ks.shards > 1 {
+        if ks.shards > 1 && args.vschema.is_none() {
             bail!(
-                "--keyspace {ks}: sharded keyspaces are not supported yet; run it unsharded \
-                 (--keyspace {})",
-                ks.name
+                "--keyspace {ks}: a sharded keyspace needs --vschema FILE naming its vindexes \
+                 and tables"
             );
         }
+        let shard_names = if ks.shards == 1 {
+            vec!["0".to_string()]
+        } else {
+            shardcar_filter::key::generate_shard_ranges(ks.shards as usize)
+                .map_err(|e| anyhow::anyhow!("--keyspace {ks}: {e}"))?
+        };
         let schema = match &args.schema_dir {
             Some(dir) if dir.join(&ks.name).is_dir() => SchemaSource::Dir(dir.join(&ks.name)),
             _ if ks.name == DEMO_KEYSPACE => SchemaSource::Builtin(DEMO_SCHEMA),
@@ -224,28 +236,25 @@ fn plan(args: &LocalArgs) -> anyhow::Result<Vec<KeyspacePlan>> {
             }
             None => SchemaSource::None,
         };
-        let shards = vec![ShardPlan {
-            name: "0".to_string(),
-            tablets: vec![TabletPlan {
-                uid: next_uid,
-                tablet_type: TabletType::Primary,
-            }],
-        }];
-        next_uid += 100;
+        let shards = shard_names
+            .into_iter()
+            .map(|name| {
+                let plan = ShardPlan {
+                    name,
+                    tablets: vec![TabletPlan {
+                        uid: next_uid,
+                        tablet_type: TabletType::Primary,
+                    }],
+                };
+                next_uid += 100;
+                plan
+            })
+            .collect();
         keyspaces.push(KeyspacePlan {
             name: ks.name,
             schema,
             shards,
         });
-    }
-    if keyspaces.len() > 1 {
-        let names: Vec<&str> = keyspaces.iter().map(|k| k.name.as_str()).collect();
-        bail!(
-            "{} keyspaces given ({}): the app role routes to one upstream in this release, so \
-             run one keyspace per `shardcar local`",
-            keyspaces.len(),
-            names.join(", ")
-        );
     }
     Ok(keyspaces)
 }
@@ -410,14 +419,23 @@ async fn serve(
         bail!("no primary tablet to serve");
     };
     let upstream_password = Alphanumeric.sample_string(&mut rand::thread_rng(), 24);
-    primary
-        .db
-        .create_user(UPSTREAM_USER, &upstream_password, "ALL PRIVILEGES ON *.*")
-        .await?;
+    for tablet in tablets
+        .iter()
+        .filter(|t| t.tablet_type == TabletType::Primary)
+    {
+        tablet
+            .db
+            .create_user(UPSTREAM_USER, &upstream_password, "ALL PRIVILEGES ON *.*")
+            .await?;
+    }
     let password_file = root.join("upstream-password");
     write_secret(&password_file, &upstream_password)?;
 
-    let config = app_config(args, primary, &ks.name, &password_file);
+    let mut config = app_config(args, primary, &ks.name, &password_file);
+    if keyspaces.len() > 1 || keyspaces.iter().any(|k| k.shards.len() > 1) || args.vschema.is_some()
+    {
+        config.sharding = Some(sharding_config(args, tablets));
+    }
     let mut app = tokio::spawn(crate::app::run(config, shutdown.clone()));
 
     // Ready when /ready answers 200; the app task ending first is a start failure.
@@ -450,7 +468,9 @@ async fn serve(
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     tracing::info!(
-        keyspace = %ks.name, shard = %primary.shard, elapsed_ms = started.elapsed().as_millis() as u64,
+        keyspaces = keyspaces.len(),
+        tablets = tablets.len(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
         "local cluster ready"
     );
     println!(
@@ -506,6 +526,30 @@ fn app_config(
             ..UpstreamConfig::default()
         },
         ..AppConfig::default()
+    }
+}
+
+/// The `sharding` section for the planned keyspaces: one entry per shard primary.
+fn sharding_config(args: &LocalArgs, tablets: &[Tablet]) -> ShardingConfig {
+    let mut keyspaces: std::collections::BTreeMap<String, KeyspaceConfig> = Default::default();
+    for t in tablets
+        .iter()
+        .filter(|t| t.tablet_type == TabletType::Primary)
+    {
+        keyspaces
+            .entry(t.keyspace.clone())
+            .or_default()
+            .shards
+            .push(ShardConfig {
+                name: t.shard.clone(),
+                address: t.db.address(),
+                database: Some(t.keyspace.clone()),
+            });
+    }
+    ShardingConfig {
+        vschema_file: args.vschema.clone(),
+        keyspaces,
+        ..ShardingConfig::default()
     }
 }
 
@@ -609,18 +653,18 @@ mod tests {
     }
 
     #[test]
-    fn sharded_keyspaces_are_refused_with_a_clear_message() {
-        let args = LocalArgs {
-            keyspaces: vec!["shop:2".parse().unwrap_or_else(|e: String| panic!("{e}"))],
+    fn sharded_keyspaces_get_vitess_shard_names_and_need_a_vschema() {
+        let mut args = LocalArgs {
+            keyspaces: vec!["shop:4".parse().unwrap_or_else(|e: String| panic!("{e}"))],
             ..LocalArgs::default()
         };
         let err = plan(&args).map(|_| ()).err().map(|e| e.to_string());
-        assert!(
-            err.as_deref()
-                .unwrap_or_default()
-                .contains("not supported yet"),
-            "{err:?}"
-        );
+        assert!(err.unwrap_or_default().contains("--vschema"));
+        args.vschema = Some(PathBuf::from("vschema.json"));
+        let planned = plan(&args).map_err(|e| e.to_string()).unwrap_or_default();
+        let names: Vec<&str> = planned[0].shards.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["-40", "40-80", "80-c0", "c0-"]);
+        assert_eq!(planned[0].shards[3].tablets[0].alias(), "zone1-0000000400");
     }
 
     #[test]

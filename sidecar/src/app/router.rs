@@ -1,0 +1,292 @@
+//! The sharded side of the app role: the routing schema and one upstream per shard, the
+//! reading of whole shard responses for merging, and the sequence cache that fills
+//! auto-increment columns of sharded tables (Vitess-style sequence tables, in blocks).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use shardcar_filter::plan::merge::Row;
+use shardcar_filter::plan::RoutingSchema;
+use shardcar_filter::protocol::column::ColumnDefinition;
+use shardcar_filter::protocol::packet::{write_packet, PacketAssembler};
+use shardcar_filter::protocol::resultset::{decode_text_row, Event, ResultSetDecoder, RowFormat};
+use shardcar_filter::protocol::{Command, ErrPacket, OkPacket};
+use tokio::io::AsyncReadExt;
+use tokio::sync::Mutex;
+
+use super::upstream::{self, ConnectError, LoginParams, Upstream, UpstreamSettings};
+use crate::config::{ShardingConfig, TransactionMode};
+
+/// A shard by keyspace name and index in the keyspace's shard list.
+pub type ShardKey = (String, usize);
+
+/// Everything the sharded app role shares between sessions.
+#[derive(Debug)]
+pub struct Router {
+    pub schema: RoutingSchema,
+    shards: HashMap<String, Vec<Arc<UpstreamSettings>>>,
+    pub mode: TransactionMode,
+    pub max_rows: usize,
+    sequences: Mutex<HashMap<String, (i64, i64)>>,
+}
+
+/// A shard's whole answer to one statement.
+#[derive(Debug)]
+pub enum ShardResult {
+    Ok(OkPacket),
+    Err(ErrPacket),
+    Rows {
+        columns: Arc<[ColumnDefinition]>,
+        rows: Vec<Row>,
+        warnings: u16,
+    },
+}
+
+/// Reading a shard's answer failed: the connection is unusable.
+#[derive(Debug, thiserror::Error)]
+pub enum ShardError {
+    #[error("lost connection to shard: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("shard protocol error: {0}")]
+    Protocol(String),
+    #[error("in-memory row count exceeded allowed limit of {0} rows")]
+    TooManyRows(usize),
+}
+
+impl Router {
+    /// Builds the routing schema and the per-shard upstream settings from `base` (the
+    /// `upstream` section's credentials and TLS) and the `sharding` section.
+    pub fn new(config: &ShardingConfig, base: &UpstreamSettings) -> anyhow::Result<Router> {
+        let schema = config.routing_schema()?;
+        let mut shards = HashMap::new();
+        for ks in schema.keyspaces() {
+            let cfg = config
+                .keyspaces
+                .get(&ks.name)
+                .ok_or_else(|| anyhow::anyhow!("keyspace {} has no shards configured", ks.name))?;
+            let mut list = Vec::with_capacity(ks.shards.len());
+            for shard in &ks.shards {
+                let c = cfg
+                    .shards
+                    .iter()
+                    .find(|s| s.name.eq_ignore_ascii_case(&shard.name))
+                    .ok_or_else(|| {
+                        anyhow::anyhow!("shard {}/{} is not configured", ks.name, shard.name)
+                    })?;
+                let endpoint =
+                    crate::config::parse_endpoint(&c.address).map_err(anyhow::Error::msg)?;
+                list.push(Arc::new(UpstreamSettings {
+                    endpoint,
+                    display: c.address.clone(),
+                    database: Some(c.database.clone().unwrap_or_else(|| ks.name.clone())),
+                    ..base.clone()
+                }));
+            }
+            shards.insert(ks.name.clone(), list);
+        }
+        Ok(Router {
+            schema,
+            shards,
+            mode: config.transaction_mode,
+            max_rows: config.max_merge_rows,
+            sequences: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Where shard `key` listens.
+    pub fn settings(&self, key: &ShardKey) -> Option<&Arc<UpstreamSettings>> {
+        self.shards.get(&key.0).and_then(|s| s.get(key.1))
+    }
+
+    /// Any shard, for the greeting profile (the first unsharded one when there is one).
+    pub fn any_shard(&self) -> Option<Arc<UpstreamSettings>> {
+        let ks = self
+            .schema
+            .keyspaces()
+            .find(|k| !k.sharded)
+            .or_else(|| self.schema.keyspaces().next())?;
+        self.shards.get(&ks.name)?.first().cloned()
+    }
+
+    /// `count` consecutive ids from the sequence table `table` of `keyspace`, reserving a
+    /// block of `cache` ids at a time in the table as Vitess does.
+    pub async fn next_ids(&self, keyspace: &str, table: &str, count: usize) -> Result<i64, String> {
+        let count = i64::try_from(count).map_err(|_| "too many rows".to_string())?;
+        let key = format!("{keyspace}.{table}");
+        let mut cache = self.sequences.lock().await;
+        if let Some((next, end)) = cache.get_mut(&key) {
+            if *end - *next >= count {
+                let first = *next;
+                *next += count;
+                return Ok(first);
+            }
+        }
+        let settings = self
+            .settings(&(keyspace.to_string(), 0))
+            .ok_or_else(|| format!("no shard for the sequence keyspace {keyspace}"))?
+            .clone();
+        let mut up = Upstream::connect(&settings, LoginParams::default())
+            .await
+            .map_err(|e| e.to_string())?;
+        let caps = up.session.capabilities;
+        let t = quote_ident(table);
+        run(&mut up, caps, "BEGIN".into()).await?;
+        let row = run(
+            &mut up,
+            caps,
+            format!("SELECT next_id, cache FROM {t} WHERE id = 0 FOR UPDATE"),
+        )
+        .await?;
+        let (next, block) = match row {
+            ShardResult::Rows { rows, .. } => {
+                let cell = |r: &Row, i: usize| -> Option<i64> {
+                    std::str::from_utf8(r.get(i)?.as_deref()?)
+                        .ok()?
+                        .parse()
+                        .ok()
+                };
+                match rows.first() {
+                    Some(r) => (cell(r, 0).unwrap_or(1), cell(r, 1).unwrap_or(1).max(1)),
+                    None => return Err(format!("sequence table {key} has no row with id 0")),
+                }
+            }
+            _ => return Err(format!("sequence table {key} returned no rows")),
+        };
+        let reserve = block.max(count);
+        run(
+            &mut up,
+            caps,
+            format!("UPDATE {t} SET next_id = {} WHERE id = 0", next + reserve),
+        )
+        .await?;
+        run(&mut up, caps, "COMMIT".into()).await?;
+        up.quit().await;
+        cache.insert(key, (next + count, next + reserve));
+        Ok(next)
+    }
+}
+
+/// Runs one statement of the sequence reservation; an ERR is a failure.
+async fn run(up: &mut Upstream, caps: u32, sql: String) -> Result<ShardResult, String> {
+    match query(up, &sql, caps, 10).await {
+        Ok(ShardResult::Err(e)) => Err(format!("{}: {}", sql, e.message)),
+        Ok(r) => Ok(r),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+fn quote_ident(name: &str) -> String {
+    format!("`{}`", name.replace('`', "``"))
+}
+
+/// Sends one `COM_QUERY` on `up`.
+pub async fn send_query(up: &mut Upstream, sql: &[u8]) -> std::io::Result<()> {
+    let mut payload = Vec::with_capacity(sql.len() + 1);
+    payload.push(Command::Query as u8);
+    payload.extend_from_slice(sql);
+    let mut out = Vec::with_capacity(payload.len() + 4);
+    let mut seq = 0;
+    write_packet(&mut out, &mut seq, &payload);
+    upstream::write_flush(&mut up.stream, &out).await
+}
+
+/// Sends `sql` and reads the whole answer.
+pub async fn query(
+    up: &mut Upstream,
+    sql: &str,
+    caps: u32,
+    max_rows: usize,
+) -> Result<ShardResult, ShardError> {
+    send_query(up, sql.as_bytes()).await?;
+    read_result(up, caps, max_rows).await
+}
+
+/// Reads one whole text-protocol answer from `up`: OK, ERR or a result set of at most
+/// `max_rows` rows (beyond, the rest is drained and [`ShardError::TooManyRows`] returned,
+/// leaving the connection usable). Further results of a multi-result answer are drained.
+pub async fn read_result(
+    up: &mut Upstream,
+    caps: u32,
+    max_rows: usize,
+) -> Result<ShardResult, ShardError> {
+    let mut assembler = PacketAssembler::new(up.settings.max_packet_size.max(1 << 24));
+    let mut decoder = ResultSetDecoder::new(caps, RowFormat::Text);
+    let mut result: Option<ShardResult> = None;
+    let mut rows: Vec<Row> = Vec::new();
+    let mut too_many = false;
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let packet = match assembler
+            .next_packet()
+            .map_err(|e| ShardError::Protocol(e.to_string()))?
+        {
+            Some(p) => p,
+            None => {
+                let n = up.stream.read(&mut buf).await?;
+                if n == 0 {
+                    return Err(ShardError::Io(std::io::ErrorKind::UnexpectedEof.into()));
+                }
+                assembler.extend(&buf[..n]);
+                continue;
+            }
+        };
+        let event = decoder
+            .feed(&packet.payload)
+            .map_err(|e| ShardError::Protocol(e.to_string()))?;
+        let more = match event {
+            None | Some(Event::Columns(_)) => continue,
+            Some(Event::Row(payload)) => {
+                if rows.len() >= max_rows {
+                    too_many = true;
+                    continue;
+                }
+                let cells = decode_text_row(payload, decoder.columns().len())
+                    .map_err(|e| ShardError::Protocol(e.to_string()))?;
+                rows.push(cells.into_iter().map(|c| c.map(<[u8]>::to_vec)).collect());
+                continue;
+            }
+            Some(Event::Ok(ok)) => {
+                let more = ok.status
+                    & shardcar_filter::protocol::constants::status::MORE_RESULTS_EXISTS
+                    != 0;
+                result.get_or_insert(ShardResult::Ok(ok));
+                more
+            }
+            Some(Event::Error(e)) => {
+                result.get_or_insert(ShardResult::Err(e));
+                false
+            }
+            Some(Event::LocalInfile(_)) => {
+                return Err(ShardError::Protocol(
+                    "LOCAL INFILE in a routed statement".into(),
+                ))
+            }
+            Some(Event::Done {
+                warnings,
+                more_results,
+                ..
+            }) => {
+                let columns = decoder.columns().clone();
+                result.get_or_insert(ShardResult::Rows {
+                    columns,
+                    rows: std::mem::take(&mut rows),
+                    warnings,
+                });
+                more_results
+            }
+        };
+        if !more {
+            if too_many {
+                return Err(ShardError::TooManyRows(max_rows));
+            }
+            return result.ok_or_else(|| ShardError::Protocol("empty response".into()));
+        }
+        decoder.reset();
+    }
+}
+
+impl From<ConnectError> for ShardError {
+    fn from(e: ConnectError) -> Self {
+        ShardError::Protocol(e.to_string())
+    }
+}

@@ -1,0 +1,758 @@
+//! The command loop's sharded path: each statement is planned by the filter and executed
+//! on the shards the plan names — relayed raw when one shard answers the client's own
+//! text, otherwise read whole from every shard and merged. Also the session state that
+//! routing needs: the default keyspace, per-shard connections, the open transaction and
+//! the SET statements replayed on every shard connection.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use shardcar_filter::plan::{
+    self, merge::Row, Merger, Plan, PlanContext, PlanError, Route, Transaction,
+};
+use shardcar_filter::protocol::column::ColumnDefinition;
+use shardcar_filter::protocol::constants::{column_type, status};
+use shardcar_filter::protocol::error_codes;
+use shardcar_filter::protocol::packet::Packet;
+use shardcar_filter::protocol::resultset::{encode_text_row_cells, ResultSetWriter, RowFormat};
+use shardcar_filter::protocol::{capabilities as caps, Command, ErrPacket, OkPacket};
+use tracing::{debug, warn};
+
+use super::router::{self, Router, ShardError, ShardKey, ShardResult};
+use super::session::{End, Session};
+use super::upstream::{LoginParams, Upstream};
+use crate::config::TransactionMode;
+use crate::metrics::ErrorOrigin;
+
+/// Routing state of one session.
+#[derive(Debug)]
+pub(super) struct Routed {
+    pub router: Arc<Router>,
+    conns: HashMap<ShardKey, Upstream>,
+    pub default_keyspace: Option<String>,
+    /// Shards of the open transaction, in the order they joined; `None` outside one.
+    tx: Option<Vec<ShardKey>>,
+    /// The statement that opened the transaction, replayed on each shard that joins.
+    begin: Vec<u8>,
+    /// SET statements, replayed on every new shard connection.
+    sets: Vec<Vec<u8>>,
+    autocommit: bool,
+    last_insert_id: u64,
+}
+
+impl Routed {
+    pub fn new(router: Arc<Router>, database: Option<String>) -> Self {
+        Routed {
+            router,
+            conns: HashMap::new(),
+            default_keyspace: database,
+            tx: None,
+            begin: b"BEGIN".to_vec(),
+            sets: Vec::new(),
+            autocommit: true,
+            last_insert_id: 0,
+        }
+    }
+
+    fn status(&self) -> u16 {
+        let mut s = 0;
+        if self.autocommit {
+            s |= status::AUTOCOMMIT;
+        }
+        if self
+            .tx
+            .as_ref()
+            .is_some_and(|t| self.autocommit || !t.is_empty())
+        {
+            s |= status::IN_TRANS;
+        }
+        s
+    }
+
+    /// Closes every shard connection.
+    pub async fn close(&mut self) {
+        for (_, up) in self.conns.drain() {
+            up.quit().await;
+        }
+    }
+}
+
+fn err(code: error_codes::ErrorCode, msg: impl Into<String>) -> ErrPacket {
+    ErrPacket::new(code, msg)
+}
+
+impl Session {
+    fn routed(&mut self) -> Result<&mut Routed, End> {
+        self.routed
+            .as_mut()
+            .ok_or(End::Refused("routing state missing"))
+    }
+
+    /// Plans and runs one `COM_QUERY` in sharded mode.
+    pub(super) async fn routed_query(&mut self, packet: &Packet) -> Result<(), End> {
+        let text =
+            String::from_utf8_lossy(packet.payload.get(1..).unwrap_or_default()).into_owned();
+        let (router, default_keyspace) = {
+            let r = self.routed()?;
+            (r.router.clone(), r.default_keyspace.clone())
+        };
+        let ctx = PlanContext {
+            default_keyspace: default_keyspace.as_deref(),
+        };
+        let planned = plan::plan(&router.schema, &text, &ctx);
+        debug!(statement = %text, plan = ?planned, "planned");
+        let metrics = self.shared.metrics.clone();
+        match planned {
+            Err(e) => {
+                metrics.routed("refused");
+                self.refuse(&e).await
+            }
+            Ok(Plan::Route(route)) => self.run_route(route, packet).await,
+            Ok(Plan::Insert(mut insert)) => {
+                metrics.routed("multi");
+                let mut first_id = None;
+                if let Some(need) = insert.sequence.clone() {
+                    match router
+                        .next_ids(&need.keyspace, &need.table, need.count)
+                        .await
+                    {
+                        Ok(first) => first_id = insert.fill_sequence(first),
+                        Err(e) => {
+                            return self
+                                .send_err(&err(
+                                    error_codes::ER_UNKNOWN_ERROR,
+                                    format!("could not get sequence values: {e}"),
+                                ))
+                                .await
+                        }
+                    }
+                }
+                let statements = match insert.shard_statements(&router.schema) {
+                    Ok(s) => s,
+                    Err(e) => return self.refuse(&e).await,
+                };
+                let jobs: Vec<(ShardKey, Vec<u8>)> = statements
+                    .into_iter()
+                    .map(|(i, sql)| ((insert.keyspace.clone(), i), sql.into_bytes()))
+                    .collect();
+                let replicated = insert.is_replicated();
+                self.run_on_shards(jobs, None, true, replicated, first_id)
+                    .await
+            }
+            Ok(Plan::Transaction(t)) => {
+                metrics.routed("local");
+                self.transaction(t, &packet.payload[1..]).await
+            }
+            Ok(Plan::Set { autocommit }) => {
+                metrics.routed("local");
+                self.set(&packet.payload[1..], autocommit).await
+            }
+            Ok(Plan::Use(target)) => {
+                metrics.routed("local");
+                if target.shard.is_some()
+                    || target
+                        .tablet_type
+                        .as_deref()
+                        .is_some_and(|t| t != "primary")
+                {
+                    let e =
+                        PlanError::unsupported("USE with a shard or tablet type in this release");
+                    return self.refuse(&e).await;
+                }
+                self.routed()?.default_keyspace = Some(target.keyspace);
+                self.send_ok(OkPacket::default()).await
+            }
+            Ok(Plan::ShowDatabases) => {
+                metrics.routed("local");
+                let mut names: Vec<Vec<u8>> = vec![b"information_schema".to_vec()];
+                names.extend(
+                    router
+                        .schema
+                        .keyspaces()
+                        .map(|k| k.name.clone().into_bytes()),
+                );
+                let rows = names.into_iter().map(|n| vec![Some(n)]).collect();
+                let col = ColumnDefinition::new("Database", column_type::VAR_STRING);
+                self.send_rows(&[col], rows, 0).await
+            }
+            Ok(Plan::AllShards { keyspace }) => {
+                metrics.routed("multi");
+                let n = router
+                    .schema
+                    .keyspace(&keyspace)
+                    .map_or(0, |k| k.shards.len());
+                let jobs = (0..n)
+                    .map(|i| ((keyspace.clone(), i), packet.payload[1..].to_vec()))
+                    .collect();
+                self.run_on_shards(jobs, None, true, true, None).await
+            }
+        }
+    }
+
+    async fn refuse(&mut self, e: &PlanError) -> Result<(), End> {
+        let packet = e.to_err_packet();
+        self.shared.metrics.error(packet.code, ErrorOrigin::Sidecar);
+        self.send_err(&packet).await
+    }
+
+    async fn send_err(&mut self, e: &ErrPacket) -> Result<(), End> {
+        self.client
+            .send_error(1, e, &self.shared.metrics)
+            .await
+            .map_err(|_| End::ClientGone)
+    }
+
+    async fn send_ok(&mut self, mut ok: OkPacket) -> Result<(), End> {
+        ok.status |= self.routed()?.status();
+        let payload = ok.encode(self.auth.capabilities);
+        let mut out = Vec::with_capacity(payload.len() + 4);
+        let mut seq = 1;
+        shardcar_filter::protocol::packet::write_packet(&mut out, &mut seq, &payload);
+        self.client
+            .send(&out, &self.shared.metrics)
+            .await
+            .map_err(|_| End::ClientGone)
+    }
+
+    async fn send_rows(
+        &mut self,
+        columns: &[ColumnDefinition],
+        rows: Vec<Row>,
+        warnings: u16,
+    ) -> Result<(), End> {
+        let status = self.routed()?.status();
+        let mut w = ResultSetWriter::new(self.auth.capabilities, RowFormat::Text, 1);
+        let mut out = Vec::new();
+        w.columns(&mut out, columns, status);
+        let mut payload = Vec::new();
+        for row in &rows {
+            payload.clear();
+            let cells: Vec<Option<&[u8]>> = row.iter().map(|c| c.as_deref()).collect();
+            encode_text_row_cells(&cells, &mut payload);
+            w.raw_row(&mut out, &payload);
+            if out.len() > 256 * 1024 {
+                self.client
+                    .send(&out, &self.shared.metrics)
+                    .await
+                    .map_err(|_| End::ClientGone)?;
+                out.clear();
+            }
+        }
+        w.finish(&mut out, status, warnings);
+        self.client
+            .send(&out, &self.shared.metrics)
+            .await
+            .map_err(|_| End::ClientGone)
+    }
+
+    /// The connection to shard `key`, opened (and given the session's SET statements)
+    /// when missing.
+    async fn shard_conn(&mut self, key: &ShardKey) -> Result<&mut Upstream, ErrPacket> {
+        let routed = self
+            .routed
+            .as_mut()
+            .ok_or_else(|| err(error_codes::ER_UNKNOWN_ERROR, "routing state missing"))?;
+        if !routed.conns.contains_key(key) {
+            let settings = routed
+                .router
+                .settings(key)
+                .ok_or_else(|| {
+                    err(
+                        error_codes::ER_UNKNOWN_ERROR,
+                        format!("no shard {}/{}", key.0, key.1),
+                    )
+                })?
+                .clone();
+            let mut attrs = self.auth.connect_attrs.clone();
+            shardcar_filter::protocol::handshake::push_connect_attr(
+                &mut attrs,
+                "_shardcar_client",
+                &self.client.peer.to_string(),
+            );
+            let params = LoginParams {
+                capabilities: Some(self.auth.capabilities & !caps::PER_HOP),
+                collation: Some(self.auth.collation),
+                database: settings.database.clone(),
+                connect_attrs: attrs,
+            };
+            let started = Instant::now();
+            let result = Upstream::connect(&settings, params).await;
+            self.shared
+                .metrics
+                .upstream_connect(result.is_ok(), started.elapsed().as_secs_f64());
+            let mut up = result.map_err(|e| e.to_err_packet())?;
+            let caps_now = up.session.capabilities;
+            for set in routed.sets.clone() {
+                match router::query(&mut up, &String::from_utf8_lossy(&set), caps_now, 1).await {
+                    Ok(ShardResult::Err(e)) => return Err(e),
+                    Ok(_) => {}
+                    Err(e) => return Err(err(error_codes::ER_NET_READ_ERROR, e.to_string())),
+                }
+            }
+            routed.conns.insert(key.clone(), up);
+        }
+        routed
+            .conns
+            .get_mut(key)
+            .ok_or_else(|| err(error_codes::ER_UNKNOWN_ERROR, "shard connection missing"))
+    }
+
+    /// Makes `keys` part of the open transaction (sending its BEGIN to shards that join),
+    /// refusing a second shard in `single` mode.
+    async fn join_transaction(&mut self, keys: &[ShardKey]) -> Result<(), ErrPacket> {
+        let Some(routed) = self.routed.as_ref() else {
+            return Ok(());
+        };
+        let Some(tx) = routed.tx.clone() else {
+            return Ok(());
+        };
+        let explicit = routed.autocommit;
+        let begin = routed.begin.clone();
+        let router = routed.router.clone();
+        let mode = router.mode;
+        let mut joined = tx;
+        for key in keys {
+            if joined.contains(key) {
+                continue;
+            }
+            if mode == TransactionMode::Single && !joined.is_empty() {
+                return Err(err(
+                    error_codes::ER_NOT_SUPPORTED_YET,
+                    format!(
+                        "This version of Shardcar doesn't yet support 'a transaction across shards in transaction_mode single' (the transaction is on {}/{}, the statement needs {}/{})",
+                        joined[0].0, shard_name(&router, &joined[0]), key.0, shard_name(&router, key)
+                    ),
+                ));
+            }
+            let caps = self.auth.capabilities;
+            let up = self.shard_conn(key).await?;
+            if explicit {
+                match router::query(up, &String::from_utf8_lossy(&begin), caps, 1).await {
+                    Ok(ShardResult::Err(e)) => return Err(e),
+                    Ok(_) => {}
+                    Err(e) => return Err(err(error_codes::ER_NET_READ_ERROR, e.to_string())),
+                }
+            }
+            joined.push(key.clone());
+        }
+        if let Some(r) = self.routed.as_mut() {
+            r.tx = Some(joined);
+        }
+        Ok(())
+    }
+
+    async fn run_route(&mut self, route: Route, packet: &Packet) -> Result<(), End> {
+        let keys: Vec<ShardKey> = route
+            .shards
+            .iter()
+            .map(|&i| (route.keyspace.clone(), i))
+            .collect();
+        if let Err(e) = self.join_transaction(&keys).await {
+            return self.send_err(&e).await;
+        }
+        if route.is_passthrough() {
+            self.shared.metrics.routed("passthrough");
+            self.shared.metrics.shard_queries(1);
+            return self.passthrough(&keys[0], packet).await;
+        }
+        let text = route.query.clone().map(String::into_bytes);
+        let sql = text.unwrap_or_else(|| packet.payload[1..].to_vec());
+        let jobs = keys.into_iter().map(|k| (k, sql.clone())).collect();
+        self.shared.metrics.routed(if route.merge.is_some() {
+            "scatter"
+        } else {
+            "multi"
+        });
+        self.run_on_shards(jobs, route.merge, route.write, route.replicated, None)
+            .await
+    }
+
+    /// Relays the client's packet to one shard and its answer back, raw.
+    async fn passthrough(&mut self, key: &ShardKey, packet: &Packet) -> Result<(), End> {
+        if let Err(e) = self.shard_conn(key).await {
+            return self.send_err(&e).await;
+        }
+        let up = self.routed()?.conns.remove(key);
+        self.upstream = up;
+        let result = self.forward(Command::Query, packet).await;
+        if let Some(up) = self.upstream.take() {
+            self.routed()?.conns.insert(key.clone(), up);
+        }
+        result
+    }
+
+    /// Sends one statement per shard, reads every answer whole, and answers the client:
+    /// the first error, the merged rows, or the summed OK packets.
+    async fn run_on_shards(
+        &mut self,
+        jobs: Vec<(ShardKey, Vec<u8>)>,
+        merge: Option<shardcar_filter::plan::MergeSpec>,
+        write: bool,
+        replicated: bool,
+        first_insert_id: Option<i64>,
+    ) -> Result<(), End> {
+        let keys: Vec<ShardKey> = jobs.iter().map(|(k, _)| k.clone()).collect();
+        if write {
+            if let Err(e) = self.join_transaction(&keys).await {
+                return self.send_err(&e).await;
+            }
+        }
+        let caps = self.auth.capabilities;
+        let max_rows = self.routed()?.router.max_rows;
+        self.shared.metrics.shard_queries(jobs.len() as u64);
+        // Send everything first so the shards work in parallel, then read.
+        let mut sent = Vec::with_capacity(jobs.len());
+        for (key, sql) in &jobs {
+            let up = match self.shard_conn(key).await {
+                Ok(up) => up,
+                Err(e) => {
+                    self.drain(&sent, caps).await;
+                    return self.send_err(&e).await;
+                }
+            };
+            if router::send_query(up, sql).await.is_err() {
+                self.routed()?.conns.remove(key);
+                self.drain(&sent, caps).await;
+                return self.send_err(&lost()).await;
+            }
+            sent.push(key.clone());
+        }
+        let mut results = Vec::with_capacity(sent.len());
+        let mut failure: Option<ErrPacket> = None;
+        for key in &sent {
+            let Some(up) = self.routed()?.conns.get_mut(key) else {
+                continue;
+            };
+            match router::read_result(up, caps, max_rows).await {
+                Ok(r) => results.push(r),
+                Err(ShardError::TooManyRows(n)) => {
+                    failure.get_or_insert(too_many_rows(n));
+                }
+                Err(e) => {
+                    warn!(shard = ?key, error = %e, "shard connection failed");
+                    self.routed()?.conns.remove(key);
+                    failure.get_or_insert(lost());
+                }
+            }
+        }
+        if let Some(e) = failure {
+            return self.send_err(&e).await;
+        }
+        if let Some(e) = results.iter().find_map(|r| match r {
+            ShardResult::Err(e) => Some(e.clone()),
+            _ => None,
+        }) {
+            self.shared.metrics.error(e.code, ErrorOrigin::Upstream);
+            return self.send_err(&e).await;
+        }
+        if results.iter().all(|r| matches!(r, ShardResult::Ok(_))) {
+            let mut ok = OkPacket::default();
+            for r in results.iter().take(if replicated { 1 } else { usize::MAX }) {
+                if let ShardResult::Ok(o) = r {
+                    ok.affected_rows += o.affected_rows;
+                    ok.warnings = ok.warnings.saturating_add(o.warnings);
+                    ok.last_insert_id = ok.last_insert_id.max(o.last_insert_id);
+                    if ok.info.is_empty() {
+                        ok.info = o.info.clone();
+                    }
+                }
+            }
+            if results.len() > 1 && !replicated {
+                ok.info.clear();
+            }
+            if let Some(id) = first_insert_id.and_then(|i| u64::try_from(i).ok()) {
+                ok.last_insert_id = id;
+            }
+            if ok.last_insert_id != 0 {
+                self.routed()?.last_insert_id = ok.last_insert_id;
+            }
+            return self.send_ok(ok).await;
+        }
+        // Result sets: merge (or concatenate).
+        let mut merger = Merger::new(merge.unwrap_or_default(), max_rows);
+        let mut warnings: u16 = 0;
+        let results = if replicated {
+            results.into_iter().take(1).collect()
+        } else {
+            results
+        };
+        for r in results {
+            let ShardResult::Rows {
+                columns,
+                rows,
+                warnings: w,
+            } = r
+            else {
+                continue;
+            };
+            warnings = warnings.saturating_add(w);
+            if let Err(e) = merger.columns(columns) {
+                return self
+                    .send_err(&err(error_codes::ER_UNKNOWN_ERROR, e.to_string()))
+                    .await;
+            }
+            for row in rows {
+                if let Err(e) = merger.push(row) {
+                    return self.send_err(&merge_error(e)).await;
+                }
+            }
+        }
+        match merger.finish() {
+            Ok((columns, rows)) => self.send_rows(&columns, rows, warnings).await,
+            Err(e) => self.send_err(&merge_error(e)).await,
+        }
+    }
+
+    /// Reads and discards the answers of statements already sent.
+    async fn drain(&mut self, sent: &[ShardKey], caps: u32) {
+        for key in sent {
+            let Some(r) = self.routed.as_mut() else {
+                return;
+            };
+            if let Some(up) = r.conns.get_mut(key) {
+                if router::read_result(up, caps, 0).await.is_err() {
+                    r.conns.remove(key);
+                }
+            }
+        }
+    }
+
+    async fn transaction(&mut self, t: Transaction, text: &[u8]) -> Result<(), End> {
+        let caps = self.auth.capabilities;
+        match t {
+            Transaction::Begin => {
+                // An open transaction commits implicitly, as in MySQL.
+                if let Err(e) = self.finish_transaction(b"COMMIT").await {
+                    return self.send_err(&e).await;
+                }
+                let r = self.routed()?;
+                r.begin = text.to_vec();
+                r.tx = Some(Vec::new());
+                self.send_ok(OkPacket::default()).await
+            }
+            Transaction::Commit | Transaction::Rollback => {
+                let verb: &[u8] = if t == Transaction::Commit {
+                    b"COMMIT"
+                } else {
+                    b"ROLLBACK"
+                };
+                let result = self
+                    .finish_transaction(if text.is_empty() { verb } else { text })
+                    .await;
+                let r = self.routed()?;
+                r.tx = if r.autocommit { None } else { Some(Vec::new()) };
+                match result {
+                    Ok(warning) => {
+                        let ok = OkPacket {
+                            warnings: u16::from(warning),
+                            ..OkPacket::default()
+                        };
+                        self.send_ok(ok).await
+                    }
+                    Err(e) => self.send_err(&e).await,
+                }
+            }
+            Transaction::Savepoint => {
+                let shards = self.routed()?.tx.clone().unwrap_or_default();
+                if shards.is_empty() {
+                    return self.send_ok(OkPacket::default()).await;
+                }
+                let jobs = shards.into_iter().map(|k| (k, text.to_vec())).collect();
+                let _ = caps;
+                self.run_on_shards(jobs, None, false, true, None).await
+            }
+        }
+    }
+
+    /// Sends `verb` (COMMIT or ROLLBACK) to every shard of the open transaction, shard by
+    /// shard. Returns whether a later shard failed after an earlier one committed (the
+    /// client gets a warning), or the error when the first shard failed.
+    async fn finish_transaction(&mut self, verb: &[u8]) -> Result<bool, ErrPacket> {
+        let Some(r) = self.routed.as_mut() else {
+            return Ok(false);
+        };
+        let shards = r.tx.take().unwrap_or_default();
+        let caps = self.auth.capabilities;
+        let mut done = 0;
+        let mut first_error = None;
+        for key in &shards {
+            let Some(up) = self.routed.as_mut().and_then(|r| r.conns.get_mut(key)) else {
+                continue;
+            };
+            match router::query(up, &String::from_utf8_lossy(verb), caps, 1).await {
+                Ok(ShardResult::Err(e)) => {
+                    first_error.get_or_insert(e);
+                }
+                Ok(_) => done += 1,
+                Err(e) => {
+                    warn!(shard = ?key, error = %e, "shard lost during COMMIT/ROLLBACK");
+                    if let Some(r) = self.routed.as_mut() {
+                        r.conns.remove(key);
+                    }
+                    first_error.get_or_insert(lost());
+                }
+            }
+        }
+        match first_error {
+            None => Ok(false),
+            Some(e) if done == 0 => Err(e),
+            Some(e) => {
+                warn!(error = %e.message, "transaction partially committed (transaction_mode multi)");
+                Ok(true)
+            }
+        }
+    }
+
+    async fn set(&mut self, text: &[u8], autocommit: Option<bool>) -> Result<(), End> {
+        let caps = self.auth.capabilities;
+        // Try it on one shard first so that a bad SET is refused without being recorded.
+        let keys: Vec<ShardKey> = self.routed()?.conns.keys().cloned().collect();
+        let probe = match keys.first().cloned() {
+            Some(k) => k,
+            None => {
+                let router = self.routed()?.router.clone();
+                let ks = self
+                    .routed()?
+                    .default_keyspace
+                    .clone()
+                    .or_else(|| router.schema.keyspaces().next().map(|k| k.name.clone()));
+                match ks {
+                    Some(ks) => (ks, 0),
+                    None => return self.send_ok(OkPacket::default()).await,
+                }
+            }
+        };
+        let mut reply = OkPacket::default();
+        let sql = String::from_utf8_lossy(text).into_owned();
+        let mut all = vec![probe.clone()];
+        all.extend(keys.into_iter().filter(|k| *k != probe));
+        for (n, key) in all.iter().enumerate() {
+            let up = match self.shard_conn(key).await {
+                Ok(up) => up,
+                Err(e) => return self.send_err(&e).await,
+            };
+            match router::query(up, &sql, caps, 1).await {
+                Ok(ShardResult::Err(e)) if n == 0 => return self.send_err(&e).await,
+                Ok(ShardResult::Ok(ok)) if n == 0 => reply.warnings = ok.warnings,
+                Ok(_) => {}
+                Err(_) => {
+                    self.routed()?.conns.remove(key);
+                    return self.send_err(&lost()).await;
+                }
+            }
+            if n == 0 {
+                // The probe connection was just opened with the old SET list; record now.
+                self.routed()?.sets.push(text.to_vec());
+            }
+        }
+        let r = self.routed()?;
+        if let Some(on) = autocommit {
+            if on && !r.autocommit {
+                // Turning autocommit on commits the open transaction (the shards did).
+                r.tx = None;
+            }
+            r.autocommit = on;
+            if !on && r.tx.is_none() {
+                r.tx = Some(Vec::new());
+            }
+        }
+        self.send_ok(reply).await
+    }
+
+    /// COM_INIT_DB in sharded mode: the keyspace becomes the default.
+    pub(super) async fn routed_init_db(&mut self, packet: &Packet) -> Result<(), End> {
+        let name =
+            String::from_utf8_lossy(packet.payload.get(1..).unwrap_or_default()).into_owned();
+        let known = self.routed()?.router.schema.keyspace(&name).is_some();
+        if !known {
+            return self.refuse(&PlanError::UnknownKeyspace(name)).await;
+        }
+        self.routed()?.default_keyspace = Some(name);
+        self.send_ok(OkPacket::default()).await
+    }
+
+    /// Commands other than COM_QUERY in sharded mode.
+    pub(super) async fn routed_command(
+        &mut self,
+        command: Command,
+        packet: &Packet,
+    ) -> Result<(), End> {
+        match command {
+            Command::InitDb => self.routed_init_db(packet).await,
+            Command::Ping => self.send_ok(OkPacket::default()).await,
+            Command::ResetConnection => {
+                if let Some(r) = self.routed.as_mut() {
+                    r.close().await;
+                    r.tx = None;
+                    r.sets.clear();
+                    r.autocommit = true;
+                }
+                self.send_ok(OkPacket::default()).await
+            }
+            Command::FieldList
+            | Command::Statistics
+            | Command::ProcessInfo
+            | Command::Debug
+            | Command::Refresh => {
+                let router = self.routed()?.router.clone();
+                let ks = self.routed()?.default_keyspace.clone();
+                let ctx = PlanContext {
+                    default_keyspace: ks.as_deref(),
+                };
+                match plan::plan(&router.schema, "SELECT 1", &ctx) {
+                    Ok(Plan::Route(r)) => {
+                        let key = (r.keyspace.clone(), r.shards.first().copied().unwrap_or(0));
+                        if let Err(e) = self.shard_conn(&key).await {
+                            return self.send_err(&e).await;
+                        }
+                        let up = self.routed()?.conns.remove(&key);
+                        self.upstream = up;
+                        let result = self.forward(command, packet).await;
+                        if let Some(up) = self.upstream.take() {
+                            self.routed()?.conns.insert(key, up);
+                        }
+                        result
+                    }
+                    Ok(_) => self.send_ok(OkPacket::default()).await,
+                    Err(e) => self.refuse(&e).await,
+                }
+            }
+            _ => {
+                let e = PlanError::unsupported(format!(
+                    "{command:?} on a sharded keyspace (use the text protocol)"
+                ));
+                self.refuse(&e).await
+            }
+        }
+    }
+}
+
+fn shard_name(router: &Router, key: &ShardKey) -> String {
+    router
+        .schema
+        .keyspace(&key.0)
+        .and_then(|k| k.shards.get(key.1))
+        .map_or_else(|| key.1.to_string(), |s| s.name.clone())
+}
+
+fn lost() -> ErrPacket {
+    err(
+        error_codes::ER_NET_READ_ERROR,
+        "Lost connection to MySQL server during query",
+    )
+}
+
+fn too_many_rows(n: usize) -> ErrPacket {
+    err(
+        error_codes::ER_TOO_BIG_SELECT,
+        format!("in-memory row count exceeded allowed limit of {n} rows while merging results from several shards (sharding.max_merge_rows)"),
+    )
+}
+
+fn merge_error(e: shardcar_filter::plan::merge::MergeError) -> ErrPacket {
+    match e {
+        shardcar_filter::plan::merge::MergeError::TooManyRows(n) => too_many_rows(n),
+        other => err(error_codes::ER_UNKNOWN_ERROR, other.to_string()),
+    }
+}

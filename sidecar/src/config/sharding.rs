@@ -1,0 +1,131 @@
+//! The `sharding` section of the app role: the keyspaces, their shards and where each
+//! shard's primary listens, the VSchema file, and the transaction mode.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+use shardcar_filter::plan::RoutingSchema;
+use shardcar_filter::vindex::ParamFileLoader;
+use shardcar_filter::vschema::SrvVSchema;
+
+use super::{parse_endpoint, ConfigError};
+
+/// How a transaction that touches several shards commits.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TransactionMode {
+    /// A transaction stays on its first shard; reaching a second one is an error.
+    Single,
+    /// Shard by shard at COMMIT; a failure after the first shard committed is reported
+    /// with a warning and leaves the earlier shards committed (Vitess's `MULTI`).
+    #[default]
+    Multi,
+}
+
+/// Routing across shards. Without this section the app role forwards to `upstream`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ShardingConfig {
+    /// Vitess SrvVSchema JSON (`{"keyspaces": {...}, "routing_rules": {...}}`); without
+    /// it every keyspace is unsharded.
+    pub vschema_file: Option<PathBuf>,
+    /// Keyspaces by name.
+    pub keyspaces: BTreeMap<String, KeyspaceConfig>,
+    pub transaction_mode: TransactionMode,
+    /// Rows a scatter query may hold in memory while merging (ERR 1104 beyond).
+    pub max_merge_rows: usize,
+}
+
+impl Default for ShardingConfig {
+    fn default() -> Self {
+        ShardingConfig {
+            vschema_file: None,
+            keyspaces: BTreeMap::new(),
+            transaction_mode: TransactionMode::default(),
+            max_merge_rows: 100_000,
+        }
+    }
+}
+
+/// One keyspace's shards.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KeyspaceConfig {
+    pub shards: Vec<ShardConfig>,
+}
+
+/// One shard: its Vitess name and its primary.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ShardConfig {
+    /// `-80`, `80-`, or `0` for an unsharded keyspace.
+    pub name: String,
+    /// `host:port` or `unix:/path` of the shard's primary.
+    pub address: String,
+    /// The shard's database on that server; defaults to the keyspace name.
+    pub database: Option<String>,
+}
+
+/// Reads `json_path`/`region_map` vindex params from the file system.
+#[derive(Debug, Clone, Copy)]
+struct Files;
+
+impl ParamFileLoader for Files {
+    fn load(&self, path: &str) -> Result<Vec<u8>, String> {
+        std::fs::read(path).map_err(|e| format!("open {path}: {e}"))
+    }
+}
+
+impl ShardingConfig {
+    /// Checks every field and builds the routing schema (VSchema, vindexes, shards).
+    pub fn routing_schema(&self) -> Result<RoutingSchema, ConfigError> {
+        if self.keyspaces.is_empty() {
+            return Err(ConfigError::invalid(
+                "sharding.keyspaces",
+                "at least one keyspace is required",
+            ));
+        }
+        if self.max_merge_rows == 0 {
+            return Err(ConfigError::invalid(
+                "sharding.max_merge_rows",
+                "must be at least 1",
+            ));
+        }
+        let mut shards = BTreeMap::new();
+        for (name, ks) in &self.keyspaces {
+            if ks.shards.is_empty() {
+                return Err(ConfigError::invalid(
+                    format!("sharding.keyspaces.{name}.shards"),
+                    "at least one shard is required",
+                ));
+            }
+            for (i, s) in ks.shards.iter().enumerate() {
+                parse_endpoint(&s.address).map_err(|m| {
+                    ConfigError::invalid(
+                        format!("sharding.keyspaces.{name}.shards[{i}].address"),
+                        m,
+                    )
+                })?;
+            }
+            shards.insert(
+                name.clone(),
+                ks.shards.iter().map(|s| s.name.clone()).collect(),
+            );
+        }
+        let vschema = match &self.vschema_file {
+            None => SrvVSchema::default(),
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    field: "sharding.vschema_file".into(),
+                    path: path.clone(),
+                    source,
+                })?;
+                SrvVSchema::from_json(&text)
+                    .map_err(|e| ConfigError::invalid("sharding.vschema_file", e.to_string()))?
+            }
+        };
+        RoutingSchema::build(vschema, &shards, &Files)
+            .map_err(|e| ConfigError::invalid("sharding", e.to_string()))
+    }
+}
