@@ -9,6 +9,7 @@
 pub mod decimal;
 mod dml;
 mod error;
+pub mod materialize;
 pub mod merge;
 mod route;
 pub mod schema;
@@ -21,6 +22,7 @@ use sqlparser::parser::{Parser, ParserOptions};
 
 pub use dml::{InsertPlan, SequenceNeed};
 pub use error::PlanError;
+pub use materialize::Materialize;
 pub use merge::{MergeSpec, Merger};
 pub use schema::{KeyspaceRouting, RoutingSchema, SchemaError};
 pub use session::{Transaction, UseTarget};
@@ -93,6 +95,8 @@ pub enum Plan {
     Use(UseTarget),
     /// `SHOW DATABASES`: the keyspaces.
     ShowDatabases,
+    /// Run one part of the statement first and plan the rest with its rows.
+    Materialize(Materialize),
     /// DDL and other statements that every shard of a keyspace must run.
     AllShards {
         keyspace: String,
@@ -128,9 +132,15 @@ pub fn plan_with_params(
         params.get(i).cloned()
     };
     match &statement {
-        Statement::Query(q) => {
-            select::plan_query(schema, &statement, q, ctx, &params_fn).map(Plan::Route)
-        }
+        Statement::Query(q) => match select::plan_query(schema, &statement, q, ctx, &params_fn) {
+            Err(PlanError::Unsupported(why)) if q.locks.is_empty() => {
+                match materialize::fallback(schema, &statement, ctx)? {
+                    Some(m) => Ok(Plan::Materialize(m)),
+                    None => Err(PlanError::Unsupported(why)),
+                }
+            }
+            other => other.map(Plan::Route),
+        },
         Statement::Insert(insert) => dml::plan_insert(schema, insert, ctx, &params_fn),
         Statement::Update(_) | Statement::Delete(_) => {
             dml::plan_update_delete(schema, &statement, ctx, &params_fn).map(Plan::Route)
@@ -155,6 +165,7 @@ pub fn plan_with_params(
 /// Parses exactly one statement with MySQL's rules; string literals keep their escapes
 /// so that a statement re-written for the shards reads back byte for byte.
 pub fn parse(sql: &str) -> Result<Statement, PlanError> {
+    check_nesting(sql)?;
     let dialect = MySqlDialect {};
     let options = ParserOptions::new().with_unescape(false);
     let mut statements = Parser::new(&dialect)
@@ -167,6 +178,38 @@ pub fn parse(sql: &str) -> Result<Statement, PlanError> {
         0 => Err(PlanError::Syntax("Query was empty".into())),
         _ => Err(PlanError::unsupported("several statements in one query")),
     }
+}
+
+/// Set operations and parentheses nest the parser's recursion (and the AST's drop): a
+/// statement deeper than this is refused before parsing, so no input can exhaust the stack.
+const MAX_NESTING: usize = 64;
+
+fn check_nesting(sql: &str) -> Result<(), PlanError> {
+    use crate::sql::lexer::{Lexer, Token};
+    let (mut depth, mut max_depth, mut set_ops) = (0usize, 0usize, 0usize);
+    for t in Lexer::new(sql) {
+        match t {
+            Token::Other("(") => {
+                depth += 1;
+                max_depth = max_depth.max(depth);
+            }
+            Token::Other(")") => depth = depth.saturating_sub(1),
+            Token::Word(w)
+                if w.eq_ignore_ascii_case("UNION")
+                    || w.eq_ignore_ascii_case("INTERSECT")
+                    || w.eq_ignore_ascii_case("EXCEPT") =>
+            {
+                set_ops += 1
+            }
+            _ => {}
+        }
+    }
+    if max_depth > MAX_NESTING || set_ops > MAX_NESTING {
+        return Err(PlanError::unsupported(format!(
+            "statements nested more than {MAX_NESTING} levels deep (parentheses or UNION)"
+        )));
+    }
+    Ok(())
 }
 
 fn syntax_message(sql: &str, parser: &str) -> String {

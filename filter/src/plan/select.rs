@@ -49,6 +49,9 @@ pub(crate) fn plan_query(
     if !keyspace.sharded || !tables.any_sharded {
         return Ok(Route::pass(&keyspace.name, vec![0]));
     }
+    if query.with.is_some() {
+        return Err(PlanError::unsupported("WITH over sharded tables"));
+    }
     match query.body.as_ref() {
         SetExpr::Select(select) => {
             let routing = route_blocks(schema, &blocks_of(statement), ctx, params)?;
@@ -223,6 +226,18 @@ fn route_blocks<'s>(
             "a join, subquery or derived table across shards that is not joined on the primary vindex columns",
         )),
     }
+}
+
+fn has_window_function(select: &Select) -> bool {
+    let mut found = false;
+    let _ = sqlparser::ast::visit_expressions(select, |e| {
+        if matches!(e, Expr::Function(f) if f.over.is_some()) {
+            found = true;
+            return ControlFlow::Break(());
+        }
+        ControlFlow::Continue(())
+    });
+    found || !select.named_window.is_empty()
 }
 
 fn is_aggregated(select: &Select) -> bool {
@@ -508,6 +523,9 @@ fn scatter_select(
     }
     if select.into.is_some() {
         return Err(PlanError::unsupported("SELECT ... INTO across shards"));
+    }
+    if has_window_function(select) {
+        return Err(PlanError::unsupported("window functions across shards"));
     }
     if !query.locks.is_empty() && (query.order_by.is_some() || query.limit_clause.is_some()) {
         return Err(PlanError::unsupported(

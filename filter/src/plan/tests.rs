@@ -46,6 +46,13 @@ fn route(sql: &str) -> Route {
     }
 }
 
+fn materialized(sql: &str) -> Materialize {
+    match plan(&schema(), sql, &PlanContext::default()) {
+        Ok(Plan::Materialize(m)) => m,
+        other => panic!("{sql}: expected a materialization, got {other:?}"),
+    }
+}
+
 fn refused(sql: &str) -> String {
     match plan(&schema(), sql, &PlanContext::default()) {
         Err(PlanError::Unsupported(m)) => m,
@@ -108,15 +115,37 @@ fn co_located_joins_and_refused_ones() {
     let r = route("SELECT c.name, o.qty FROM customers c JOIN orders o ON c.id = o.customer_id");
     assert_eq!(r.shards.len(), 4);
     refused("SELECT c.name FROM customers c JOIN orders o ON c.name = o.note");
-    refused("SELECT o.qty FROM orders o JOIN products p ON o.product_id = p.id");
+    let m = materialized("SELECT o.qty FROM orders o JOIN products p ON o.product_id = p.id");
+    assert_eq!(m.inner, "SELECT * FROM products AS p");
 }
 
 #[test]
 fn subqueries_follow_co_location() {
     let r = route("SELECT c.id FROM customers c WHERE EXISTS (SELECT 1 FROM orders o WHERE o.customer_id = c.id)");
     assert_eq!(r.shards.len(), 4);
-    refused("SELECT id FROM customers WHERE id IN (SELECT customer_id FROM orders WHERE qty > 3)");
-    refused("SELECT * FROM countries WHERE code IN (SELECT country_code FROM customers)");
+    let m = materialized(
+        "SELECT id FROM customers WHERE id IN (SELECT customer_id FROM orders WHERE qty > 3)",
+    );
+    assert_eq!(m.inner, "SELECT customer_id FROM orders WHERE qty > 3");
+    let outer = m.outer_sql(&[], &[]);
+    assert!(outer.contains("IN (SELECT  FROM DUAL WHERE 0)"), "{outer}");
+    materialized("SELECT * FROM countries WHERE code IN (SELECT country_code FROM customers)");
+    // Correlated on a non-vindex column: cannot run alone, cannot be pushed down.
+    refused(
+        "SELECT c.id FROM customers c WHERE EXISTS (SELECT 1 FROM orders o WHERE o.note = c.name)",
+    );
+}
+
+#[test]
+fn window_functions_and_distinct_aggregates_are_computed_on_materialized_rows() {
+    let m = materialized(
+        "SELECT id, ROW_NUMBER() OVER (ORDER BY id) FROM customers WHERE city = 'Nice'",
+    );
+    assert_eq!(m.inner, "SELECT * FROM customers WHERE city = 'Nice'");
+    let m = materialized("SELECT COUNT(DISTINCT city) FROM customers");
+    assert_eq!(m.inner, "SELECT * FROM customers");
+    let m = materialized("SELECT city FROM customers UNION SELECT name FROM countries");
+    assert_eq!(m.inner, "SELECT city FROM customers");
 }
 
 #[test]
@@ -212,4 +241,12 @@ fn prepared_parameters_route_point_selects() {
         matches!(r, Ok(Plan::Route(ref r)) if r.shards == vec![0]),
         "{r:?}"
     );
+}
+
+#[test]
+fn deep_nesting_is_refused_before_parsing() {
+    let unions = vec!["SELECT 1"; 5000].join(" UNION ");
+    refused(&unions);
+    let parens = format!("SELECT {}1{}", "(".repeat(10000), ")".repeat(10000));
+    refused(&parens);
 }

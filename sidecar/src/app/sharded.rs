@@ -9,7 +9,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use shardcar_filter::plan::{
-    self, merge::Row, Merger, Plan, PlanContext, PlanError, Route, Transaction,
+    self, merge::Row, Materialize, MergeSpec, Merger, Plan, PlanContext, PlanError, Route,
+    Transaction,
 };
 use shardcar_filter::protocol::column::ColumnDefinition;
 use shardcar_filter::protocol::constants::{column_type, status};
@@ -76,6 +77,17 @@ impl Routed {
             up.quit().await;
         }
     }
+}
+
+/// How deep materializations may nest, and how many steps one statement may take.
+const MAX_MATERIALIZE_DEPTH: usize = 8;
+const MAX_MATERIALIZE_STEPS: usize = 16;
+
+/// A combined answer, before it is sent.
+#[derive(Debug)]
+enum Outcome {
+    Ok(OkPacket),
+    Rows(Vec<ColumnDefinition>, Vec<Row>, u16),
 }
 
 fn err(code: error_codes::ErrorCode, msg: impl Into<String>) -> ErrPacket {
@@ -175,6 +187,10 @@ impl Session {
                 let rows = names.into_iter().map(|n| vec![Some(n)]).collect();
                 let col = ColumnDefinition::new("Database", column_type::VAR_STRING);
                 self.send_rows(&[col], rows, 0).await
+            }
+            Ok(Plan::Materialize(m)) => {
+                let outcome = self.materialize(m, 0).await;
+                self.respond(outcome).await
             }
             Ok(Plan::AllShards { keyspace }) => {
                 metrics.routed("multi");
@@ -356,9 +372,7 @@ impl Session {
             self.shared.metrics.shard_queries(1);
             return self.passthrough(&keys[0], packet).await;
         }
-        let text = route.query.clone().map(String::into_bytes);
-        let sql = text.unwrap_or_else(|| packet.payload[1..].to_vec());
-        let jobs = keys.into_iter().map(|k| (k, sql.clone())).collect();
+        let jobs = Self::jobs(&route, &packet.payload[1..]);
         self.shared.metrics.routed(if route.merge.is_some() {
             "scatter"
         } else {
@@ -382,24 +396,50 @@ impl Session {
         result
     }
 
-    /// Sends one statement per shard, reads every answer whole, and answers the client:
-    /// the first error, the merged rows, or the summed OK packets.
+    /// Runs `jobs` (see [`Session::execute`]) and answers the client.
     async fn run_on_shards(
         &mut self,
         jobs: Vec<(ShardKey, Vec<u8>)>,
-        merge: Option<shardcar_filter::plan::MergeSpec>,
+        merge: Option<MergeSpec>,
         write: bool,
         replicated: bool,
         first_insert_id: Option<i64>,
     ) -> Result<(), End> {
-        let keys: Vec<ShardKey> = jobs.iter().map(|(k, _)| k.clone()).collect();
-        if write {
-            if let Err(e) = self.join_transaction(&keys).await {
-                return self.send_err(&e).await;
+        let outcome = self
+            .execute(jobs, merge, write, replicated, first_insert_id)
+            .await;
+        self.respond(outcome).await
+    }
+
+    async fn respond(&mut self, outcome: Result<Outcome, ErrPacket>) -> Result<(), End> {
+        match outcome {
+            Ok(Outcome::Ok(ok)) => self.send_ok(ok).await,
+            Ok(Outcome::Rows(columns, rows, warnings)) => {
+                self.send_rows(&columns, rows, warnings).await
+            }
+            Err(e) => {
+                self.shared.metrics.error(e.code, ErrorOrigin::Upstream);
+                self.send_err(&e).await
             }
         }
+    }
+
+    /// Sends one statement per shard, reads every answer whole and combines them: the
+    /// first error, the merged rows, or the summed OK packets.
+    async fn execute(
+        &mut self,
+        jobs: Vec<(ShardKey, Vec<u8>)>,
+        merge: Option<MergeSpec>,
+        write: bool,
+        replicated: bool,
+        first_insert_id: Option<i64>,
+    ) -> Result<Outcome, ErrPacket> {
+        let keys: Vec<ShardKey> = jobs.iter().map(|(k, _)| k.clone()).collect();
+        if write {
+            self.join_transaction(&keys).await?;
+        }
         let caps = self.auth.capabilities;
-        let max_rows = self.routed()?.router.max_rows;
+        let max_rows = self.router_ref()?.max_rows;
         self.shared.metrics.shard_queries(jobs.len() as u64);
         // Send everything first so the shards work in parallel, then read.
         let mut sent = Vec::with_capacity(jobs.len());
@@ -408,20 +448,20 @@ impl Session {
                 Ok(up) => up,
                 Err(e) => {
                     self.drain(&sent, caps).await;
-                    return self.send_err(&e).await;
+                    return Err(e);
                 }
             };
             if router::send_query(up, sql).await.is_err() {
-                self.routed()?.conns.remove(key);
+                self.drop_conn(key);
                 self.drain(&sent, caps).await;
-                return self.send_err(&lost()).await;
+                return Err(lost());
             }
             sent.push(key.clone());
         }
         let mut results = Vec::with_capacity(sent.len());
         let mut failure: Option<ErrPacket> = None;
         for key in &sent {
-            let Some(up) = self.routed()?.conns.get_mut(key) else {
+            let Some(up) = self.routed.as_mut().and_then(|r| r.conns.get_mut(key)) else {
                 continue;
             };
             match router::read_result(up, caps, max_rows).await {
@@ -431,20 +471,19 @@ impl Session {
                 }
                 Err(e) => {
                     warn!(shard = ?key, error = %e, "shard connection failed");
-                    self.routed()?.conns.remove(key);
+                    self.drop_conn(key);
                     failure.get_or_insert(lost());
                 }
             }
         }
         if let Some(e) = failure {
-            return self.send_err(&e).await;
+            return Err(e);
         }
         if let Some(e) = results.iter().find_map(|r| match r {
             ShardResult::Err(e) => Some(e.clone()),
             _ => None,
         }) {
-            self.shared.metrics.error(e.code, ErrorOrigin::Upstream);
-            return self.send_err(&e).await;
+            return Err(e);
         }
         if results.iter().all(|r| matches!(r, ShardResult::Ok(_))) {
             let mut ok = OkPacket::default();
@@ -465,14 +504,16 @@ impl Session {
                 ok.last_insert_id = id;
             }
             if ok.last_insert_id != 0 {
-                self.routed()?.last_insert_id = ok.last_insert_id;
+                if let Some(r) = self.routed.as_mut() {
+                    r.last_insert_id = ok.last_insert_id;
+                }
             }
-            return self.send_ok(ok).await;
+            return Ok(Outcome::Ok(ok));
         }
         // Result sets: merge (or concatenate).
         let mut merger = Merger::new(merge.unwrap_or_default(), max_rows);
         let mut warnings: u16 = 0;
-        let results = if replicated {
+        let results: Vec<ShardResult> = if replicated {
             results.into_iter().take(1).collect()
         } else {
             results
@@ -487,21 +528,133 @@ impl Session {
                 continue;
             };
             warnings = warnings.saturating_add(w);
-            if let Err(e) = merger.columns(columns) {
-                return self
-                    .send_err(&err(error_codes::ER_UNKNOWN_ERROR, e.to_string()))
-                    .await;
-            }
+            merger
+                .columns(columns)
+                .map_err(|e| err(error_codes::ER_UNKNOWN_ERROR, e.to_string()))?;
             for row in rows {
-                if let Err(e) = merger.push(row) {
-                    return self.send_err(&merge_error(e)).await;
+                merger.push(row).map_err(merge_error)?;
+            }
+        }
+        let (columns, rows) = merger.finish().map_err(merge_error)?;
+        Ok(Outcome::Rows(columns, rows, warnings))
+    }
+
+    fn router_ref(&self) -> Result<Arc<Router>, ErrPacket> {
+        self.routed
+            .as_ref()
+            .map(|r| r.router.clone())
+            .ok_or_else(|| err(error_codes::ER_UNKNOWN_ERROR, "routing state missing"))
+    }
+
+    fn drop_conn(&mut self, key: &ShardKey) {
+        if let Some(r) = self.routed.as_mut() {
+            r.conns.remove(key);
+        }
+    }
+
+    /// The jobs of a route: its statement (or `text`) on each of its shards.
+    fn jobs(route: &Route, text: &[u8]) -> Vec<(ShardKey, Vec<u8>)> {
+        let sql = route
+            .query
+            .clone()
+            .map_or_else(|| text.to_vec(), String::into_bytes);
+        route
+            .shards
+            .iter()
+            .map(|&i| ((route.keyspace.clone(), i), sql.clone()))
+            .collect()
+    }
+
+    /// Plans and runs `sql` for its rows, without answering the client (the inner part of
+    /// a materialization).
+    async fn collect(&mut self, sql: String, depth: usize) -> Result<Outcome, ErrPacket> {
+        if depth > MAX_MATERIALIZE_DEPTH {
+            return Err(
+                PlanError::unsupported("a statement nested this deeply across shards")
+                    .to_err_packet(),
+            );
+        }
+        let router = self.router_ref()?;
+        let default_keyspace = self
+            .routed
+            .as_ref()
+            .and_then(|r| r.default_keyspace.clone());
+        let ctx = PlanContext {
+            default_keyspace: default_keyspace.as_deref(),
+        };
+        match plan::plan(&router.schema, &sql, &ctx).map_err(|e| e.to_err_packet())? {
+            Plan::Route(route) => {
+                let keys: Vec<ShardKey> = route
+                    .shards
+                    .iter()
+                    .map(|&i| (route.keyspace.clone(), i))
+                    .collect();
+                self.join_transaction(&keys).await?;
+                let jobs = Self::jobs(&route, sql.as_bytes());
+                self.execute(jobs, route.merge, route.write, route.replicated, None)
+                    .await
+            }
+            Plan::Materialize(m) => Box::pin(self.materialize(m, depth + 1)).await,
+            _ => Err(
+                PlanError::unsupported("this statement inside a query across shards")
+                    .to_err_packet(),
+            ),
+        }
+    }
+
+    /// Runs the inner part of `m`, puts its rows into the outer statement and runs that
+    /// (materializing again where the outer statement still needs it).
+    async fn materialize(
+        &mut self,
+        mut m: Materialize,
+        depth: usize,
+    ) -> Result<Outcome, ErrPacket> {
+        self.shared.metrics.routed("materialized");
+        for _ in 0..MAX_MATERIALIZE_STEPS {
+            let (columns, rows) = match Box::pin(self.collect(m.inner.clone(), depth + 1)).await? {
+                Outcome::Rows(c, r, _) => (c, r),
+                Outcome::Ok(_) => {
+                    return Err(err(
+                        error_codes::ER_UNKNOWN_ERROR,
+                        "a subquery returned no result set",
+                    ))
+                }
+            };
+            let outer = m.outer_sql(&columns, &rows);
+            debug!(statement = %outer, "materialized");
+            let router = self.router_ref()?;
+            let default_keyspace = self
+                .routed
+                .as_ref()
+                .and_then(|r| r.default_keyspace.clone());
+            let ctx = PlanContext {
+                default_keyspace: default_keyspace.as_deref(),
+            };
+            match plan::plan(&router.schema, &outer, &ctx).map_err(|e| e.to_err_packet())? {
+                Plan::Materialize(next) => m = next,
+                Plan::Route(route) => {
+                    let keys: Vec<ShardKey> = route
+                        .shards
+                        .iter()
+                        .map(|&i| (route.keyspace.clone(), i))
+                        .collect();
+                    self.join_transaction(&keys).await?;
+                    let jobs = Self::jobs(&route, outer.as_bytes());
+                    return self
+                        .execute(jobs, route.merge, false, route.replicated, None)
+                        .await;
+                }
+                _ => {
+                    return Err(
+                        PlanError::unsupported("this statement across shards").to_err_packet()
+                    )
                 }
             }
         }
-        match merger.finish() {
-            Ok((columns, rows)) => self.send_rows(&columns, rows, warnings).await,
-            Err(e) => self.send_err(&merge_error(e)).await,
-        }
+        Err(
+            PlanError::unsupported("a statement needing this many steps across shards")
+                .to_err_packet(),
+        )
     }
 
     /// Reads and discards the answers of statements already sent.
