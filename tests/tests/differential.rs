@@ -652,18 +652,23 @@ fn show_row(row: &Row) -> String {
 // Report
 // ---------------------------------------------------------------------------------------
 
+/// A section of a fixture file: (file, section name).
+type SectionKey = (&'static str, String);
+/// Statements of a section: (identical, total).
+type SectionCounts = (usize, usize);
+
 #[derive(Debug)]
 struct Summary {
     total: usize,
     by_class: BTreeMap<Class, usize>,
     /// Per section (in file order): (file, section) → (identical, total).
-    by_section: Vec<((&'static str, String), (usize, usize))>,
+    by_section: Vec<(SectionKey, SectionCounts)>,
 }
 
 impl Summary {
     fn of(records: &[Record]) -> Summary {
         let mut by_class = BTreeMap::new();
-        let mut by_section: Vec<((&'static str, String), (usize, usize))> = Vec::new();
+        let mut by_section: Vec<(SectionKey, SectionCounts)> = Vec::new();
         for record in records {
             *by_class.entry(record.class).or_insert(0) += 1;
             let key = (record.statement.file, record.statement.section.clone());

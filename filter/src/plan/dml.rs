@@ -210,7 +210,7 @@ pub(crate) fn plan_insert(
         };
     let (columns, vindex_name) = match &placement {
         Placement::Reference => {
-            return Ok(Plan::Insert(plan_base(String::new(), Vec::new(), true)))
+            return Ok(Plan::Insert(Box::new(plan_base(String::new(), Vec::new(), true))))
         }
         Placement::Unsharded => unreachable_unsharded()?,
         Placement::Sharded {
@@ -327,7 +327,7 @@ pub(crate) fn plan_insert(
             }
         }
     }
-    Ok(Plan::Insert(plan))
+    Ok(Plan::Insert(Box::new(plan)))
 }
 
 fn unreachable_unsharded<T>() -> Result<T, PlanError> {

@@ -81,11 +81,13 @@ impl Route {
 }
 
 /// What to do with one statement.
+// A plan lives for one statement; boxing the common `Route` would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Plan {
     Route(Route),
     /// Per-shard INSERT statements, possibly waiting for sequence values first.
-    Insert(InsertPlan),
+    Insert(Box<InsertPlan>),
     Transaction(Transaction),
     /// A SET statement: replayed on every shard connection the session uses.
     Set {

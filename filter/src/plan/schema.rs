@@ -13,7 +13,7 @@ pub enum SchemaError {
     #[error("keyspace {keyspace}: {source}")]
     VSchema {
         keyspace: String,
-        source: crate::vschema::VSchemaError,
+        source: Box<crate::vschema::VSchemaError>,
     },
     #[error("keyspace {keyspace}: {source}")]
     Vindex {
@@ -73,7 +73,7 @@ impl RoutingSchema {
             ks.validate(name, &types)
                 .map_err(|source| SchemaError::VSchema {
                     keyspace: name.clone(),
-                    source,
+                    source: Box::new(source),
                 })?;
             let names = shards.get(name).ok_or_else(|| SchemaError::Keyspace {
                 keyspace: name.clone(),
