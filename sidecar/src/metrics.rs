@@ -117,6 +117,7 @@ pub struct Metrics {
     handshake_failures: Family<ReasonLabels, Counter>,
     tls_handshakes: Family<SideLabels, Counter>,
     routes: Family<RouteLabels, Counter>,
+    plan_cache: Family<ResultLabels, Counter>,
     shard_queries: Counter,
     /// Indexed by the command byte; unknown bytes share the `unknown` series.
     command_counts: Vec<Counter>,
@@ -180,6 +181,12 @@ impl Metrics {
             "shardcar_routed_statements",
             "Statements by how they were routed: passthrough (one shard, raw), scatter (merged), multi (several shards), local (answered by the sidecar), refused",
             routes.clone(),
+        );
+        let plan_cache = Family::<ResultLabels, Counter>::default();
+        reg.register(
+            "shardcar_plan_cache_lookups",
+            "Plan cache lookups of routed statements, by result (hit or miss)",
+            plan_cache.clone(),
         );
         let shard_queries = Counter::default();
         reg.register(
@@ -313,6 +320,7 @@ impl Metrics {
             handshake_failures,
             tls_handshakes,
             routes,
+            plan_cache,
             shard_queries,
             command_counts,
             command_durations,
@@ -416,6 +424,14 @@ impl Metrics {
     /// One statement routed as `route` (`passthrough`, `scatter`, `multi`, `local`, `refused`).
     pub fn routed(&self, route: &'static str) {
         self.routes.get_or_create(&RouteLabels { route }).inc();
+    }
+
+    /// A plan cache lookup.
+    pub fn plan_cache(&self, hit: bool) {
+        let result = if hit { "hit" } else { "miss" };
+        self.plan_cache
+            .get_or_create(&ResultLabels { result })
+            .inc();
     }
 
     /// `n` statements sent to shards.

@@ -210,7 +210,11 @@ pub(crate) fn plan_insert(
         };
     let (columns, vindex_name) = match &placement {
         Placement::Reference => {
-            return Ok(Plan::Insert(Box::new(plan_base(String::new(), Vec::new(), true))))
+            return Ok(Plan::Insert(Box::new(plan_base(
+                String::new(),
+                Vec::new(),
+                true,
+            ))))
         }
         Placement::Unsharded => unreachable_unsharded()?,
         Placement::Sharded {

@@ -6,6 +6,7 @@
 //! refused with [`PlanError::Unsupported`] (ERR 1235) naming the construct, never answered
 //! wrongly.
 
+pub mod cache;
 pub mod decimal;
 mod dml;
 mod error;
@@ -220,7 +221,7 @@ fn syntax_message(sql: &str, parser: &str) -> String {
 }
 
 /// Where each `?` starts, in text order: the n-th is parameter n.
-fn placeholder_positions(statement: &Statement) -> Vec<(u64, u64)> {
+pub(crate) fn placeholder_positions(statement: &Statement) -> Vec<(u64, u64)> {
     let mut out = Vec::new();
     let _ = sqlparser::ast::visit_expressions(statement, |e| {
         if let sqlparser::ast::Expr::Value(v) = e {
@@ -235,4 +236,4 @@ fn placeholder_positions(statement: &Statement) -> Vec<(u64, u64)> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

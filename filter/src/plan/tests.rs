@@ -22,7 +22,7 @@ const VSCHEMA: &str = r#"{
   }
 }"#;
 
-fn schema() -> RoutingSchema {
+pub(crate) fn schema() -> RoutingSchema {
     let vschema = SrvVSchema::from_json(VSCHEMA).unwrap_or_default();
     let mut shards = BTreeMap::new();
     shards.insert(

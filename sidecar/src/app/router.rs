@@ -5,8 +5,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use shardcar_filter::plan::cache::{self, PlanCache, Template};
 use shardcar_filter::plan::merge::Row;
-use shardcar_filter::plan::RoutingSchema;
+use shardcar_filter::plan::{Plan, PlanContext, Route, RoutingSchema};
 use shardcar_filter::protocol::column::ColumnDefinition;
 use shardcar_filter::protocol::packet::{write_packet, PacketAssembler};
 use shardcar_filter::protocol::resultset::{decode_text_row, Event, ResultSetDecoder, RowFormat};
@@ -16,6 +17,9 @@ use tokio::sync::Mutex;
 
 use super::upstream::{self, ConnectError, LoginParams, Upstream, UpstreamSettings};
 use crate::config::{ShardingConfig, TransactionMode};
+
+/// Statement shapes the plan cache keeps (per generation).
+const PLAN_CACHE_SIZE: usize = 10_000;
 
 /// A shard by keyspace name and index in the keyspace's shard list.
 pub type ShardKey = (String, usize);
@@ -28,6 +32,8 @@ pub struct Router {
     pub mode: TransactionMode,
     pub max_rows: usize,
     sequences: Mutex<HashMap<String, (i64, i64)>>,
+    /// Templates of statement shapes seen, shared by all sessions.
+    pub cache: std::sync::RwLock<PlanCache>,
 }
 
 /// A shard's whole answer to one statement.
@@ -90,7 +96,48 @@ impl Router {
             mode: config.transaction_mode,
             max_rows: config.max_merge_rows,
             sequences: Mutex::new(HashMap::new()),
+            cache: std::sync::RwLock::new(PlanCache::new(PLAN_CACHE_SIZE)),
         })
+    }
+
+    /// A cached route for `sql`, when its shape is known to route from its literals.
+    /// `Err(key)` hands back the cache key for [`Router::remember`] after a full plan.
+    pub fn cached_route(
+        &self,
+        default_keyspace: Option<&str>,
+        sql: &str,
+    ) -> Result<Route, Option<String>> {
+        let Some((key, literals)) = cache::key(default_keyspace, sql) else {
+            return Err(None);
+        };
+        let known = match self.cache.read() {
+            Ok(c) => c.get(&key).map(|t| t.cloned()),
+            Err(_) => return Err(None),
+        };
+        match known {
+            Some(Some(t)) => t.route(&self.schema, &literals).ok_or(None),
+            Some(None) => Err(None),
+            None => Err(Some(key)),
+        }
+    }
+
+    /// Records the template of the statement shape `key` after `sql` was planned to
+    /// `plan`, when the template routes `sql` exactly as the planner did.
+    pub fn remember(&self, key: String, default_keyspace: Option<&str>, sql: &str, plan: &Plan) {
+        let ctx = PlanContext { default_keyspace };
+        let template: Option<Template> = match plan {
+            Plan::Route(r) if r.is_passthrough() => cache::template(&self.schema, &key, &ctx)
+                .filter(|t| {
+                    let literals = cache::key(default_keyspace, sql)
+                        .map(|(_, l)| l)
+                        .unwrap_or_default();
+                    t.route(&self.schema, &literals).as_ref() == Some(r)
+                }),
+            _ => None,
+        };
+        if let Ok(mut c) = self.cache.write() {
+            c.insert(key, template);
+        }
     }
 
     /// Where shard `key` listens.
