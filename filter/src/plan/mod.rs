@@ -12,6 +12,7 @@ mod dml;
 mod error;
 pub mod materialize;
 pub mod merge;
+pub mod params;
 mod route;
 pub mod schema;
 mod select;

@@ -9,6 +9,7 @@
 mod auth;
 mod client;
 mod handshake;
+mod prepared;
 pub mod router;
 mod session;
 mod sharded;

@@ -30,7 +30,7 @@ use crate::metrics::ErrorOrigin;
 #[derive(Debug)]
 pub(super) struct Routed {
     pub router: Arc<Router>,
-    conns: HashMap<ShardKey, Upstream>,
+    pub(super) conns: HashMap<ShardKey, Upstream>,
     pub default_keyspace: Option<String>,
     /// Shards of the open transaction, in the order they joined; `None` outside one.
     tx: Option<Vec<ShardKey>>,
@@ -40,6 +40,9 @@ pub(super) struct Routed {
     sets: Vec<Vec<u8>>,
     autocommit: bool,
     last_insert_id: u64,
+    /// Prepared statements by the id the client knows.
+    pub(super) statements: HashMap<u32, super::prepared::Prepared>,
+    pub(super) next_statement_id: u32,
 }
 
 impl Routed {
@@ -53,10 +56,12 @@ impl Routed {
             sets: Vec::new(),
             autocommit: true,
             last_insert_id: 0,
+            statements: HashMap::new(),
+            next_statement_id: 1,
         }
     }
 
-    fn status(&self) -> u16 {
+    pub(super) fn status_flags(&self) -> u16 {
         let mut s = 0;
         if self.autocommit {
             s |= status::AUTOCOMMIT;
@@ -85,17 +90,17 @@ const MAX_MATERIALIZE_STEPS: usize = 16;
 
 /// A combined answer, before it is sent.
 #[derive(Debug)]
-enum Outcome {
+pub(super) enum Outcome {
     Ok(OkPacket),
     Rows(Vec<ColumnDefinition>, Vec<Row>, u16),
 }
 
-fn err(code: error_codes::ErrorCode, msg: impl Into<String>) -> ErrPacket {
+pub(super) fn err(code: error_codes::ErrorCode, msg: impl Into<String>) -> ErrPacket {
     ErrPacket::new(code, msg)
 }
 
 impl Session {
-    fn routed(&mut self) -> Result<&mut Routed, End> {
+    pub(super) fn routed(&mut self) -> Result<&mut Routed, End> {
         self.routed
             .as_mut()
             .ok_or(End::Refused("routing state missing"))
@@ -103,16 +108,26 @@ impl Session {
 
     /// Plans and runs one `COM_QUERY` in sharded mode.
     pub(super) async fn routed_query(&mut self, packet: &Packet) -> Result<(), End> {
-        let text =
-            String::from_utf8_lossy(packet.payload.get(1..).unwrap_or_default()).into_owned();
+        let text = String::from_utf8_lossy(packet.payload.get(1..).unwrap_or_default());
         let (router, default_keyspace) = {
             let r = self.routed()?;
             (r.router.clone(), r.default_keyspace.clone())
         };
+        let cache_key = match router.cached_route(default_keyspace.as_deref(), &text) {
+            Ok(route) => {
+                self.shared.metrics.plan_cache(true);
+                return self.run_route(route, packet).await;
+            }
+            Err(key) => key,
+        };
+        self.shared.metrics.plan_cache(false);
         let ctx = PlanContext {
             default_keyspace: default_keyspace.as_deref(),
         };
         let planned = plan::plan(&router.schema, &text, &ctx);
+        if let (Some(key), Ok(p)) = (cache_key, planned.as_ref()) {
+            router.remember(key, ctx.default_keyspace, &text, p);
+        }
         debug!(statement = %text, plan = ?planned, "planned");
         let metrics = self.shared.metrics.clone();
         match planned {
@@ -121,36 +136,11 @@ impl Session {
                 self.refuse(&e).await
             }
             Ok(Plan::Route(route)) => self.run_route(route, packet).await,
-            Ok(Plan::Insert(mut insert)) => {
-                metrics.routed("multi");
-                let mut first_id = None;
-                if let Some(need) = insert.sequence.clone() {
-                    match router
-                        .next_ids(&need.keyspace, &need.table, need.count)
-                        .await
-                    {
-                        Ok(first) => first_id = insert.fill_sequence(first),
-                        Err(e) => {
-                            return self
-                                .send_err(&err(
-                                    error_codes::ER_UNKNOWN_ERROR,
-                                    format!("could not get sequence values: {e}"),
-                                ))
-                                .await
-                        }
-                    }
+            Ok(p @ (Plan::Insert(_) | Plan::Materialize(_) | Plan::AllShards { .. })) => {
+                match self.outcome_of(p, &text).await {
+                    Some(outcome) => self.respond(outcome).await,
+                    None => Ok(()),
                 }
-                let statements = match insert.shard_statements(&router.schema) {
-                    Ok(s) => s,
-                    Err(e) => return self.refuse(&e).await,
-                };
-                let jobs: Vec<(ShardKey, Vec<u8>)> = statements
-                    .into_iter()
-                    .map(|(i, sql)| ((insert.keyspace.clone(), i), sql.into_bytes()))
-                    .collect();
-                let replicated = insert.is_replicated();
-                self.run_on_shards(jobs, None, true, replicated, first_id)
-                    .await
             }
             Ok(Plan::Transaction(t)) => {
                 metrics.routed("local");
@@ -188,39 +178,94 @@ impl Session {
                 let col = ColumnDefinition::new("Database", column_type::VAR_STRING);
                 self.send_rows(&[col], rows, 0).await
             }
-            Ok(Plan::Materialize(m)) => {
-                let outcome = self.materialize(m, 0).await;
-                self.respond(outcome).await
+        }
+    }
+
+    /// Runs a plan that needs no raw relay and returns its combined answer; `None` for
+    /// plans answered another way (session statements).
+    pub(super) async fn outcome_of(
+        &mut self,
+        plan: Plan,
+        text: &str,
+    ) -> Option<Result<Outcome, ErrPacket>> {
+        let router = self.router_ref().ok()?;
+        match plan {
+            Plan::Route(route) => {
+                let keys: Vec<ShardKey> = route
+                    .shards
+                    .iter()
+                    .map(|&i| (route.keyspace.clone(), i))
+                    .collect();
+                if let Err(e) = self.join_transaction(&keys).await {
+                    return Some(Err(e));
+                }
+                let jobs = Self::jobs(&route, text.as_bytes());
+                Some(
+                    self.execute(jobs, route.merge, route.write, route.replicated, None)
+                        .await,
+                )
             }
-            Ok(Plan::AllShards { keyspace }) => {
-                metrics.routed("multi");
+            Plan::Insert(mut insert) => {
+                self.shared.metrics.routed("multi");
+                let mut first_id = None;
+                if let Some(need) = insert.sequence.clone() {
+                    match router
+                        .next_ids(&need.keyspace, &need.table, need.count)
+                        .await
+                    {
+                        Ok(first) => first_id = insert.fill_sequence(first),
+                        Err(e) => {
+                            return Some(Err(err(
+                                error_codes::ER_UNKNOWN_ERROR,
+                                format!("could not get sequence values: {e}"),
+                            )))
+                        }
+                    }
+                }
+                let statements = match insert.shard_statements(&router.schema) {
+                    Ok(s) => s,
+                    Err(e) => return Some(Err(e.to_err_packet())),
+                };
+                let jobs: Vec<(ShardKey, Vec<u8>)> = statements
+                    .into_iter()
+                    .map(|(i, sql)| ((insert.keyspace.clone(), i), sql.into_bytes()))
+                    .collect();
+                Some(
+                    self.execute(jobs, None, true, insert.is_replicated(), first_id)
+                        .await,
+                )
+            }
+            Plan::Materialize(m) => Some(self.materialize(m, 0).await),
+            Plan::AllShards { keyspace } => {
+                self.shared.metrics.routed("multi");
                 let n = router
                     .schema
                     .keyspace(&keyspace)
                     .map_or(0, |k| k.shards.len());
                 let jobs = (0..n)
-                    .map(|i| ((keyspace.clone(), i), packet.payload[1..].to_vec()))
+                    .map(|i| ((keyspace.clone(), i), text.as_bytes().to_vec()))
                     .collect();
-                self.run_on_shards(jobs, None, true, true, None).await
+                Some(self.execute(jobs, None, true, true, None).await)
             }
+            _ => None,
         }
     }
 
-    async fn refuse(&mut self, e: &PlanError) -> Result<(), End> {
+    pub(super) async fn refuse(&mut self, e: &PlanError) -> Result<(), End> {
         let packet = e.to_err_packet();
         self.shared.metrics.error(packet.code, ErrorOrigin::Sidecar);
         self.send_err(&packet).await
     }
 
-    async fn send_err(&mut self, e: &ErrPacket) -> Result<(), End> {
+    pub(super) async fn send_err(&mut self, e: &ErrPacket) -> Result<(), End> {
         self.client
             .send_error(1, e, &self.shared.metrics)
             .await
             .map_err(|_| End::ClientGone)
     }
 
-    async fn send_ok(&mut self, mut ok: OkPacket) -> Result<(), End> {
-        ok.status |= self.routed()?.status();
+    pub(super) async fn send_ok(&mut self, mut ok: OkPacket) -> Result<(), End> {
+        ok.status |= self.routed()?.status_flags();
         let payload = ok.encode(self.auth.capabilities);
         let mut out = Vec::with_capacity(payload.len() + 4);
         let mut seq = 1;
@@ -231,13 +276,13 @@ impl Session {
             .map_err(|_| End::ClientGone)
     }
 
-    async fn send_rows(
+    pub(super) async fn send_rows(
         &mut self,
         columns: &[ColumnDefinition],
         rows: Vec<Row>,
         warnings: u16,
     ) -> Result<(), End> {
-        let status = self.routed()?.status();
+        let status = self.routed()?.status_flags();
         let mut w = ResultSetWriter::new(self.auth.capabilities, RowFormat::Text, 1);
         let mut out = Vec::new();
         w.columns(&mut out, columns, status);
@@ -264,7 +309,7 @@ impl Session {
 
     /// The connection to shard `key`, opened (and given the session's SET statements)
     /// when missing.
-    async fn shard_conn(&mut self, key: &ShardKey) -> Result<&mut Upstream, ErrPacket> {
+    pub(super) async fn shard_conn(&mut self, key: &ShardKey) -> Result<&mut Upstream, ErrPacket> {
         let routed = self
             .routed
             .as_mut()
@@ -316,7 +361,7 @@ impl Session {
 
     /// Makes `keys` part of the open transaction (sending its BEGIN to shards that join),
     /// refusing a second shard in `single` mode.
-    async fn join_transaction(&mut self, keys: &[ShardKey]) -> Result<(), ErrPacket> {
+    pub(super) async fn join_transaction(&mut self, keys: &[ShardKey]) -> Result<(), ErrPacket> {
         let Some(routed) = self.routed.as_ref() else {
             return Ok(());
         };
@@ -411,7 +456,7 @@ impl Session {
         self.respond(outcome).await
     }
 
-    async fn respond(&mut self, outcome: Result<Outcome, ErrPacket>) -> Result<(), End> {
+    pub(super) async fn respond(&mut self, outcome: Result<Outcome, ErrPacket>) -> Result<(), End> {
         match outcome {
             Ok(Outcome::Ok(ok)) => self.send_ok(ok).await,
             Ok(Outcome::Rows(columns, rows, warnings)) => {
@@ -426,7 +471,7 @@ impl Session {
 
     /// Sends one statement per shard, reads every answer whole and combines them: the
     /// first error, the merged rows, or the summed OK packets.
-    async fn execute(
+    pub(super) async fn execute(
         &mut self,
         jobs: Vec<(ShardKey, Vec<u8>)>,
         merge: Option<MergeSpec>,
@@ -539,21 +584,21 @@ impl Session {
         Ok(Outcome::Rows(columns, rows, warnings))
     }
 
-    fn router_ref(&self) -> Result<Arc<Router>, ErrPacket> {
+    pub(super) fn router_ref(&self) -> Result<Arc<Router>, ErrPacket> {
         self.routed
             .as_ref()
             .map(|r| r.router.clone())
             .ok_or_else(|| err(error_codes::ER_UNKNOWN_ERROR, "routing state missing"))
     }
 
-    fn drop_conn(&mut self, key: &ShardKey) {
+    pub(super) fn drop_conn(&mut self, key: &ShardKey) {
         if let Some(r) = self.routed.as_mut() {
             r.conns.remove(key);
         }
     }
 
     /// The jobs of a route: its statement (or `text`) on each of its shards.
-    fn jobs(route: &Route, text: &[u8]) -> Vec<(ShardKey, Vec<u8>)> {
+    pub(super) fn jobs(route: &Route, text: &[u8]) -> Vec<(ShardKey, Vec<u8>)> {
         let sql = route
             .query
             .clone()
@@ -604,7 +649,7 @@ impl Session {
 
     /// Runs the inner part of `m`, puts its rows into the outer statement and runs that
     /// (materializing again where the outer statement still needs it).
-    async fn materialize(
+    pub(super) async fn materialize(
         &mut self,
         mut m: Materialize,
         depth: usize,
@@ -834,8 +879,14 @@ impl Session {
         match command {
             Command::InitDb => self.routed_init_db(packet).await,
             Command::Ping => self.send_ok(OkPacket::default()).await,
+            Command::StmtPrepare => self.routed_prepare(packet).await,
+            Command::StmtExecute => self.routed_execute(packet).await,
+            Command::StmtClose => self.routed_close(packet).await,
+            Command::StmtReset => self.routed_reset(packet).await,
+            Command::StmtSendLongData => self.routed_long_data(packet),
             Command::ResetConnection => {
                 if let Some(r) = self.routed.as_mut() {
+                    r.statements.clear();
                     r.close().await;
                     r.tx = None;
                     r.sets.clear();
@@ -889,7 +940,7 @@ fn shard_name(router: &Router, key: &ShardKey) -> String {
         .map_or_else(|| key.1.to_string(), |s| s.name.clone())
 }
 
-fn lost() -> ErrPacket {
+pub(super) fn lost() -> ErrPacket {
     err(
         error_codes::ER_NET_READ_ERROR,
         "Lost connection to MySQL server during query",
