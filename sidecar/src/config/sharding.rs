@@ -12,7 +12,9 @@ use shardcar_filter::vschema::SrvVSchema;
 use super::{parse_endpoint, ConfigError};
 
 /// How a transaction that touches several shards commits.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum TransactionMode {
     /// A transaction stays on its first shard; reaching a second one is an error.

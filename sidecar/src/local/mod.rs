@@ -26,7 +26,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 
 use crate::config::{
-    AppConfig, KeyspaceConfig, ShardConfig, ShardingConfig, UpstreamConfig, UserConfig,
+    AppConfig, KeyspaceConfig, ShardConfig, ShardingConfig, TransactionMode, UpstreamConfig,
+    UserConfig,
 };
 
 pub use error::LocalError;
@@ -88,6 +89,12 @@ pub struct LocalArgs {
     /// keyspaces; required when one is sharded.
     #[arg(long, value_name = "FILE")]
     pub vschema: Option<PathBuf>,
+    /// How transactions that reach several shards commit.
+    #[arg(long, value_enum, default_value_t = TransactionMode::Multi)]
+    pub transaction_mode: TransactionMode,
+    /// Rows a scatter query may hold while merging.
+    #[arg(long, default_value_t = 100_000)]
+    pub max_merge_rows: usize,
 }
 
 impl Default for LocalArgs {
@@ -102,6 +109,8 @@ impl Default for LocalArgs {
             data_dir: None,
             demo: false,
             vschema: None,
+            transaction_mode: TransactionMode::Multi,
+            max_merge_rows: 100_000,
         }
     }
 }
@@ -549,7 +558,8 @@ fn sharding_config(args: &LocalArgs, tablets: &[Tablet]) -> ShardingConfig {
     ShardingConfig {
         vschema_file: args.vschema.clone(),
         keyspaces,
-        ..ShardingConfig::default()
+        transaction_mode: args.transaction_mode,
+        max_merge_rows: args.max_merge_rows,
     }
 }
 

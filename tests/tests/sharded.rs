@@ -1,0 +1,253 @@
+//! Sharded sessions end to end, through a `shardcar local` cluster (keyspace `shop` in
+//! shards, keyspace `lookup` unsharded with a sequence): multi-row INSERTs split per shard,
+//! auto-increment from the sequence and LAST_INSERT_ID, point selects and scatter merges
+//! over text and prepared statements, transactions in `multi` and `single` modes, USE and
+//! SHOW DATABASES, and the errors a router gives for what it refuses.
+
+// Test code: a failed step should stop the test with its message.
+#![allow(clippy::expect_used)]
+
+use std::time::{Duration, Instant};
+
+use mysql_async::prelude::*;
+use mysql_async::Conn;
+use shardcar::config::TransactionMode;
+use shardcar::local::{run_until, LocalArgs};
+use shardcar_tests::client::{opts, server_code};
+use shardcar_tests::{free_port, temp_dir, workspace_root};
+
+struct Cluster {
+    port: u16,
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    _data: tempfile::TempDir,
+}
+
+async fn start(shards: u32, mode: TransactionMode) -> Cluster {
+    let data = temp_dir("shardcar-sharded-");
+    let (port, admin_port) = (free_port(), free_port());
+    let dir = workspace_root().join("tests/data/sharded");
+    let args = LocalArgs {
+        keyspaces: vec![
+            format!("shop:{shards}").parse().expect("keyspace"),
+            "lookup".parse().expect("keyspace"),
+        ],
+        vschema: Some(dir.join("vschema.json")),
+        schema_dir: Some(dir),
+        port,
+        admin_port,
+        data_dir: Some(data.path().join("cluster")),
+        transaction_mode: mode,
+        max_merge_rows: 1000,
+        ..LocalArgs::default()
+    };
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(run_until(args, shutdown));
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(
+            !task.is_finished(),
+            "shardcar local stopped before it was ready"
+        );
+        assert!(
+            Instant::now() < deadline,
+            "shardcar local not ready in 120 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Cluster {
+        port,
+        stop,
+        task,
+        _data: data,
+    }
+}
+
+impl Cluster {
+    async fn connect(&self, db: Option<&str>) -> Conn {
+        Conn::new(opts(self.port, "app", "app").db_name(db))
+            .await
+            .expect("connecting through the sidecar")
+    }
+
+    async fn stop(self) {
+        self.stop.send(true).expect("signalling shutdown");
+        tokio::time::timeout(Duration::from_secs(60), self.task)
+            .await
+            .expect("stops within 60 s")
+            .expect("no panic")
+            .expect("clean exit");
+    }
+}
+
+async fn error_code(conn: &mut Conn, sql: &str) -> Option<u16> {
+    match conn.query_drop(sql).await {
+        Ok(()) => None,
+        Err(e) => server_code(&e),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sharded_sessions_route_merge_and_keep_transactions() {
+    let cluster = start(4, TransactionMode::Multi).await;
+    let mut c = cluster.connect(Some("shop")).await;
+
+    // A multi-row INSERT with explicit ids, split across the shards.
+    c.query_drop("INSERT INTO customer (id, name, city) VALUES (1, 'Ann', 'Paris'), (2, 'bob', 'paris'), (3, 'Cy', 'Lyon'), (4, 'Di', NULL), (5, 'Ed', 'Lyon')")
+        .await
+        .expect("multi-row insert");
+    assert_eq!(c.affected_rows(), 5);
+
+    // Auto-increment from the sequence; LAST_INSERT_ID is the first id, as in MySQL.
+    c.query_drop("INSERT INTO customer (name, city) VALUES ('Fay', 'Nice'), ('Gus', 'Nice')")
+        .await
+        .expect("insert from the sequence");
+    assert_eq!(c.last_insert_id(), Some(1000));
+    let ids: Vec<i64> = c
+        .query("SELECT id FROM customer WHERE city = 'Nice' ORDER BY id")
+        .await
+        .expect("select sequence rows");
+    assert_eq!(ids, vec![1000, 1001]);
+
+    // Point select, and scatter merges with collation-aware grouping.
+    let name: Option<String> = c
+        .query_first("SELECT name FROM customer WHERE id = 3")
+        .await
+        .expect("point select");
+    assert_eq!(name.as_deref(), Some("Cy"));
+    let groups: Vec<(Option<String>, i64)> = c
+        .query("SELECT city, COUNT(*) FROM customer GROUP BY city ORDER BY city")
+        .await
+        .expect("group by");
+    assert_eq!(groups.len(), 4, "{groups:?}");
+    assert_eq!(groups[0], (None, 1));
+    assert_eq!(
+        groups[3].1, 2,
+        "'Paris' and 'paris' are one group: {groups:?}"
+    );
+    let page: Vec<i64> = c
+        .query("SELECT id FROM customer ORDER BY name DESC, id LIMIT 2 OFFSET 1")
+        .await
+        .expect("order by limit offset");
+    assert_eq!(page, vec![1000, 5], "names desc: Gus Fay Ed Di Cy bob Ann");
+
+    // Prepared statements: a point select by parameter and a scatter aggregate.
+    let by_id: Option<String> = c
+        .exec_first("SELECT name FROM customer WHERE id = ?", (5,))
+        .await
+        .expect("prepared point select");
+    assert_eq!(by_id.as_deref(), Some("Ed"));
+    let counted: Option<(i64, String)> = c
+        .exec_first(
+            "SELECT COUNT(*), MAX(name) FROM customer WHERE id > ?",
+            (1,),
+        )
+        .await
+        .expect("prepared scatter");
+    assert_eq!(counted, Some((6, "Gus".to_string())));
+
+    // A transaction over two shards rolls back on both.
+    c.query_drop("BEGIN").await.expect("begin");
+    c.query_drop("INSERT INTO corder (id, customer_id, amount) VALUES (10, 1, 5.00), (11, 2, 6.50), (12, 3, 1.25)")
+        .await
+        .expect("insert in a transaction");
+    c.query_drop("ROLLBACK").await.expect("rollback");
+    let n: Option<i64> = c
+        .query_first("SELECT COUNT(*) FROM corder")
+        .await
+        .expect("count");
+    assert_eq!(n, Some(0));
+    c.query_drop("START TRANSACTION").await.expect("begin");
+    c.query_drop("INSERT INTO corder (id, customer_id, amount) VALUES (10, 1, 5.00), (11, 2, 6.50), (12, 3, 1.25)")
+        .await
+        .expect("insert in a transaction");
+    c.query_drop("COMMIT").await.expect("commit");
+    let sum: Option<(String, String)> = c
+        .query_first("SELECT SUM(amount), AVG(amount) FROM corder")
+        .await
+        .expect("sum");
+    assert_eq!(sum, Some(("12.75".into(), "4.250000".into())));
+
+    // Session targeting and introspection.
+    let dbs: Vec<String> = c.query("SHOW DATABASES").await.expect("show databases");
+    assert!(
+        dbs.contains(&"shop".to_string()) && dbs.contains(&"lookup".to_string()),
+        "{dbs:?}"
+    );
+    assert_eq!(error_code(&mut c, "USE nowhere").await, Some(1049));
+    c.query_drop("USE lookup").await.expect("use lookup");
+    let next: Option<i64> = c
+        .query_first("SELECT next_id FROM customer_seq WHERE id = 0")
+        .await
+        .expect("sequence row");
+    assert_eq!(next, Some(1010), "one block of 10 reserved");
+    c.query_drop("USE shop").await.expect("use shop");
+
+    // Refusals are 1235 and name the construct; nothing was changed.
+    assert_eq!(
+        error_code(&mut c, "UPDATE customer SET id = 9 WHERE id = 1").await,
+        Some(1235)
+    );
+    assert_eq!(
+        error_code(&mut c, "DELETE FROM customer WHERE city = 'Lyon' LIMIT 1").await,
+        Some(1235)
+    );
+    assert_eq!(
+        error_code(&mut c, "SELECT * FROM nosuchtable").await,
+        Some(1146)
+    );
+    // The merge row cap (1000 here) gives 1104, not an unbounded buffer.
+    let many: String = (0..1100)
+        .map(|i| format!("({}, 1, 1.00)", 100 + i))
+        .collect::<Vec<_>>()
+        .join(", ");
+    c.query_drop(format!(
+        "INSERT INTO corder (id, customer_id, amount) VALUES {many}"
+    ))
+    .await
+    .expect("bulk insert");
+    let capped = c.query_drop("SELECT id FROM corder").await.err();
+    assert_eq!(
+        capped.as_ref().and_then(server_code),
+        Some(1104),
+        "{capped:?}"
+    );
+    // ... while a point route streams any number of rows raw.
+    let rows: Vec<i64> = c
+        .query("SELECT id FROM corder WHERE customer_id = 1")
+        .await
+        .expect("single-shard rows are not capped");
+    assert_eq!(rows.len(), 1101);
+
+    drop(c);
+    cluster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn single_mode_refuses_a_transaction_on_a_second_shard() {
+    let cluster = start(2, TransactionMode::Single).await;
+    let mut c = cluster.connect(Some("shop")).await;
+    // hash(1) = 16.. is in -80, hash(4) = d2.. is in 80-.
+    c.query_drop("INSERT INTO customer (id, name) VALUES (1, 'a'), (4, 'd')")
+        .await
+        .expect("autocommit insert may span shards");
+    c.query_drop("BEGIN").await.expect("begin");
+    c.query_drop("UPDATE customer SET name = 'x' WHERE id = 1")
+        .await
+        .expect("first shard");
+    assert_eq!(
+        error_code(&mut c, "UPDATE customer SET name = 'y' WHERE id = 4").await,
+        Some(1235)
+    );
+    c.query_drop("COMMIT").await.expect("commit");
+    let names: Vec<String> = c
+        .query("SELECT name FROM customer ORDER BY id")
+        .await
+        .expect("names");
+    assert_eq!(names, vec!["x".to_string(), "d".to_string()]);
+    drop(c);
+    cluster.stop().await;
+}
