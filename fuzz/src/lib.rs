@@ -943,3 +943,45 @@ fn packets(input: &mut Input<'_>) {
         assert_eq!(values.len(), ncols);
     }
 }
+
+/// The planner over arbitrary SQL text: lexing, the nesting guard, parsing, routing,
+/// scatter rewriting, materialization, the plan-cache template and parameter binding
+/// must never panic, whatever the bytes.
+pub fn planner(data: &[u8]) {
+    use shardcar_filter::plan::{self, cache, params, PlanContext};
+    use shardcar_filter::protocol::value::Value;
+    static SCHEMA: std::sync::OnceLock<Option<plan::RoutingSchema>> = std::sync::OnceLock::new();
+    let Some(schema) = SCHEMA.get_or_init(planner_schema) else {
+        return;
+    };
+    let (control, text) = match data.split_first() {
+        Some((c, rest)) => (*c, String::from_utf8_lossy(rest)),
+        None => return,
+    };
+    let ctx = PlanContext {
+        default_keyspace: [None, Some("user"), Some("main")][usize::from(control % 3)],
+    };
+    let values = [Value::Int(i64::from(control)), Value::Bytes(b"x'y".to_vec()), Value::Null];
+    let _ = plan::plan(schema, &text, &ctx);
+    let vindex_values: Vec<_> = values.iter().map(params::vindex_value).collect();
+    let _ = plan::plan_with_params(schema, &text, &ctx, &vindex_values);
+    if let Some(bound) = params::bind(&text, &values[..usize::from(control % 4).min(3)]) {
+        let _ = plan::plan(schema, &bound, &ctx);
+    }
+    if let Some((key, literals)) = cache::key(ctx.default_keyspace, &text) {
+        if let Some(t) = cache::template(schema, &key, &ctx) {
+            let _ = t.route(schema, &literals);
+        }
+    }
+}
+
+fn planner_schema() -> Option<shardcar_filter::plan::RoutingSchema> {
+    let vschema = shardcar_filter::vschema::SrvVSchema::from_json(seeds::PLANNER_VSCHEMA).ok()?;
+    let mut shards = std::collections::BTreeMap::new();
+    shards.insert(
+        "user".to_string(),
+        ["-40", "40-80", "80-c0", "c0-"].iter().map(|s| s.to_string()).collect(),
+    );
+    shards.insert("main".to_string(), vec!["0".to_string()]);
+    shardcar_filter::plan::RoutingSchema::build(vschema, &shards, &shardcar_filter::vindex::NoFiles).ok()
+}

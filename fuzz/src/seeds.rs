@@ -38,6 +38,7 @@ pub fn for_target(name: &str) -> Vec<Vec<u8>> {
         "client_handshake" => client_handshake(),
         "response_scanner" => response_scanner(),
         "decoders" => decoders(),
+        "planner" => planner(),
         _ => Vec::new(),
     }
 }
@@ -49,6 +50,7 @@ pub fn body(name: &str) -> fn(&[u8]) {
         "server_handshake" => crate::server_handshake,
         "client_handshake" => crate::client_handshake,
         "response_scanner" => crate::response_scanner,
+        "planner" => crate::planner,
         _ => crate::decoders,
     }
 }
@@ -556,4 +558,45 @@ fn decoders() -> Vec<Vec<u8>> {
         .concat(),
     );
     seeds
+}
+
+/// The VSchema the planner target routes against: a 4-shard `user` keyspace and an
+/// unsharded `main` one with a sequence.
+pub const PLANNER_VSCHEMA: &str = r#"{"keyspaces": {
+  "user": {"sharded": true, "vindexes": {"hash": {"type": "hash"}, "xx": {"type": "xxhash"}},
+    "tables": {
+      "customers": {"column_vindexes": [{"column": "id", "name": "hash"}],
+                    "auto_increment": {"column": "id", "sequence": "seq"}},
+      "orders": {"column_vindexes": [{"column": "customer_id", "name": "hash"}]},
+      "events": {"column_vindexes": [{"column": "name", "name": "xx"}]},
+      "countries": {"type": "reference"}}},
+  "main": {"tables": {"products": {}, "seq": {"type": "sequence"}}}}}"#;
+
+fn planner() -> Vec<Vec<u8>> {
+    let statements = [
+        "SELECT name FROM customers WHERE id = 5",
+        "SELECT c.id, o.qty FROM customers c JOIN orders o ON c.id = o.customer_id WHERE c.id IN (1, 2, 3)",
+        "SELECT city, COUNT(*), AVG(balance), MIN(name) FROM customers GROUP BY city HAVING COUNT(*) > 2 ORDER BY 2 DESC, city LIMIT 3, 5",
+        "SELECT DISTINCT city FROM customers ORDER BY city",
+        "SELECT id FROM customers WHERE id IN (SELECT customer_id FROM orders WHERE qty > 3) UNION SELECT 1",
+        "SELECT COUNT(DISTINCT city), ROW_NUMBER() OVER (ORDER BY id) FROM customers",
+        "SELECT o.id, p.name FROM orders o JOIN products p ON p.id = o.product_id",
+        "WITH t AS (SELECT id FROM customers) SELECT COUNT(*) FROM t",
+        "INSERT INTO customers (name, city) VALUES ('a', 'b'), (?, 'it''s')",
+        "INSERT INTO customers (id, name) VALUES (1, 'x') ON DUPLICATE KEY UPDATE name = VALUES(name)",
+        "UPDATE orders SET qty = qty + 1 WHERE customer_id = ? AND id = 3",
+        "DELETE FROM customers WHERE id = -7",
+        "BEGIN", "SET autocommit = 0", "USE user:-80@replica", "SHOW DATABASES",
+        "SELECT * FROM events WHERE name = 0x41 OR name = x'42'",
+        "select /* c */ `id` from `customers` where `id`=18446744073709551615 # x",
+    ];
+    statements
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let mut v = vec![i as u8];
+            v.extend_from_slice(s.as_bytes());
+            v
+        })
+        .collect()
 }

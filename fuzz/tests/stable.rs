@@ -138,3 +138,8 @@ fn response_scanner() {
 fn decoders() {
     run("decoders");
 }
+
+#[test]
+fn planner() {
+    run("planner");
+}

@@ -106,6 +106,22 @@ async fn sharded_sessions_route_merge_and_keep_transactions() {
         .await
         .expect("insert from the sequence");
     assert_eq!(c.last_insert_id(), Some(1000));
+    let last: Option<u64> = c
+        .query_first("SELECT LAST_INSERT_ID()")
+        .await
+        .expect("last insert id");
+    assert_eq!(last, Some(1000));
+    let db: Option<String> = c
+        .query_first("SELECT DATABASE()")
+        .await
+        .expect("database()");
+    assert_eq!(db.as_deref(), Some("shop"));
+    // Vindex functions as tables: hash(1) = 166b40b44aba4bd6, in shard -40.
+    let f: Option<(String, String)> = c
+        .query_first("SELECT hex_keyspace_id, shard FROM hash WHERE id = 1")
+        .await
+        .expect("vindex function");
+    assert_eq!(f, Some(("166b40b44aba4bd6".into(), "-40".into())));
     let ids: Vec<i64> = c
         .query("SELECT id FROM customer WHERE city = 'Nice' ORDER BY id")
         .await

@@ -17,6 +17,7 @@ mod route;
 pub mod schema;
 mod select;
 mod session;
+mod vindex_func;
 
 use sqlparser::ast::Statement;
 use sqlparser::dialect::MySqlDialect;
@@ -101,10 +102,72 @@ pub enum Plan {
     ShowDatabases,
     /// Run one part of the statement first and plan the rest with its rows.
     Materialize(Materialize),
+    /// A result the sidecar computes itself (vindex functions).
+    Answer {
+        columns: Vec<crate::protocol::column::ColumnDefinition>,
+        rows: Vec<merge::Row>,
+    },
+    /// `SELECT LAST_INSERT_ID()` or `SELECT DATABASE()`: answered from the session.
+    SessionValue {
+        function: SessionFunction,
+        /// The column name, as the client wrote the expression or its alias.
+        column: String,
+    },
     /// DDL and other statements that every shard of a keyspace must run.
     AllShards {
         keyspace: String,
     },
+}
+
+/// Session values the sidecar knows better than any one shard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionFunction {
+    LastInsertId,
+    Database,
+}
+
+/// `SELECT LAST_INSERT_ID()` / `SELECT DATABASE()` (or `SCHEMA()`), alone.
+fn session_function(statement: &Statement) -> Option<Plan> {
+    use sqlparser::ast::{FunctionArguments, SelectItem, SetExpr};
+    let Statement::Query(q) = statement else {
+        return None;
+    };
+    let SetExpr::Select(s) = q.body.as_ref() else {
+        return None;
+    };
+    if !s.from.is_empty()
+        || s.selection.is_some()
+        || q.order_by.is_some()
+        || q.limit_clause.is_some()
+    {
+        return None;
+    }
+    let [item] = s.projection.as_slice() else {
+        return None;
+    };
+    let (expr, alias) = match item {
+        SelectItem::UnnamedExpr(e) => (e, None),
+        SelectItem::ExprWithAlias { expr, alias } => (expr, Some(alias.value.clone())),
+        _ => return None,
+    };
+    let sqlparser::ast::Expr::Function(f) = expr else {
+        return None;
+    };
+    let empty = match &f.args {
+        FunctionArguments::List(l) => l.args.is_empty(),
+        FunctionArguments::None => true,
+        FunctionArguments::Subquery(_) => false,
+    };
+    let name = f.name.to_string().to_ascii_lowercase();
+    let function = match name.as_str() {
+        "last_insert_id" if empty => SessionFunction::LastInsertId,
+        "database" | "schema" if empty => SessionFunction::Database,
+        _ => return None,
+    };
+    Some(Plan::SessionValue {
+        function,
+        column: alias.unwrap_or_else(|| expr.to_string()),
+    })
 }
 
 /// Plans `sql` against `schema`.
@@ -136,6 +199,12 @@ pub fn plan_with_params(
         params.get(i).cloned()
     };
     match &statement {
+        Statement::Query(_) if session_function(&statement).is_some() => {
+            session_function(&statement).ok_or(PlanError::NoDatabase)
+        }
+        Statement::Query(q) if vindex_func::plan(schema, q, ctx).is_some() => {
+            vindex_func::plan(schema, q, ctx).unwrap_or(Err(PlanError::NoDatabase))
+        }
         Statement::Query(q) => match select::plan_query(schema, &statement, q, ctx, &params_fn) {
             Err(PlanError::Unsupported(why)) if q.locks.is_empty() => {
                 match materialize::fallback(schema, &statement, ctx)? {

@@ -250,3 +250,49 @@ fn deep_nesting_is_refused_before_parsing() {
     let parens = format!("SELECT {}1{}", "(".repeat(10000), ")".repeat(10000));
     refused(&parens);
 }
+
+#[test]
+fn vindex_functions_answer_like_vitess() {
+    let s = schema();
+    let ctx = PlanContext {
+        default_keyspace: Some("user"),
+    };
+    let Ok(Plan::Answer { columns, rows }) = plan(
+        &s,
+        "SELECT id, keyspace_id, range_start, range_end, hex_keyspace_id, shard FROM hash WHERE id IN (1, 2)",
+        &ctx,
+    ) else {
+        panic!("vindex function");
+    };
+    assert_eq!(columns.len(), 6);
+    // Vitess: hash(1) = 166b40b44aba4bd6 in -40, hash(2) = 06e7ea22ce92708f in -40.
+    assert_eq!(rows[0][4].as_deref(), Some(&b"166b40b44aba4bd6"[..]));
+    assert_eq!(rows[0][5].as_deref(), Some(&b"-40"[..]));
+    assert_eq!(rows[1][4].as_deref(), Some(&b"06e7ea22ce92708f"[..]));
+    assert!(matches!(
+        plan(
+            &s,
+            "SELECT shard FROM user.hash WHERE id = 3",
+            &PlanContext::default()
+        ),
+        Ok(Plan::Answer { .. })
+    ));
+    assert!(matches!(
+        plan(&s, "SELECT shard FROM hash", &ctx),
+        Err(PlanError::Unsupported(_))
+    ));
+}
+
+#[test]
+fn session_functions_are_answered_by_the_sidecar() {
+    let s = schema();
+    let ctx = PlanContext::default();
+    assert!(matches!(
+        plan(&s, "SELECT LAST_INSERT_ID()", &ctx),
+        Ok(Plan::SessionValue { function: SessionFunction::LastInsertId, ref column }) if column == "LAST_INSERT_ID()"
+    ));
+    assert!(matches!(
+        plan(&s, "select database() as db", &ctx),
+        Ok(Plan::SessionValue { function: SessionFunction::Database, ref column }) if column == "db"
+    ));
+}

@@ -39,7 +39,7 @@ pub(super) struct Routed {
     /// SET statements, replayed on every new shard connection.
     sets: Vec<Vec<u8>>,
     autocommit: bool,
-    last_insert_id: u64,
+    last_insert_id: LastInsertId,
     /// Prepared statements by the id the client knows.
     pub(super) statements: HashMap<u32, super::prepared::Prepared>,
     pub(super) next_statement_id: u32,
@@ -55,7 +55,7 @@ impl Routed {
             begin: b"BEGIN".to_vec(),
             sets: Vec::new(),
             autocommit: true,
-            last_insert_id: 0,
+            last_insert_id: LastInsertId::None,
             statements: HashMap::new(),
             next_statement_id: 1,
         }
@@ -87,6 +87,15 @@ impl Routed {
 /// How deep materializations may nest, and how many steps one statement may take.
 const MAX_MATERIALIZE_DEPTH: usize = 8;
 const MAX_MATERIALIZE_STEPS: usize = 16;
+
+/// Who knows the session's `LAST_INSERT_ID()`: the sidecar (ids it took from a sequence or
+/// saw in a combined OK), or the shard that ran the last statement relayed raw.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum LastInsertId {
+    None,
+    Sidecar(u64),
+    Shard(ShardKey),
+}
 
 /// A combined answer, before it is sent.
 #[derive(Debug)]
@@ -164,6 +173,35 @@ impl Session {
                 }
                 self.routed()?.default_keyspace = Some(target.keyspace);
                 self.send_ok(OkPacket::default()).await
+            }
+            Ok(Plan::Answer { columns, rows }) => {
+                metrics.routed("local");
+                self.send_rows(&columns, rows, 0).await
+            }
+            Ok(Plan::SessionValue { function, column }) => {
+                metrics.routed("local");
+                let r = self.routed()?;
+                let (col, value) = match function {
+                    plan::SessionFunction::Database => (
+                        ColumnDefinition::new(column.as_str(), column_type::VAR_STRING),
+                        r.default_keyspace.clone().map(String::into_bytes),
+                    ),
+                    plan::SessionFunction::LastInsertId => {
+                        let id = match r.last_insert_id.clone() {
+                            LastInsertId::None => 0,
+                            LastInsertId::Sidecar(id) => id,
+                            LastInsertId::Shard(key) => {
+                                // The shard's own connection value, exactly as MySQL keeps it.
+                                return self.passthrough(&key, packet).await;
+                            }
+                        };
+                        let mut c = ColumnDefinition::new(column.as_str(), column_type::LONGLONG);
+                        c.flags |= shardcar_filter::protocol::constants::column_flags::UNSIGNED
+                            | shardcar_filter::protocol::constants::column_flags::NOT_NULL;
+                        (c, Some(id.to_string().into_bytes()))
+                    }
+                };
+                self.send_rows(&[col], vec![vec![value]], 0).await
             }
             Ok(Plan::ShowDatabases) => {
                 metrics.routed("local");
@@ -413,6 +451,11 @@ impl Session {
             return self.send_err(&e).await;
         }
         if route.is_passthrough() {
+            if route.write {
+                if let Some(r) = self.routed.as_mut() {
+                    r.last_insert_id = LastInsertId::Shard(keys[0].clone());
+                }
+            }
             self.shared.metrics.routed("passthrough");
             self.shared.metrics.shard_queries(1);
             return self.passthrough(&keys[0], packet).await;
@@ -550,7 +593,7 @@ impl Session {
             }
             if ok.last_insert_id != 0 {
                 if let Some(r) = self.routed.as_mut() {
-                    r.last_insert_id = ok.last_insert_id;
+                    r.last_insert_id = LastInsertId::Sidecar(ok.last_insert_id);
                 }
             }
             return Ok(Outcome::Ok(ok));
