@@ -308,15 +308,31 @@ pub(crate) fn fallback(
             .iter()
             .position(|k| !k.0.is_empty() && !k.1)
             .or_else(|| keyspaces.iter().rposition(|k| !k.0.is_empty()))
-    } else if tables.len() == 1
+    } else if tables.len() > 1
         && !route::has_subquery(statement)
-        && matches!(
-            keyspaces.first(),
-            Some((_, true, Placement::Sharded { .. }))
-        )
+        && keyspaces
+            .iter()
+            .filter(|k| matches!(k.2, Placement::Sharded { .. }))
+            .count()
+            > 1
     {
-        // 4. The filtered rows of the one sharded table.
-        Some(0)
+        // 4. Sharded tables not joined on their vindex columns: broadcast one side (the
+        // last), so the join runs where the other side's rows live.
+        keyspaces
+            .iter()
+            .rposition(|k| matches!(k.2, Placement::Sharded { .. }))
+    } else if !route::has_subquery(statement)
+        && keyspaces
+            .iter()
+            .filter(|k| matches!(k.2, Placement::Sharded { .. }))
+            .count()
+            == 1
+    {
+        // 5. The filtered rows of the one sharded table (the others are reference tables
+        // or literal rows): then nothing sharded is left.
+        keyspaces
+            .iter()
+            .position(|k| matches!(k.2, Placement::Sharded { .. }))
     } else {
         None
     };
@@ -348,9 +364,27 @@ pub(crate) fn fallback(
         Some(a) => format!("{name} AS {}", a.name),
         None => name.to_string(),
     };
-    let inner = match (&select.selection, single) {
-        (Some(w), true) => format!("SELECT * FROM {from} WHERE {w}"),
-        _ => format!("SELECT * FROM {from}"),
+    // Conditions on this table alone narrow what is fetched; only when every join is an
+    // inner join, where filtering one side first does not change the result.
+    let inner_joins_only = select.from.iter().flat_map(|t| &t.joins).all(|j| {
+        matches!(
+            j.join_operator,
+            sqlparser::ast::JoinOperator::Join(_) | sqlparser::ast::JoinOperator::Inner(_)
+        )
+    });
+    let own: Vec<String> = match &select.selection {
+        Some(w) if single => vec![w.to_string()],
+        Some(w) if inner_joins_only => route::conjuncts(w)
+            .into_iter()
+            .filter(|c| only_refers_to(c, &alias_name.value))
+            .map(|c| c.to_string())
+            .collect(),
+        _ => Vec::new(),
+    };
+    let inner = if own.is_empty() {
+        format!("SELECT * FROM {from}")
+    } else {
+        format!("SELECT * FROM {from} WHERE {}", own.join(" AND "))
     };
     *slot = TableFactor::Derived {
         lateral: false,
@@ -367,6 +401,29 @@ pub(crate) fn fallback(
         inner,
         outer: Statement::Query(Box::new(copy)).to_string(),
     }))
+}
+
+/// Whether every column in `e` is qualified with `qualifier` (and `e` has columns).
+fn only_refers_to(e: &Expr, qualifier: &str) -> bool {
+    let mut columns = 0;
+    let mut others = 0;
+    let _ = sqlparser::ast::visit_expressions(e, |x| {
+        match x {
+            Expr::CompoundIdentifier(parts)
+                if parts.len() >= 2
+                    && parts[parts.len() - 2].value.eq_ignore_ascii_case(qualifier) =>
+            {
+                columns += 1
+            }
+            Expr::Identifier(_)
+            | Expr::CompoundIdentifier(_)
+            | Expr::Subquery(_)
+            | Expr::Exists { .. } => others += 1,
+            _ => {}
+        }
+        ControlFlow::<()>::Continue(())
+    });
+    columns > 0 && others == 0
 }
 
 #[cfg(test)]

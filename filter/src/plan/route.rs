@@ -346,8 +346,11 @@ fn add_factor<'s>(
             }
             Ok(())
         }
-        TableFactor::Derived { .. } => {
-            *has_derived = true;
+        TableFactor::Derived { subquery, .. } => {
+            // Literal rows (a materialized part) are on every shard, like a reference table.
+            if reads_tables(subquery.as_ref()) {
+                *has_derived = true;
+            }
             Ok(())
         }
         TableFactor::NestedJoin {
@@ -361,6 +364,12 @@ fn add_factor<'s>(
         }
         _ => Err(PlanError::unsupported("this kind of table expression")),
     }
+}
+
+/// Whether `node` names any table.
+pub(crate) fn reads_tables<V: sqlparser::ast::Visit>(node: &V) -> bool {
+    let found = visit_relations(node, |_| ControlFlow::Break(()));
+    found.is_break()
 }
 
 /// Splits an expression into its top-level AND terms.

@@ -185,14 +185,13 @@ fn route_blocks<'s>(
         }
         all_uses.extend(uses);
     }
+    let reading_derived = |f: &sqlparser::ast::TableFactor| matches!(f, sqlparser::ast::TableFactor::Derived { subquery, .. } if route::reads_tables(subquery.as_ref()));
     if blocks.first().is_some_and(|b| {
-        b.from
-            .iter()
-            .any(|t| matches!(t.relation, sqlparser::ast::TableFactor::Derived { .. }))
+        b.from.iter().any(|t| reading_derived(&t.relation))
             || b.from
                 .iter()
                 .flat_map(|t| &t.joins)
-                .any(|j| matches!(j.relation, sqlparser::ast::TableFactor::Derived { .. }))
+                .any(|j| reading_derived(&j.relation))
     }) {
         outer_sharded = false;
         outer = None;
@@ -280,19 +279,40 @@ fn function_name(f: &sqlparser::ast::Function) -> Option<String> {
 }
 
 fn contains_aggregate(expr: &Expr) -> bool {
-    let mut found = false;
-    let _ = sqlparser::ast::visit_expressions(expr, |e| {
-        if let Expr::Function(f) = e {
-            if f.over.is_none()
-                && function_name(f).is_some_and(|n| AGGREGATES.contains(&n.as_str()))
-            {
-                found = true;
-                return ControlFlow::Break(());
-            }
+    // Aggregates inside a subquery belong to it, not to this block.
+    struct Find {
+        depth: usize,
+        found: bool,
+    }
+    impl Visitor for Find {
+        type Break = ();
+        fn pre_visit_query(&mut self, _: &Query) -> ControlFlow<()> {
+            self.depth += 1;
+            ControlFlow::Continue(())
         }
-        ControlFlow::Continue(())
-    });
-    found
+        fn post_visit_query(&mut self, _: &Query) -> ControlFlow<()> {
+            self.depth -= 1;
+            ControlFlow::Continue(())
+        }
+        fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<()> {
+            if let Expr::Function(f) = e {
+                if self.depth == 0
+                    && f.over.is_none()
+                    && function_name(f).is_some_and(|n| AGGREGATES.contains(&n.as_str()))
+                {
+                    self.found = true;
+                    return ControlFlow::Break(());
+                }
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let mut f = Find {
+        depth: 0,
+        found: false,
+    };
+    let _ = expr.visit(&mut f);
+    f.found
 }
 
 /// An aggregate call the merge can combine: its kind and its one argument (`None` for
