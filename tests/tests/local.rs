@@ -50,14 +50,31 @@ async fn local_demo_serves_the_dog_ratings_and_stops_cleanly() {
     wait_for_port(port, &task).await;
 
     let mut conn = connect(port, "demo").await;
-    let counts: Vec<(u64, u64, u64)> = conn
+    // The demo rows are loaded through the sidecar once it is up: wait for them.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let counts = loop {
+        let counts: Vec<(u64, u64, u64)> = conn
+            .query(
+                "SELECT (SELECT COUNT(*) FROM users), (SELECT COUNT(*) FROM dogs), \
+                 (SELECT COUNT(*) FROM ratings)",
+            )
+            .await
+            .expect("counting the demo rows across shards");
+        if counts == vec![(10, 12, 40)] || Instant::now() > deadline {
+            break counts;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(counts, vec![(10, 12, 40)]);
+    // Sharded by user: a user's dogs are on one shard, a join across shards is merged.
+    let top: Vec<(String, u64)> = conn
         .query(
-            "SELECT (SELECT COUNT(*) FROM users), (SELECT COUNT(*) FROM dogs), \
-             (SELECT COUNT(*) FROM ratings)",
+            "SELECT d.name, COUNT(*) AS n FROM dogs d JOIN ratings r ON r.dog_id = d.id \
+             GROUP BY d.id, d.name ORDER BY n DESC, d.name LIMIT 2",
         )
         .await
-        .expect("counting the demo rows");
-    assert_eq!(counts, vec![(10, 12, 40)]);
+        .expect("a join across shards");
+    assert_eq!(top.len(), 2);
     conn.disconnect().await.expect("disconnect");
 
     stop.send(true).expect("signalling shutdown");
@@ -135,5 +152,11 @@ async fn local_refuses_a_sharded_keyspace_without_a_vschema() {
 fn the_demo_schema_dir_in_the_repository_matches_the_built_in_one() {
     let dir = workspace_root().join("examples/demo/demo");
     assert!(dir.join("001_schema.sql").is_file());
-    assert!(dir.join("002_data.sql").is_file());
+    assert!(dir.join("002_data.data.sql").is_file());
+    assert!(workspace_root()
+        .join("examples/demo/lookup/001_sequences.sql")
+        .is_file());
+    assert!(workspace_root()
+        .join("examples/demo/vschema.json")
+        .is_file());
 }

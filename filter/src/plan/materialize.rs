@@ -13,8 +13,8 @@ use std::collections::BTreeSet;
 use std::ops::ControlFlow;
 
 use sqlparser::ast::{
-    Expr, ObjectNamePart, Query, SetExpr, Statement, TableAlias, TableFactor, Visit, VisitMut,
-    Visitor, VisitorMut,
+    Expr, Ident, ObjectNamePart, Query, SelectItem, SetExpr, Statement, TableAlias, TableFactor,
+    Visit, VisitMut, Visitor, VisitorMut,
 };
 
 use super::merge::Row;
@@ -209,6 +209,13 @@ pub(crate) fn fallback(
     ctx: &PlanContext<'_>,
 ) -> Result<Option<Materialize>, PlanError> {
     let marker = marker()?;
+    // Rewriting changes how unaliased select items print; pin the names the client
+    // expects first.
+    let mut named = statement.clone();
+    if let Statement::Query(q) = &mut named {
+        name_columns(&mut q.body);
+    }
+    let statement = &named;
     // 1. An uncorrelated subquery, derived table or CTE body.
     {
         struct Sub<'m> {
@@ -401,6 +408,29 @@ pub(crate) fn fallback(
         inner,
         outer: Statement::Query(Box::new(copy)).to_string(),
     }))
+}
+
+/// Gives every unaliased expression of the first SELECT of `body` its own text as alias
+/// (a bare column keeps its name without one).
+fn name_columns(body: &mut SetExpr) {
+    match body {
+        SetExpr::Select(select) => {
+            for item in &mut select.projection {
+                if let SelectItem::UnnamedExpr(e) = item {
+                    if !matches!(e, Expr::Identifier(_) | Expr::CompoundIdentifier(_)) {
+                        let alias = Ident::with_quote('`', e.to_string());
+                        *item = SelectItem::ExprWithAlias {
+                            expr: e.clone(),
+                            alias,
+                        };
+                    }
+                }
+            }
+        }
+        SetExpr::SetOperation { left, .. } => name_columns(left),
+        SetExpr::Query(q) => name_columns(&mut q.body),
+        _ => {}
+    }
 }
 
 /// Whether every column in `e` is qualified with `qualifier` (and `e` has columns).

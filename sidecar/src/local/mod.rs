@@ -35,18 +35,30 @@ use mariadb::{MariaDb, MariaDbOptions};
 
 /// The keyspace run when none is given.
 pub const DEMO_KEYSPACE: &str = "demo";
-/// The demo schema and data (`examples/demo/demo/*.sql`), built in so the binary runs from
-/// any directory.
+/// The demo keyspace's shards.
+const DEMO_SHARDS: u32 = 4;
+/// The unsharded keyspace holding the demo's sequences.
+pub const DEMO_LOOKUP_KEYSPACE: &str = "lookup";
+/// The demo schema and data (`examples/demo/`), built in so the binary runs from any
+/// directory.
 const DEMO_SCHEMA: &[(&str, &str)] = &[
     (
         "001_schema.sql",
         include_str!("../../../examples/demo/demo/001_schema.sql"),
     ),
     (
-        "002_data.sql",
-        include_str!("../../../examples/demo/demo/002_data.sql"),
+        "002_data.data.sql",
+        include_str!("../../../examples/demo/demo/002_data.data.sql"),
     ),
 ];
+const DEMO_LOOKUP_SCHEMA: &[(&str, &str)] = &[(
+    "001_sequences.sql",
+    include_str!("../../../examples/demo/lookup/001_sequences.sql"),
+)];
+const DEMO_VSCHEMA: &str = include_str!("../../../examples/demo/vschema.json");
+/// Schema files with this suffix hold rows: they run through the sidecar (so each row goes
+/// to its shard), once, when the keyspace is created.
+const DATA_SUFFIX: &str = ".data.sql";
 /// Vitess's default cell name.
 const CELL: &str = "zone1";
 /// Tablet uids start here, as in vttestserver.
@@ -204,14 +216,23 @@ struct KeyspacePlan {
     shards: Vec<ShardPlan>,
 }
 
+/// No keyspace given, or `--demo`: the built-in demo runs.
+fn demo_mode(args: &LocalArgs) -> bool {
+    args.keyspaces.is_empty() || args.demo
+}
+
 /// Turns the flags into keyspaces → shards → tablets, refusing what this release cannot run.
 fn plan(args: &LocalArgs) -> anyhow::Result<Vec<KeyspacePlan>> {
     let mut wanted = args.keyspaces.clone();
-    if wanted.is_empty() || (args.demo && !wanted.iter().any(|k| k.name == DEMO_KEYSPACE)) {
-        wanted.push(KeyspaceArg {
-            name: DEMO_KEYSPACE.to_string(),
-            shards: 1,
-        });
+    if demo_mode(args) {
+        for (name, shards) in [(DEMO_KEYSPACE, DEMO_SHARDS), (DEMO_LOOKUP_KEYSPACE, 1)] {
+            if !wanted.iter().any(|k| k.name == name) {
+                wanted.push(KeyspaceArg {
+                    name: name.to_string(),
+                    shards,
+                });
+            }
+        }
     }
     let mut seen = std::collections::HashSet::new();
     let mut next_uid = FIRST_TABLET_UID;
@@ -220,7 +241,7 @@ fn plan(args: &LocalArgs) -> anyhow::Result<Vec<KeyspacePlan>> {
         if !seen.insert(ks.name.clone()) {
             bail!("keyspace {} is given twice", ks.name);
         }
-        if ks.shards > 1 && args.vschema.is_none() {
+        if ks.shards > 1 && args.vschema.is_none() && !demo_mode(args) {
             bail!(
                 "--keyspace {ks}: a sharded keyspace needs --vschema FILE naming its vindexes \
                  and tables"
@@ -234,7 +255,10 @@ fn plan(args: &LocalArgs) -> anyhow::Result<Vec<KeyspacePlan>> {
         };
         let schema = match &args.schema_dir {
             Some(dir) if dir.join(&ks.name).is_dir() => SchemaSource::Dir(dir.join(&ks.name)),
-            _ if ks.name == DEMO_KEYSPACE => SchemaSource::Builtin(DEMO_SCHEMA),
+            _ if ks.name == DEMO_KEYSPACE && demo_mode(args) => SchemaSource::Builtin(DEMO_SCHEMA),
+            _ if ks.name == DEMO_LOOKUP_KEYSPACE && demo_mode(args) => {
+                SchemaSource::Builtin(DEMO_LOOKUP_SCHEMA)
+            }
             Some(dir) => {
                 tracing::warn!(
                     keyspace = %ks.name,
@@ -337,12 +361,19 @@ pub async fn run_until(args: LocalArgs, shutdown: watch::Receiver<bool>) -> anyh
                 }
             }
         }
+        let mut data = Vec::new();
         for ks in &keyspaces {
+            let mut created = false;
             for tablet in tablets.iter().filter(|t| t.keyspace == ks.name) {
-                create_keyspace_database(tablet, ks).await?;
+                created |= create_keyspace_database(tablet, ks).await?;
+            }
+            if created {
+                for (name, sql) in data_files(&ks.schema)? {
+                    data.push((ks.name.clone(), name, sql));
+                }
             }
         }
-        serve(&args, &keyspaces, &tablets, &root, shutdown, started).await
+        serve(&args, &keyspaces, &tablets, &root, &data, shutdown, started).await
     }
     .await;
 
@@ -358,15 +389,16 @@ pub async fn run_until(args: LocalArgs, shutdown: watch::Receiver<bool>) -> anyh
     result
 }
 
-/// Creates the keyspace's database on a tablet and, when it is new, applies the schema.
-async fn create_keyspace_database(tablet: &Tablet, ks: &KeyspacePlan) -> anyhow::Result<()> {
+/// Creates the keyspace's database on a tablet and, when it is new, applies the schema
+/// (all but the `.data.sql` files); returns whether it was new.
+async fn create_keyspace_database(tablet: &Tablet, ks: &KeyspacePlan) -> anyhow::Result<bool> {
     let exists = tablet
         .db
         .exec(&format!("SHOW DATABASES LIKE '{}';", ks.name))
         .await?;
     if !exists.trim().is_empty() {
         tracing::info!(keyspace = %ks.name, tablet = %tablet.alias, "database exists; schema not re-applied");
-        return Ok(());
+        return Ok(false);
     }
     tablet
         .db
@@ -375,7 +407,7 @@ async fn create_keyspace_database(tablet: &Tablet, ks: &KeyspacePlan) -> anyhow:
     match &ks.schema {
         SchemaSource::None => {}
         SchemaSource::Builtin(files) => {
-            for (name, sql) in files.iter() {
+            for (name, sql) in files.iter().filter(|(n, _)| !n.ends_with(DATA_SUFFIX)) {
                 tablet
                     .db
                     .exec_in(&ks.name, sql)
@@ -384,7 +416,7 @@ async fn create_keyspace_database(tablet: &Tablet, ks: &KeyspacePlan) -> anyhow:
             }
         }
         SchemaSource::Dir(dir) => {
-            for file in sql_files(dir)? {
+            for file in sql_files(dir)?.into_iter().filter(|f| !is_data_file(f)) {
                 tablet
                     .db
                     .source_file(Some(&ks.name), &file)
@@ -396,6 +428,78 @@ async fn create_keyspace_database(tablet: &Tablet, ks: &KeyspacePlan) -> anyhow:
             }
         }
     }
+    Ok(true)
+}
+
+fn is_data_file(path: &Path) -> bool {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.ends_with(DATA_SUFFIX))
+}
+
+/// The `.data.sql` files of a keyspace's schema, in name order, with their text.
+fn data_files(schema: &SchemaSource) -> anyhow::Result<Vec<(String, String)>> {
+    Ok(match schema {
+        SchemaSource::None => Vec::new(),
+        SchemaSource::Builtin(files) => files
+            .iter()
+            .filter(|(n, _)| n.ends_with(DATA_SUFFIX))
+            .map(|(n, s)| (n.to_string(), s.to_string()))
+            .collect(),
+        SchemaSource::Dir(dir) => {
+            let mut out = Vec::new();
+            for file in sql_files(dir)?.into_iter().filter(|f| is_data_file(f)) {
+                let text = std::fs::read_to_string(&file)
+                    .with_context(|| format!("reading {}", file.display()))?;
+                out.push((file.display().to_string(), text));
+            }
+            out
+        }
+    })
+}
+
+/// Runs `sql` through the sidecar with the `mariadb` client, as the application would.
+async fn load_through_sidecar(
+    args: &LocalArgs,
+    keyspace: &str,
+    name: &str,
+    sql: &str,
+) -> anyhow::Result<()> {
+    let mut child = tokio::process::Command::new("mariadb")
+        .args([
+            "--no-defaults",
+            "--protocol=TCP",
+            "--host=127.0.0.1",
+            "--batch",
+        ])
+        .arg(format!("--port={}", args.port))
+        .arg(format!("--user={}", args.user))
+        .arg(format!("--password={}", args.password))
+        .arg("--default-character-set=utf8mb4")
+        .arg(keyspace)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .context("starting the mariadb client to load data through the sidecar")?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(sql.as_bytes())
+            .await
+            .context("writing data to the mariadb client")?;
+    }
+    let out = child
+        .wait_with_output()
+        .await
+        .context("waiting for the mariadb client")?;
+    if !out.status.success() {
+        bail!(
+            "loading {name} into keyspace {keyspace} through the sidecar failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    tracing::info!(keyspace, file = name, "data loaded through the sidecar");
     Ok(())
 }
 
@@ -416,6 +520,7 @@ async fn serve(
     keyspaces: &[KeyspacePlan],
     tablets: &[Tablet],
     root: &Path,
+    data: &[(String, String, String)],
     mut shutdown: watch::Receiver<bool>,
     started: Instant,
 ) -> anyhow::Result<()> {
@@ -443,7 +548,14 @@ async fn serve(
     let mut config = app_config(args, primary, &ks.name, &password_file);
     if keyspaces.len() > 1 || keyspaces.iter().any(|k| k.shards.len() > 1) || args.vschema.is_some()
     {
-        config.sharding = Some(sharding_config(args, tablets));
+        let mut sharding = sharding_config(args, tablets);
+        if sharding.vschema_file.is_none() && demo_mode(args) {
+            let path = root.join("demo-vschema.json");
+            std::fs::write(&path, DEMO_VSCHEMA)
+                .with_context(|| format!("writing {}", path.display()))?;
+            sharding.vschema_file = Some(path);
+        }
+        config.sharding = Some(sharding);
     }
     let mut app = tokio::spawn(crate::app::run(config, shutdown.clone()));
 
@@ -475,6 +587,9 @@ async fn serve(
             };
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    for (keyspace, name, sql) in data {
+        load_through_sidecar(args, keyspace, name, sql).await?;
     }
     tracing::info!(
         keyspaces = keyspaces.len(),
@@ -653,8 +768,10 @@ mod tests {
     fn no_keyspace_plans_the_demo() {
         let keyspaces = plan(&LocalArgs::default()).map_err(|e| e.to_string());
         let keyspaces = keyspaces.as_deref().unwrap_or_default();
-        assert_eq!(keyspaces.len(), 1);
+        assert_eq!(keyspaces.len(), 2);
         assert_eq!(keyspaces[0].name, DEMO_KEYSPACE);
+        assert_eq!(keyspaces[0].shards.len(), DEMO_SHARDS as usize);
+        assert_eq!(keyspaces[1].name, DEMO_LOOKUP_KEYSPACE);
         assert!(matches!(keyspaces[0].schema, SchemaSource::Builtin(_)));
         assert_eq!(
             keyspaces[0].shards[0].tablets[0].alias(),

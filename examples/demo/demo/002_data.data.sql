@@ -1,4 +1,5 @@
--- Demo data: 10 users, 12 dogs, 40 ratings.
+-- Demo data: 10 users, 12 dogs, 40 ratings. A `.data.sql` file runs through the sidecar,
+-- so every row goes to its shard; ratings take their ids from the sequence.
 INSERT INTO users (id, name, email) VALUES
   (1, 'Ada', 'ada@example.com'),
   (2, 'Grace', 'grace@example.com'),
