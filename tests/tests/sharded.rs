@@ -243,6 +243,41 @@ async fn sharded_sessions_route_merge_and_keep_transactions() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlalchemy_reflects_and_queries_a_sharded_keyspace() {
+    let cluster = start(4, TransactionMode::Multi).await;
+    let python = workspace_root().join(".venv/bin/python");
+    assert!(python.exists(), "run scripts/setup.sh for the Python venv");
+    let script = workspace_root().join("tests/python/sharded/reflect.py");
+    let port = cluster.port;
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(python)
+            .arg(script)
+            .arg(port.to_string())
+            .arg("shop")
+            .output()
+    })
+    .await
+    .expect("join")
+    .expect("running reflect.py");
+    assert!(
+        out.status.success(),
+        "reflect.py failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(doc["tables"], serde_json::json!(["corder", "customer"]));
+    assert_eq!(
+        doc["columns"]["customer"],
+        serde_json::json!(["id", "name", "city"])
+    );
+    assert_eq!(doc["pk"]["corder"], serde_json::json!(["id"]));
+    assert_eq!(doc["count"], serde_json::json!(2));
+    assert_eq!(doc["oslo"], serde_json::json!(["Orm", "Rel"]));
+    assert_eq!(doc["one"], serde_json::json!("Rel"));
+    cluster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn single_mode_refuses_a_transaction_on_a_second_shard() {
     let cluster = start(2, TransactionMode::Single).await;
     let mut c = cluster.connect(Some("shop")).await;
