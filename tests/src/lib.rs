@@ -61,3 +61,27 @@ pub fn workspace_root() -> std::path::PathBuf {
     let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     manifest.parent().unwrap_or(manifest).to_path_buf()
 }
+
+/// Waits until `shardcar local` (running as `task`) accepts connections on `port`; panics
+/// when the task ends first or `limit` passes.
+pub async fn wait_for_local(
+    port: u16,
+    task: &tokio::task::JoinHandle<anyhow::Result<()>>,
+    limit: std::time::Duration,
+) {
+    let deadline = std::time::Instant::now() + limit;
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(
+            !task.is_finished(),
+            "shardcar local stopped before it was ready"
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "shardcar local not ready within {limit:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}

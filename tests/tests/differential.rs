@@ -97,7 +97,7 @@ async fn run_suite() {
     let (stop, shutdown) = tokio::sync::watch::channel(false);
     let cluster = tokio::spawn(run_until(args, shutdown));
     let reference = start_reference(&dir.join("schema")).await;
-    wait_for_port(port, &cluster).await;
+    shardcar_tests::wait_for_local(port, &cluster, CLUSTER_READY).await;
 
     let mut sidecar = Side::connect("sidecar", opts(port, APP_USER, APP_PASSWORD).into()).await;
     let mut direct = Side::connect(
@@ -209,24 +209,6 @@ fn sql_files(dir: &Path) -> Vec<PathBuf> {
     files.sort();
     assert!(!files.is_empty(), "no .sql files in {}", dir.display());
     files
-}
-
-async fn wait_for_port(port: u16, cluster: &tokio::task::JoinHandle<anyhow::Result<()>>) {
-    let deadline = Instant::now() + CLUSTER_READY;
-    while tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .is_err()
-    {
-        assert!(
-            !cluster.is_finished(),
-            "shardcar local stopped before it was ready"
-        );
-        assert!(
-            Instant::now() < deadline,
-            "shardcar local not ready within {CLUSTER_READY:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// Runs the rows of `data.sql` on one side; any failure stops the test, since nothing can

@@ -17,24 +17,6 @@ async fn connect(port: u16, db: &str) -> mysql_async::Conn {
         .expect("connecting through the local sidecar")
 }
 
-async fn wait_for_port(port: u16, task: &tokio::task::JoinHandle<anyhow::Result<()>>) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .is_err()
-    {
-        assert!(
-            !task.is_finished(),
-            "shardcar local stopped before it was ready"
-        );
-        assert!(
-            Instant::now() < deadline,
-            "shardcar local not ready in 60 s"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn local_demo_serves_the_dog_ratings_and_stops_cleanly() {
     let data = tempfile::tempdir().expect("temp dir");
@@ -47,7 +29,7 @@ async fn local_demo_serves_the_dog_ratings_and_stops_cleanly() {
     };
     let (stop, shutdown) = tokio::sync::watch::channel(false);
     let task = tokio::spawn(run_until(args, shutdown));
-    wait_for_port(port, &task).await;
+    shardcar_tests::wait_for_local(port, &task, Duration::from_secs(60)).await;
 
     let mut conn = connect(port, "demo").await;
     // The demo rows are loaded through the sidecar once it is up: wait for them.
@@ -118,7 +100,7 @@ async fn local_applies_a_schema_dir_in_name_order() {
     };
     let (stop, shutdown) = tokio::sync::watch::channel(false);
     let task = tokio::spawn(run_until(args, shutdown));
-    wait_for_port(port, &task).await;
+    shardcar_tests::wait_for_local(port, &task, Duration::from_secs(60)).await;
     let mut conn = mysql_async::Conn::new(opts(port, "shopper", "s3cret").db_name(Some("shop")))
         .await
         .expect("connect");

@@ -7,7 +7,7 @@
 // Test code: a failed step should stop the test with its message.
 #![allow(clippy::expect_used)]
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mysql_async::prelude::*;
 use mysql_async::Conn;
@@ -43,21 +43,7 @@ async fn start(shards: u32, mode: TransactionMode) -> Cluster {
     };
     let (stop, shutdown) = tokio::sync::watch::channel(false);
     let task = tokio::spawn(run_until(args, shutdown));
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .is_err()
-    {
-        assert!(
-            !task.is_finished(),
-            "shardcar local stopped before it was ready"
-        );
-        assert!(
-            Instant::now() < deadline,
-            "shardcar local not ready in 120 s"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    shardcar_tests::wait_for_local(port, &task, Duration::from_secs(120)).await;
     Cluster {
         port,
         stop,

@@ -373,11 +373,7 @@ pub(crate) fn plan_update_delete(
     ctx: &PlanContext<'_>,
     params: &dyn Fn(&Expr) -> Option<Value>,
 ) -> Result<Route, PlanError> {
-    let tables = route::statement_tables(schema, statement, ctx)?;
-    let keyspace = match tables.keyspace {
-        Some(k) => k,
-        None => route::default_keyspace(schema, ctx)?,
-    };
+    let (_, keyspace) = route::statement_keyspace(schema, statement, ctx)?;
     let write = |r: Route| Route { write: true, ..r };
     if !keyspace.sharded {
         return Ok(write(Route::pass(&keyspace.name, vec![0])));

@@ -246,6 +246,21 @@ pub(crate) fn statement_tables<'s>(
     })
 }
 
+/// The tables of `statement` and the keyspace that serves it: theirs, or the session's
+/// default when it names none.
+pub(crate) fn statement_keyspace<'s>(
+    schema: &'s RoutingSchema,
+    statement: &Statement,
+    ctx: &PlanContext<'_>,
+) -> Result<(StatementTables<'s>, &'s KeyspaceRouting), PlanError> {
+    let tables = statement_tables(schema, statement, ctx)?;
+    let keyspace = match tables.keyspace {
+        Some(k) => k,
+        None => default_keyspace(schema, ctx)?,
+    };
+    Ok((tables, keyspace))
+}
+
 fn cte_names(statement: &Statement) -> BTreeSet<String> {
     let mut names = BTreeSet::new();
     if let Statement::Query(q) = statement {

@@ -41,11 +41,7 @@ pub(crate) fn plan_query(
     ctx: &PlanContext<'_>,
     params: &dyn Fn(&Expr) -> Option<Value>,
 ) -> Result<Route, PlanError> {
-    let tables = route::statement_tables(schema, statement, ctx)?;
-    let keyspace = match tables.keyspace {
-        Some(k) => k,
-        None => route::default_keyspace(schema, ctx)?,
-    };
+    let (tables, keyspace) = route::statement_keyspace(schema, statement, ctx)?;
     if !keyspace.sharded || !tables.any_sharded {
         return Ok(Route::pass(&keyspace.name, vec![0]));
     }

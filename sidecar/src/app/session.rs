@@ -153,20 +153,26 @@ impl Session {
             .map_err(|_| "client gone")
     }
 
+    /// How an upstream connection of this session logs in: with the application's
+    /// capabilities and collation, its connect attributes plus its address, and `database`.
+    pub(super) fn login_params(&self, database: Option<String>) -> LoginParams {
+        let mut attrs = self.auth.connect_attrs.clone();
+        push_connect_attr(
+            &mut attrs,
+            "_shardcar_client",
+            &self.client.peer.to_string(),
+        );
+        LoginParams {
+            capabilities: Some(self.auth.capabilities & !caps::PER_HOP),
+            collation: Some(self.auth.collation),
+            database,
+            connect_attrs: attrs,
+        }
+    }
+
     async fn ensure_upstream(&mut self) -> Result<&mut Upstream, ConnectError> {
         if self.upstream.is_none() {
-            let mut attrs = self.auth.connect_attrs.clone();
-            push_connect_attr(
-                &mut attrs,
-                "_shardcar_client",
-                &self.client.peer.to_string(),
-            );
-            let params = LoginParams {
-                capabilities: Some(self.auth.capabilities & !caps::PER_HOP),
-                collation: Some(self.auth.collation),
-                database: self.auth.database.clone(),
-                connect_attrs: attrs,
-            };
+            let params = self.login_params(self.auth.database.clone());
             let started = Instant::now();
             let result = Upstream::connect(&self.shared.upstream, params).await;
             self.metrics()

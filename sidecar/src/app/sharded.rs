@@ -17,12 +17,12 @@ use shardcar_filter::protocol::constants::{column_type, status};
 use shardcar_filter::protocol::error_codes;
 use shardcar_filter::protocol::packet::Packet;
 use shardcar_filter::protocol::resultset::{encode_text_row_cells, ResultSetWriter, RowFormat};
-use shardcar_filter::protocol::{capabilities as caps, Command, ErrPacket, OkPacket};
+use shardcar_filter::protocol::{Command, ErrPacket, OkPacket};
 use tracing::{debug, warn};
 
 use super::router::{self, Router, ShardError, ShardKey, ShardResult};
 use super::session::{End, Session};
-use super::upstream::{LoginParams, Upstream};
+use super::upstream::Upstream;
 use crate::config::TransactionMode;
 use crate::metrics::ErrorOrigin;
 
@@ -273,7 +273,7 @@ impl Session {
                         .await,
                 )
             }
-            Plan::Materialize(m) => Some(self.materialize(m, 0).await),
+            Plan::Materialize(m) => Some(Box::pin(self.materialize(m, 0)).await),
             Plan::AllShards { keyspace } => {
                 self.shared.metrics.routed("multi");
                 let n = router
@@ -348,10 +348,8 @@ impl Session {
     /// The connection to shard `key`, opened (and given the session's SET statements)
     /// when missing.
     pub(super) async fn shard_conn(&mut self, key: &ShardKey) -> Result<&mut Upstream, ErrPacket> {
-        let routed = self
-            .routed
-            .as_mut()
-            .ok_or_else(|| err(error_codes::ER_UNKNOWN_ERROR, "routing state missing"))?;
+        let missing = || err(error_codes::ER_UNKNOWN_ERROR, "routing state missing");
+        let routed = self.routed.as_ref().ok_or_else(missing)?;
         if !routed.conns.contains_key(key) {
             let settings = routed
                 .router
@@ -363,18 +361,8 @@ impl Session {
                     )
                 })?
                 .clone();
-            let mut attrs = self.auth.connect_attrs.clone();
-            shardcar_filter::protocol::handshake::push_connect_attr(
-                &mut attrs,
-                "_shardcar_client",
-                &self.client.peer.to_string(),
-            );
-            let params = LoginParams {
-                capabilities: Some(self.auth.capabilities & !caps::PER_HOP),
-                collation: Some(self.auth.collation),
-                database: settings.database.clone(),
-                connect_attrs: attrs,
-            };
+            let sets = routed.sets.clone();
+            let params = self.login_params(settings.database.clone());
             let started = Instant::now();
             let result = Upstream::connect(&settings, params).await;
             self.shared
@@ -382,16 +370,22 @@ impl Session {
                 .upstream_connect(result.is_ok(), started.elapsed().as_secs_f64());
             let mut up = result.map_err(|e| e.to_err_packet())?;
             let caps_now = up.session.capabilities;
-            for set in routed.sets.clone() {
+            for set in sets {
                 match router::query(&mut up, &String::from_utf8_lossy(&set), caps_now, 1).await {
                     Ok(ShardResult::Err(e)) => return Err(e),
                     Ok(_) => {}
                     Err(e) => return Err(err(error_codes::ER_NET_READ_ERROR, e.to_string())),
                 }
             }
-            routed.conns.insert(key.clone(), up);
+            self.routed
+                .as_mut()
+                .ok_or_else(missing)?
+                .conns
+                .insert(key.clone(), up);
         }
-        routed
+        self.routed
+            .as_mut()
+            .ok_or_else(missing)?
             .conns
             .get_mut(key)
             .ok_or_else(|| err(error_codes::ER_UNKNOWN_ERROR, "shard connection missing"))
@@ -662,32 +656,28 @@ impl Session {
                     .to_err_packet(),
             );
         }
-        let router = self.router_ref()?;
-        let default_keyspace = self
-            .routed
-            .as_ref()
-            .and_then(|r| r.default_keyspace.clone());
-        let ctx = PlanContext {
-            default_keyspace: default_keyspace.as_deref(),
-        };
-        match plan::plan(&router.schema, &sql, &ctx).map_err(|e| e.to_err_packet())? {
-            Plan::Route(route) => {
-                let keys: Vec<ShardKey> = route
-                    .shards
-                    .iter()
-                    .map(|&i| (route.keyspace.clone(), i))
-                    .collect();
-                self.join_transaction(&keys).await?;
-                let jobs = Self::jobs(&route, sql.as_bytes());
-                self.execute(jobs, route.merge, route.write, route.replicated, None)
-                    .await
-            }
+        match self.plan_text(&sql)? {
             Plan::Materialize(m) => Box::pin(self.materialize(m, depth + 1)).await,
+            p @ Plan::Route(_) => match Box::pin(self.outcome_of(p, &sql)).await {
+                Some(outcome) => outcome,
+                None => Err(PlanError::unsupported("this statement").to_err_packet()),
+            },
             _ => Err(
                 PlanError::unsupported("this statement inside a query across shards")
                     .to_err_packet(),
             ),
         }
+    }
+
+    /// Plans `sql` in the session's context.
+    fn plan_text(&self, sql: &str) -> Result<Plan, ErrPacket> {
+        let router = self.router_ref()?;
+        let default_keyspace = self
+            .routed
+            .as_ref()
+            .and_then(|r| r.default_keyspace.as_deref());
+        let ctx = PlanContext { default_keyspace };
+        plan::plan(&router.schema, sql, &ctx).map_err(|e| e.to_err_packet())
     }
 
     /// Runs the inner part of `m`, puts its rows into the outer statement and runs that
@@ -710,27 +700,18 @@ impl Session {
             };
             let outer = m.outer_sql(&columns, &rows);
             debug!(statement = %outer, "materialized");
-            let router = self.router_ref()?;
-            let default_keyspace = self
-                .routed
-                .as_ref()
-                .and_then(|r| r.default_keyspace.clone());
-            let ctx = PlanContext {
-                default_keyspace: default_keyspace.as_deref(),
-            };
-            match plan::plan(&router.schema, &outer, &ctx).map_err(|e| e.to_err_packet())? {
+            match self.plan_text(&outer)? {
                 Plan::Materialize(next) => m = next,
                 Plan::Route(route) => {
-                    let keys: Vec<ShardKey> = route
-                        .shards
-                        .iter()
-                        .map(|&i| (route.keyspace.clone(), i))
-                        .collect();
-                    self.join_transaction(&keys).await?;
-                    let jobs = Self::jobs(&route, outer.as_bytes());
-                    return self
-                        .execute(jobs, route.merge, false, route.replicated, None)
-                        .await;
+                    // The outer statement only reads (its writes were refused by the planner).
+                    let route = Route {
+                        write: false,
+                        ..route
+                    };
+                    return match Box::pin(self.outcome_of(Plan::Route(route), &outer)).await {
+                        Some(outcome) => outcome,
+                        None => Err(PlanError::unsupported("this statement").to_err_packet()),
+                    };
                 }
                 _ => {
                     return Err(
