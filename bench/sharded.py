@@ -28,6 +28,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 spec = importlib.util.spec_from_file_location("bench_run", os.path.join(HERE, "run.py"))
 run = importlib.util.module_from_spec(spec)
+sys.modules["bench_run"] = run
 spec.loader.exec_module(run)  # type: ignore[union-attr]
 
 APP_USER, APP_PASSWORD = "app", "app"

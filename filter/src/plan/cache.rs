@@ -35,6 +35,19 @@ pub enum Template {
 impl Template {
     /// The route for a statement of this shape with these literals (lexer text).
     pub fn route(&self, schema: &RoutingSchema, literals: &[&str]) -> Option<Route> {
+        self.route_by(schema, |param| literal_value(literals.get(param)?))
+    }
+
+    /// The route for a prepared statement of this shape with these parameter values.
+    pub fn route_params(&self, schema: &RoutingSchema, params: &[Value]) -> Option<Route> {
+        self.route_by(schema, |param| params.get(param).cloned())
+    }
+
+    fn route_by(
+        &self,
+        schema: &RoutingSchema,
+        value_of: impl Fn(usize) -> Option<Value>,
+    ) -> Option<Route> {
         match self {
             Template::Fixed { keyspace, shard } => Some(Route::pass(keyspace, vec![*shard])),
             Template::Point {
@@ -45,7 +58,7 @@ impl Template {
             } => {
                 let ks = schema.keyspace(keyspace)?;
                 let v = ks.vindexes.get(vindex)?;
-                let value = literal_value(literals.get(*param)?)?;
+                let value = value_of(*param)?;
                 let shards = route::shards_for_values(ks, v, std::slice::from_ref(&value)).ok()?;
                 let mut it = shards.into_iter();
                 let shard = it.next()?;

@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 
+use shardcar_filter::plan::cache::{self, Template};
 use shardcar_filter::plan::{self, params, Plan, PlanContext, PlanError};
 use shardcar_filter::protocol::error_codes;
 use shardcar_filter::protocol::exchange::{ResponseKind, ResponseScanner, Scan};
@@ -35,6 +36,9 @@ pub(super) struct Prepared {
     emulated: bool,
     /// COM_STMT_SEND_LONG_DATA was used: not supported across shards.
     long_data: bool,
+    /// How executes route without planning: `None` until the first execute checked the
+    /// template against the planner, `Some(None)` when the shape has none.
+    template: Option<Option<Template>>,
 }
 
 fn statement_id(payload: &[u8]) -> Option<u32> {
@@ -132,6 +136,7 @@ impl Session {
                         shards: HashMap::new(),
                         emulated: true,
                         long_data: false,
+                        template: Some(None),
                     },
                 );
                 let ok = StmtPrepareOk {
@@ -176,6 +181,7 @@ impl Session {
                     shards,
                     emulated: false,
                     long_data: false,
+                    template: None,
                 },
             );
         }
@@ -237,7 +243,30 @@ impl Session {
             default_keyspace: default_keyspace.as_deref(),
         };
         let vindex_values: Vec<_> = values.iter().map(params::vindex_value).collect();
+        let known = self
+            .routed()?
+            .statements
+            .get(&id)
+            .and_then(|s| s.template.clone());
+        if let Some(Some(t)) = &known {
+            if let Some(route) = t.route_params(&router.schema, &vindex_values) {
+                self.shared.metrics.plan_cache(true);
+                let key = (route.keyspace.clone(), route.shards[0]);
+                return self.execute_on(id, key, exec).await;
+            }
+        }
+        self.shared.metrics.plan_cache(false);
         let planned = plan::plan_with_params(&router.schema, &sql, &ctx, &vindex_values);
+        if known.is_none() {
+            // Keep the template only when it routes this execute exactly as the planner did.
+            let template = cache::template(&router.schema, &sql, &ctx).filter(|t| {
+                matches!(&planned, Ok(Plan::Route(r)) if r.is_passthrough()
+                    && t.route_params(&router.schema, &vindex_values).as_ref() == Some(r))
+            });
+            if let Some(s) = self.routed()?.statements.get_mut(&id) {
+                s.template = Some(template);
+            }
+        }
         if let Ok(Plan::Route(route)) = &planned {
             if route.is_passthrough() {
                 let key = (route.keyspace.clone(), route.shards[0]);
