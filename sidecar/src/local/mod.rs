@@ -666,7 +666,8 @@ fn sharding_config(args: &LocalArgs, tablets: &[Tablet]) -> ShardingConfig {
             .shards
             .push(ShardConfig {
                 name: t.shard.clone(),
-                address: t.db.address(),
+                // Every tablet runs on this machine: its Unix socket skips the TCP stack.
+                address: format!("unix:{}", t.db.socket().display()),
                 database: Some(t.keyspace.clone()),
             });
     }
