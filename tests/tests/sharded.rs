@@ -217,6 +217,12 @@ async fn sharded_sessions_route_merge_and_keep_transactions() {
         Some(1104),
         "{capped:?}"
     );
+    // A comment raises the cap for one statement.
+    let all: Vec<i64> = c
+        .query("SELECT /* shardcar: max_merge_rows=5000 */ id FROM corder")
+        .await
+        .expect("a raised cap");
+    assert_eq!(all.len(), 1103);
     // ... while a point route streams any number of rows raw.
     let rows: Vec<i64> = c
         .query("SELECT id FROM corder WHERE customer_id = 1")

@@ -231,6 +231,36 @@ pub fn comments(text: &str) -> impl Iterator<Item = &str> {
     })
 }
 
+/// The value of `key` in a Shardcar comment of the statement: `/* shardcar: key=value,
+/// other=value */` (keys compared case-insensitively; the last mention wins).
+pub fn shardcar_hint<'a>(text: &'a str, key: &str) -> Option<&'a str> {
+    let mut found = None;
+    for c in comments(text) {
+        let body = c
+            .strip_prefix("/*")
+            .and_then(|b| b.strip_suffix("*/"))
+            .or_else(|| c.strip_prefix("--"))
+            .or_else(|| c.strip_prefix('#'))
+            .unwrap_or(c)
+            .trim();
+        let Some(rest) = body
+            .get(..9)
+            .filter(|p| p.eq_ignore_ascii_case("shardcar:"))
+            .and_then(|_| body.get(9..))
+        else {
+            continue;
+        };
+        for pair in rest.split([',', ' ']).filter(|p| !p.is_empty()) {
+            if let Some((k, v)) = pair.split_once('=') {
+                if k.trim().eq_ignore_ascii_case(key) {
+                    found = Some(v.trim());
+                }
+            }
+        }
+    }
+    found
+}
+
 /// A statement with its literals replaced by `?`, for use as a plan-cache key, and the
 /// literals in order. Comments are dropped; words are kept as written; tokens are joined
 /// by single spaces. Returns `None` when the statement already holds `?` placeholders or
@@ -310,6 +340,14 @@ mod tests {
         assert_eq!(key, "select c from t where id = ? and name = ?");
         assert_eq!(lits, vec!["5", "'x'"]);
         assert!(normalize("select ?").is_none());
+    }
+
+    #[test]
+    fn shardcar_hints_in_comments() {
+        let sql = "SELECT /* shardcar: max_merge_rows=500000 */ * FROM t -- shardcar: x=1";
+        assert_eq!(shardcar_hint(sql, "MAX_MERGE_ROWS"), Some("500000"));
+        assert_eq!(shardcar_hint(sql, "x"), Some("1"));
+        assert_eq!(shardcar_hint("SELECT /* other: a=1 */ 1", "a"), None);
     }
 
     #[test]

@@ -213,6 +213,7 @@ impl Session {
             return self.refuse(&e).await;
         }
         let (sql, num_params, types) = (stmt.sql.clone(), stmt.num_params, stmt.types.clone());
+        self.routed()?.statement_max_rows = None;
         let exec = match StmtExecute::decode(&packet.payload, num_params, types.as_deref(), &[]) {
             Ok(e) => e,
             Err(_) => {

@@ -40,6 +40,9 @@ pub(super) struct Routed {
     sets: Vec<Vec<u8>>,
     autocommit: bool,
     last_insert_id: LastInsertId,
+    /// This statement's `/* shardcar: max_merge_rows=N */`, bounded by
+    /// [`MAX_MERGE_ROWS_HINT`].
+    pub(super) statement_max_rows: Option<usize>,
     /// Prepared statements by the id the client knows.
     pub(super) statements: HashMap<u32, super::prepared::Prepared>,
     pub(super) next_statement_id: u32,
@@ -56,6 +59,7 @@ impl Routed {
             sets: Vec::new(),
             autocommit: true,
             last_insert_id: LastInsertId::None,
+            statement_max_rows: None,
             statements: HashMap::new(),
             next_statement_id: 1,
         }
@@ -83,6 +87,9 @@ impl Routed {
         }
     }
 }
+
+/// The most rows a `/* shardcar: max_merge_rows=N */` comment may ask a merge to hold.
+const MAX_MERGE_ROWS_HINT: usize = 10_000_000;
 
 /// How deep materializations may nest, and how many steps one statement may take.
 const MAX_MATERIALIZE_DEPTH: usize = 8;
@@ -118,8 +125,12 @@ impl Session {
     /// Plans and runs one `COM_QUERY` in sharded mode.
     pub(super) async fn routed_query(&mut self, packet: &Packet) -> Result<(), End> {
         let text = String::from_utf8_lossy(packet.payload.get(1..).unwrap_or_default());
+        let hint = shardcar_filter::sql::lexer::shardcar_hint(&text, "max_merge_rows")
+            .and_then(|v| v.parse::<usize>().ok())
+            .map(|n| n.clamp(1, MAX_MERGE_ROWS_HINT));
         let (router, default_keyspace) = {
             let r = self.routed()?;
+            r.statement_max_rows = hint;
             (r.router.clone(), r.default_keyspace.clone())
         };
         let cache_key = match router.cached_route(default_keyspace.as_deref(), &text) {
@@ -521,7 +532,11 @@ impl Session {
             self.join_transaction(&keys).await?;
         }
         let caps = self.auth.capabilities;
-        let max_rows = self.router_ref()?.max_rows;
+        let max_rows = self
+            .routed
+            .as_ref()
+            .and_then(|r| r.statement_max_rows)
+            .unwrap_or(self.router_ref()?.max_rows);
         self.shared.metrics.shard_queries(jobs.len() as u64);
         // Send everything first so the shards work in parallel, then read.
         let mut sent = Vec::with_capacity(jobs.len());
