@@ -224,6 +224,7 @@ pub(crate) fn plan_insert(
         } => (columns.clone(), vindex_name.to_string()),
     };
     let table = table_name(name);
+    route::check_maintainable(schema, ks, &table)?;
     if insert.columns.is_empty() {
         return Err(PlanError::unsupported(format!(
             "INSERT into the sharded table {table} without a column list"
@@ -404,6 +405,11 @@ pub(crate) fn plan_update_delete(
         _ => return Err(PlanError::unsupported("this statement")),
     };
     let (uses, joins, derived) = route::from_tables(schema, &from, ctx)?;
+    for twj in &from {
+        if let sqlparser::ast::TableFactor::Table { name, .. } = &twj.relation {
+            route::check_maintainable(schema, keyspace, &table_name(name))?;
+        }
+    }
     if derived {
         return Err(PlanError::unsupported(format!(
             "{verb} with a derived table in a sharded keyspace"

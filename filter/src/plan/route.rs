@@ -150,12 +150,19 @@ pub(crate) fn resolve<'s>(
     let primary = found
         .primary_vindex()
         .ok_or_else(|| PlanError::unsupported(format!("table {table} without a primary vindex")))?;
-    let (vindex_name, vindex) = ks.vindexes.get_key_value(primary.name).ok_or_else(|| {
-        PlanError::unsupported(format!(
-            "table {table}: vindex {} is not available",
-            primary.name
-        ))
-    })?;
+    let (vindex_name, vindex) = ks
+        .vindexes
+        .get_key_value(primary.name)
+        .ok_or_else(|| match ks.unsupported.get(primary.name) {
+            Some(reason) => PlanError::unsupported(format!(
+                "table {table} with the primary vindex {}: {reason}",
+                primary.name
+            )),
+            None => PlanError::unsupported(format!(
+                "table {table}: vindex {} is not available",
+                primary.name
+            )),
+        })?;
     if vindex.needs_lookup() {
         return Err(PlanError::unsupported(format!(
             "table {table}: lookup vindex {} as a primary vindex",
@@ -170,6 +177,31 @@ pub(crate) fn resolve<'s>(
             vindex,
         },
     ))
+}
+
+/// Refuses DML on `table` of `keyspace` when one of its secondary vindexes is one Shardcar
+/// cannot maintain yet (a lookup vindex's rows would go stale).
+pub(crate) fn check_maintainable(
+    schema: &RoutingSchema,
+    keyspace: &KeyspaceRouting,
+    table: &str,
+) -> Result<(), PlanError> {
+    let Some(t) = schema
+        .vschema
+        .keyspace(&keyspace.name)
+        .and_then(|k| k.tables.get(table))
+    else {
+        return Ok(());
+    };
+    for cv in t.column_vindexes.iter().skip(1) {
+        if let Some(reason) = keyspace.unsupported.get(&cv.name) {
+            return Err(PlanError::unsupported(format!(
+                "writing table {table}, whose vindex {} must be maintained: {reason}",
+                cv.name
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// The keyspace that serves a statement without tables (`SELECT 1`, `SHOW ...`).

@@ -39,6 +39,11 @@ pub struct KeyspaceRouting {
     pub shards: Vec<Shard>,
     /// Built vindexes by name.
     pub vindexes: BTreeMap<String, Vindex>,
+    /// Vindexes the VSchema declares that Shardcar cannot compute yet (lookup and
+    /// unicode_loose types), with the reason. Reads never route by them (they scatter,
+    /// which is correct); a table using one as its primary vindex is refused, and DML that
+    /// would have to maintain one is refused.
+    pub unsupported: BTreeMap<String, String>,
 }
 
 impl KeyspaceRouting {
@@ -102,14 +107,23 @@ impl RoutingSchema {
                 check_coverage(name, &list)?;
             }
             let mut vindexes = BTreeMap::new();
+            let mut unsupported = BTreeMap::new();
             if ks.sharded {
                 for (vname, v) in &ks.vindexes {
-                    let built = Vindex::create_with_files(&v.type_, vname, &v.params, files)
-                        .map_err(|source| SchemaError::Vindex {
-                            keyspace: name.clone(),
-                            source,
-                        })?;
-                    vindexes.insert(vname.clone(), built);
+                    match Vindex::create_with_files(&v.type_, vname, &v.params, files) {
+                        Ok(built) => {
+                            vindexes.insert(vname.clone(), built);
+                        }
+                        Err(e @ vindex::VindexError::NotSupported { .. }) => {
+                            unsupported.insert(vname.clone(), e.to_string());
+                        }
+                        Err(source) => {
+                            return Err(SchemaError::Vindex {
+                                keyspace: name.clone(),
+                                source,
+                            })
+                        }
+                    }
                 }
             }
             keyspaces.insert(
@@ -119,6 +133,7 @@ impl RoutingSchema {
                     sharded: ks.sharded,
                     shards: list,
                     vindexes,
+                    unsupported,
                 },
             );
         }

@@ -297,3 +297,44 @@ fn session_functions_are_answered_by_the_sidecar() {
         Ok(Plan::SessionValue { function: SessionFunction::Database, ref column }) if column == "db"
     ));
 }
+
+#[test]
+fn lookup_vindexes_load_reads_scatter_and_owner_writes_are_refused() {
+    let json = r#"{"keyspaces": {"user": {"sharded": true,
+      "vindexes": {"hash": {"type": "hash"},
+                   "name_idx": {"type": "lookup_hash_unique", "owner": "customers",
+                                "params": {"table": "main.name_idx", "from": "name", "to": "id"}}},
+      "tables": {"customers": {"column_vindexes": [{"column": "id", "name": "hash"},
+                                                   {"column": "name", "name": "name_idx"}]}}},
+      "main": {"tables": {"name_idx": {}}}}}"#;
+    let vschema = SrvVSchema::from_json(json).unwrap_or_default();
+    let mut shards = BTreeMap::new();
+    shards.insert(
+        "user".to_string(),
+        vec!["-80".to_string(), "80-".to_string()],
+    );
+    shards.insert("main".to_string(), vec!["0".to_string()]);
+    let s = match RoutingSchema::build(vschema, &shards, &NoFiles) {
+        Ok(s) => s,
+        Err(e) => panic!("a VSchema with a lookup vindex loads: {e}"),
+    };
+    let ctx = PlanContext::default();
+    assert!(
+        matches!(plan(&s, "SELECT id FROM customers WHERE name = 'x'", &ctx),
+        Ok(Plan::Route(ref r)) if r.shards.len() == 2)
+    );
+    assert!(
+        matches!(plan(&s, "SELECT id FROM customers WHERE id = 1", &ctx),
+        Ok(Plan::Route(ref r)) if r.shards.len() == 1)
+    );
+    for dml in [
+        "INSERT INTO customers (id, name) VALUES (1, 'x')",
+        "UPDATE customers SET name = 'y' WHERE id = 1",
+        "DELETE FROM customers WHERE id = 1",
+    ] {
+        assert!(
+            matches!(plan(&s, dml, &ctx), Err(PlanError::Unsupported(ref m)) if m.contains("name_idx")),
+            "{dml}"
+        );
+    }
+}
