@@ -187,6 +187,19 @@ async fn sharded_sessions_route_merge_and_keep_transactions() {
         .expect("sequence row");
     assert_eq!(next, Some(1010), "one block of 10 reserved");
     c.query_drop("USE shop").await.expect("use shop");
+    // Shard targeting: statements go to that shard unrouted.
+    c.query_drop("USE shop:-40").await.expect("use shop:-40");
+    let on_first: Vec<i64> = c
+        .query("SELECT id FROM customer ORDER BY id")
+        .await
+        .expect("targeted");
+    assert!(
+        on_first.contains(&1) && !on_first.contains(&3),
+        "hash(1) is in -40, hash(3) in 40-80: {on_first:?}"
+    );
+    assert_eq!(error_code(&mut c, "USE shop:40-50").await, Some(1049));
+    assert_eq!(error_code(&mut c, "USE shop@replica").await, Some(1235));
+    c.query_drop("USE shop").await.expect("back to routing");
 
     // Refusals are 1235 and name the construct; nothing was changed.
     assert_eq!(

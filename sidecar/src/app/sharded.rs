@@ -43,6 +43,9 @@ pub(super) struct Routed {
     /// This statement's `/* shardcar: max_merge_rows=N */`, bounded by
     /// [`MAX_MERGE_ROWS_HINT`].
     pub(super) statement_max_rows: Option<usize>,
+    /// `USE ks:shard`: every statement but session statements goes to this shard of the
+    /// default keyspace, unrouted (Vitess shard targeting).
+    target_shard: Option<usize>,
     /// Prepared statements by the id the client knows.
     pub(super) statements: HashMap<u32, super::prepared::Prepared>,
     pub(super) next_statement_id: u32,
@@ -60,6 +63,7 @@ impl Routed {
             autocommit: true,
             last_insert_id: LastInsertId::None,
             statement_max_rows: None,
+            target_shard: None,
             statements: HashMap::new(),
             next_statement_id: 1,
         }
@@ -133,6 +137,26 @@ impl Session {
             r.statement_max_rows = hint;
             (r.router.clone(), r.default_keyspace.clone())
         };
+        let target = self.routed()?.target_shard;
+        if let (Some(shard), Some(ks)) = (target, default_keyspace.clone()) {
+            let words = shardcar_filter::sql::lexer::leading_words(&text, 1);
+            let session_statement = matches!(
+                words.first().map(String::as_str),
+                Some(
+                    "BEGIN"
+                        | "START"
+                        | "COMMIT"
+                        | "ROLLBACK"
+                        | "SAVEPOINT"
+                        | "RELEASE"
+                        | "SET"
+                        | "USE"
+                )
+            );
+            if !session_statement {
+                return self.run_route(Route::pass(&ks, vec![shard]), packet).await;
+            }
+        }
         let cache_key = match router.cached_route(default_keyspace.as_deref(), &text) {
             Ok(route) => {
                 self.shared.metrics.plan_cache(true);
@@ -172,17 +196,39 @@ impl Session {
             }
             Ok(Plan::Use(target)) => {
                 metrics.routed("local");
-                if target.shard.is_some()
-                    || target
-                        .tablet_type
-                        .as_deref()
-                        .is_some_and(|t| t != "primary")
+                if target
+                    .tablet_type
+                    .as_deref()
+                    .is_some_and(|t| t != "primary" && t != "master")
                 {
-                    let e =
-                        PlanError::unsupported("USE with a shard or tablet type in this release");
+                    let e = PlanError::unsupported(
+                        "USE with a replica or rdonly tablet type (replica routing arrives with topology)",
+                    );
                     return self.refuse(&e).await;
                 }
-                self.routed()?.default_keyspace = Some(target.keyspace);
+                let shard = match &target.shard {
+                    None => None,
+                    Some(name) => {
+                        let index = router.schema.keyspace(&target.keyspace).and_then(|k| {
+                            k.shards
+                                .iter()
+                                .position(|s| s.name.eq_ignore_ascii_case(name))
+                        });
+                        match index {
+                            Some(i) => Some(i),
+                            None => {
+                                let e = PlanError::UnknownKeyspace(format!(
+                                    "{}:{name}",
+                                    target.keyspace
+                                ));
+                                return self.refuse(&e).await;
+                            }
+                        }
+                    }
+                };
+                let r = self.routed()?;
+                r.default_keyspace = Some(target.keyspace);
+                r.target_shard = shard;
                 self.send_ok(OkPacket::default()).await
             }
             Ok(Plan::Answer { columns, rows }) => {
