@@ -22,7 +22,11 @@ use crate::vindex::Value;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Template {
     /// Always this shard (unsharded keyspace, reference tables, no tables).
-    Fixed { keyspace: String, shard: usize },
+    Fixed {
+        keyspace: String,
+        shard: usize,
+        write: bool,
+    },
     /// The shard of literal number `param` under the keyspace's vindex `vindex`.
     Point {
         keyspace: String,
@@ -49,7 +53,14 @@ impl Template {
         value_of: impl Fn(usize) -> Option<Value>,
     ) -> Option<Route> {
         match self {
-            Template::Fixed { keyspace, shard } => Some(Route::pass(keyspace, vec![*shard])),
+            Template::Fixed {
+                keyspace,
+                shard,
+                write,
+            } => Some(Route {
+                write: *write,
+                ..Route::pass(keyspace, vec![*shard])
+            }),
             Template::Point {
                 keyspace,
                 vindex,
@@ -131,6 +142,7 @@ pub fn template(
         return Some(Template::Fixed {
             keyspace: ks.name.clone(),
             shard: 0,
+            write,
         });
     }
     let (from, selection, write) = match &statement {
@@ -318,7 +330,8 @@ mod tests {
             t,
             Some(Template::Fixed {
                 keyspace: "main".into(),
-                shard: 0
+                shard: 0,
+                write: false
             })
         );
     }
