@@ -473,20 +473,22 @@ impl Projection {
                     arg.unwrap_or_else(|| Expr::Value(SqlValue::Number("1".into(), false).into()));
                 let sum = self.hidden(call("SUM", arg.clone()));
                 let count = self.hidden(call("COUNT", arg));
-                self.spec.aggregates.push(Aggregate {
-                    col: sum,
-                    kind: AggKind::Sum,
-                    weight: None,
-                });
-                self.spec.aggregates.push(Aggregate {
-                    col: count,
-                    kind: AggKind::Count,
-                    weight: None,
-                });
-                self.spec.averages.push(Average { sum, count });
+                self.average(sum, count);
                 sum
             }
         }
+    }
+
+    /// An AVG merged from the partial SUM in `sum` and COUNT in `count`.
+    fn average(&mut self, sum: Col, count: Col) {
+        for (col, kind) in [(sum, AggKind::Sum), (count, AggKind::Count)] {
+            self.spec.aggregates.push(Aggregate {
+                col,
+                kind,
+                weight: None,
+            });
+        }
+        self.spec.averages.push(Average { sum, count });
     }
 
     /// A key over `col` (holding `expr`), with a weight string when `expr` may be text.
@@ -620,18 +622,7 @@ fn scatter_select(
                             alias: Ident::with_quote('`', name),
                         });
                         let count = p.hidden(call("COUNT", arg));
-                        let sum = Col::Visible(index);
-                        p.spec.aggregates.push(Aggregate {
-                            col: sum,
-                            kind: AggKind::Sum,
-                            weight: None,
-                        });
-                        p.spec.aggregates.push(Aggregate {
-                            col: count,
-                            kind: AggKind::Count,
-                            weight: None,
-                        });
-                        p.spec.averages.push(Average { sum, count });
+                        p.average(Col::Visible(index), count);
                     }
                     None => {
                         if aggregated && contains_aggregate(e) {

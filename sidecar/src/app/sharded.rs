@@ -286,12 +286,7 @@ impl Session {
         let router = self.router_ref().ok()?;
         match plan {
             Plan::Route(route) => {
-                let keys: Vec<ShardKey> = route
-                    .shards
-                    .iter()
-                    .map(|&i| (route.keyspace.clone(), i))
-                    .collect();
-                if let Err(e) = self.join_transaction(&keys).await {
+                if let Err(e) = self.join_transaction(&route_keys(&route)).await {
                     return Some(Err(e));
                 }
                 let jobs = Self::jobs(&route, text.as_bytes());
@@ -493,11 +488,7 @@ impl Session {
     }
 
     async fn run_route(&mut self, route: Route, packet: &Packet) -> Result<(), End> {
-        let keys: Vec<ShardKey> = route
-            .shards
-            .iter()
-            .map(|&i| (route.keyspace.clone(), i))
-            .collect();
+        let keys = route_keys(&route);
         if let Err(e) = self.join_transaction(&keys).await {
             return self.send_err(&e).await;
         }
@@ -1015,6 +1006,15 @@ impl Session {
             }
         }
     }
+}
+
+/// The shards a route reaches, as keys.
+fn route_keys(route: &Route) -> Vec<ShardKey> {
+    route
+        .shards
+        .iter()
+        .map(|&i| (route.keyspace.clone(), i))
+        .collect()
 }
 
 fn shard_name(router: &Router, key: &ShardKey) -> String {
