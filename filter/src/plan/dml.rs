@@ -148,17 +148,6 @@ impl InsertPlan {
     }
 }
 
-fn table_name(name: &ObjectName) -> String {
-    match name.0.last() {
-        Some(ObjectNamePart::Identifier(i)) => i.value.clone(),
-        _ => String::new(),
-    }
-}
-
-fn ident_name(name: &ObjectName) -> String {
-    table_name(name)
-}
-
 /// Plans an INSERT or REPLACE.
 pub(crate) fn plan_insert(
     schema: &RoutingSchema,
@@ -223,14 +212,14 @@ pub(crate) fn plan_insert(
             ..
         } => (columns.clone(), vindex_name.to_string()),
     };
-    let table = table_name(name);
+    let table = route::last_part(name);
     route::check_maintainable(schema, ks, &table)?;
     if insert.columns.is_empty() {
         return Err(PlanError::unsupported(format!(
             "INSERT into the sharded table {table} without a column list"
         )));
     }
-    let names: Vec<String> = insert.columns.iter().map(ident_name).collect();
+    let names: Vec<String> = insert.columns.iter().map(route::last_part).collect();
     let position = |c: &str| names.iter().position(|n| n.eq_ignore_ascii_case(c));
     let mut plan = plan_base(vindex_name, Vec::new(), false);
     // The auto-increment column, filled from the sequence where missing or NULL.
@@ -290,7 +279,12 @@ pub(crate) fn plan_insert(
             plan.auto = Some((col, need));
         }
     }
-    let names: Vec<String> = plan.statement.columns.iter().map(ident_name).collect();
+    let names: Vec<String> = plan
+        .statement
+        .columns
+        .iter()
+        .map(route::last_part)
+        .collect();
     for c in &columns {
         let i = names
             .iter()
@@ -307,11 +301,11 @@ pub(crate) fn plan_insert(
             if let AssignmentTarget::ColumnName(n) = &a.target {
                 if columns
                     .iter()
-                    .any(|c| c.eq_ignore_ascii_case(&ident_name(n)))
+                    .any(|c| c.eq_ignore_ascii_case(&route::last_part(n)))
                 {
                     return Err(PlanError::unsupported(format!(
                         "changing the primary vindex column {} of table {table} in ON DUPLICATE KEY UPDATE",
-                        ident_name(n)
+                        route::last_part(n)
                     )));
                 }
             }
@@ -407,7 +401,7 @@ pub(crate) fn plan_update_delete(
     let (uses, joins, derived) = route::from_tables(schema, &from, ctx)?;
     for twj in &from {
         if let sqlparser::ast::TableFactor::Table { name, .. } = &twj.relation {
-            route::check_maintainable(schema, keyspace, &table_name(name))?;
+            route::check_maintainable(schema, keyspace, &route::last_part(name))?;
         }
     }
     if derived {
@@ -454,14 +448,7 @@ pub(crate) fn plan_update_delete(
 }
 
 fn check_vindex_assignment(uses: &[TableUse<'_>], target: &ObjectName) -> Result<(), PlanError> {
-    let parts: Vec<&str> = target
-        .0
-        .iter()
-        .filter_map(|p| match p {
-            ObjectNamePart::Identifier(i) => Some(i.value.as_str()),
-            _ => None,
-        })
-        .collect();
+    let parts = route::name_parts(target).unwrap_or_default();
     let (qualifier, column) = match parts.as_slice() {
         [c] => (None, *c),
         [.., q, c] => (Some(*q), *c),

@@ -65,22 +65,34 @@ pub(crate) enum Resolved<'s> {
     System,
 }
 
+/// The identifiers of `ks.table` or `t.column`; `None` when a part is a function.
+pub(crate) fn name_parts(name: &ObjectName) -> Option<Vec<&str>> {
+    name.0
+        .iter()
+        .map(|p| match p {
+            ObjectNamePart::Identifier(i) => Some(i.value.as_str()),
+            ObjectNamePart::Function(_) => None,
+        })
+        .collect()
+}
+
+/// The last identifier of a name (the table of `ks.table`, the column of `t.column`), or
+/// an empty string.
+pub(crate) fn last_part(name: &ObjectName) -> String {
+    match name.0.last() {
+        Some(ObjectNamePart::Identifier(i)) => i.value.clone(),
+        _ => String::new(),
+    }
+}
+
 /// Resolves a relation name to a keyspace and placement.
 pub(crate) fn resolve<'s>(
     schema: &'s RoutingSchema,
     name: &ObjectName,
     ctx: &PlanContext<'_>,
 ) -> Result<Resolved<'s>, PlanError> {
-    let parts: Vec<&str> = name
-        .0
-        .iter()
-        .map(|p| match p {
-            ObjectNamePart::Identifier(i) => Ok(i.value.as_str()),
-            ObjectNamePart::Function(_) => {
-                Err(PlanError::unsupported("a function as a table name"))
-            }
-        })
-        .collect::<Result<_, _>>()?;
+    let parts =
+        name_parts(name).ok_or_else(|| PlanError::unsupported("a function as a table name"))?;
     let (keyspace, table) = match parts.as_slice() {
         [t] => (None, *t),
         [k, t] => (Some(*k), *t),
@@ -378,10 +390,7 @@ fn add_factor<'s>(
         TableFactor::Table { name, alias, .. } => {
             let qualifier = match alias {
                 Some(a) => a.name.value.clone(),
-                None => match name.0.last() {
-                    Some(ObjectNamePart::Identifier(i)) => i.value.clone(),
-                    _ => String::new(),
-                },
+                None => last_part(name),
             };
             match resolve(schema, name, ctx)? {
                 Resolved::System => {}

@@ -2,9 +2,7 @@
 //! range_end, hex_keyspace_id, shard FROM hash WHERE id = 1` (or `id IN (...)`, or
 //! `ks.hash`) answers, for each value, its keyspace id and the shard that holds it.
 
-use sqlparser::ast::{
-    BinaryOperator, Expr, InTarget, ObjectNamePart, Query, SelectItem, SetExpr, TableFactor,
-};
+use sqlparser::ast::{BinaryOperator, Expr, InTarget, Query, SelectItem, SetExpr, TableFactor};
 
 use super::error::PlanError;
 use super::merge::Row;
@@ -43,14 +41,7 @@ pub(crate) fn plan(
     let TableFactor::Table { name, .. } = &from.relation else {
         return None;
     };
-    let parts: Vec<&str> = name
-        .0
-        .iter()
-        .filter_map(|p| match p {
-            ObjectNamePart::Identifier(i) => Some(i.value.as_str()),
-            _ => None,
-        })
-        .collect();
+    let parts = super::route::name_parts(name)?;
     let (ks_name, vindex_name) = match parts.as_slice() {
         [v] => (None, *v),
         [k, v] => (Some(*k), *v),

@@ -399,13 +399,7 @@ impl Session {
         };
         self.shared.metrics.routed("passthrough");
         self.shared.metrics.shard_queries(1);
-        let up = self.routed()?.conns.remove(&key);
-        self.upstream = up;
-        let result = self.forward(Command::StmtExecute, &packet).await;
-        if let Some(up) = self.upstream.take() {
-            self.routed()?.conns.insert(key, up);
-        }
-        result
+        self.relay_on(&key, Command::StmtExecute, &packet).await
     }
 
     pub(super) async fn routed_close(&mut self, packet: &Packet) -> Result<(), End> {

@@ -215,7 +215,7 @@ impl Router {
 
 /// Runs one statement of the sequence reservation; an ERR is a failure.
 async fn run(up: &mut Upstream, caps: u32, sql: String) -> Result<ShardResult, String> {
-    match query(up, &sql, caps, 10).await {
+    match query(up, sql.as_bytes(), caps, 10).await {
         Ok(ShardResult::Err(e)) => Err(format!("{}: {}", sql, e.message)),
         Ok(r) => Ok(r),
         Err(e) => Err(e.to_string()),
@@ -240,11 +240,11 @@ pub async fn send_query(up: &mut Upstream, sql: &[u8]) -> std::io::Result<()> {
 /// Sends `sql` and reads the whole answer.
 pub async fn query(
     up: &mut Upstream,
-    sql: &str,
+    sql: &[u8],
     caps: u32,
     max_rows: usize,
 ) -> Result<ShardResult, ShardError> {
-    send_query(up, sql.as_bytes()).await?;
+    send_query(up, sql).await?;
     read_result(up, caps, max_rows).await
 }
 

@@ -132,12 +132,11 @@ impl Session {
         let hint = shardcar_filter::sql::lexer::shardcar_hint(&text, "max_merge_rows")
             .and_then(|v| v.parse::<usize>().ok())
             .map(|n| n.clamp(1, MAX_MERGE_ROWS_HINT));
-        let (router, default_keyspace) = {
+        let (router, default_keyspace, target) = {
             let r = self.routed()?;
             r.statement_max_rows = hint;
-            (r.router.clone(), r.default_keyspace.clone())
+            (r.router.clone(), r.default_keyspace.clone(), r.target_shard)
         };
-        let target = self.routed()?.target_shard;
         if let (Some(shard), Some(ks)) = (target, default_keyspace.clone()) {
             let words = shardcar_filter::sql::lexer::leading_words(&text, 1);
             let session_statement = matches!(
@@ -286,12 +285,9 @@ impl Session {
         let router = self.router_ref().ok()?;
         match plan {
             Plan::Route(route) => {
-                if let Err(e) = self.join_transaction(&route_keys(&route)).await {
-                    return Some(Err(e));
-                }
                 let jobs = Self::jobs(&route, text.as_bytes());
                 Some(
-                    self.execute(jobs, route.merge, route.write, route.replicated, None)
+                    self.execute(jobs, route.merge, route.replicated, None)
                         .await,
                 )
             }
@@ -321,7 +317,7 @@ impl Session {
                     .map(|(i, sql)| ((insert.keyspace.clone(), i), sql.into_bytes()))
                     .collect();
                 Some(
-                    self.execute(jobs, None, true, insert.is_replicated(), first_id)
+                    self.execute(jobs, None, insert.is_replicated(), first_id)
                         .await,
                 )
             }
@@ -335,7 +331,7 @@ impl Session {
                 let jobs = (0..n)
                     .map(|i| ((keyspace.clone(), i), text.as_bytes().to_vec()))
                     .collect();
-                Some(self.execute(jobs, None, true, true, None).await)
+                Some(self.execute(jobs, None, true, None).await)
             }
             _ => None,
         }
@@ -423,11 +419,7 @@ impl Session {
             let mut up = result.map_err(|e| e.to_err_packet())?;
             let caps_now = up.session.capabilities;
             for set in sets {
-                match router::query(&mut up, &String::from_utf8_lossy(&set), caps_now, 1).await {
-                    Ok(ShardResult::Err(e)) => return Err(e),
-                    Ok(_) => {}
-                    Err(e) => return Err(err(error_codes::ER_NET_READ_ERROR, e.to_string())),
-                }
+                session_statement(&mut up, &set, caps_now).await?;
             }
             self.routed
                 .as_mut()
@@ -473,11 +465,7 @@ impl Session {
             let caps = self.auth.capabilities;
             let up = self.shard_conn(key).await?;
             if explicit {
-                match router::query(up, &String::from_utf8_lossy(&begin), caps, 1).await {
-                    Ok(ShardResult::Err(e)) => return Err(e),
-                    Ok(_) => {}
-                    Err(e) => return Err(err(error_codes::ER_NET_READ_ERROR, e.to_string())),
-                }
+                session_statement(up, &begin, caps).await?;
             }
             joined.push(key.clone());
         }
@@ -488,11 +476,11 @@ impl Session {
     }
 
     async fn run_route(&mut self, route: Route, packet: &Packet) -> Result<(), End> {
-        let keys = route_keys(&route);
-        if let Err(e) = self.join_transaction(&keys).await {
-            return self.send_err(&e).await;
-        }
         if route.is_passthrough() {
+            let keys = route_keys(&route);
+            if let Err(e) = self.join_transaction(&keys).await {
+                return self.send_err(&e).await;
+            }
             if route.write {
                 if let Some(r) = self.routed.as_mut() {
                     r.last_insert_id = LastInsertId::Shard(keys[0].clone());
@@ -508,18 +496,30 @@ impl Session {
         } else {
             "multi"
         });
-        self.run_on_shards(jobs, route.merge, route.write, route.replicated, None)
+        self.run_on_shards(jobs, route.merge, route.replicated, None)
             .await
     }
 
-    /// Relays the client's packet to one shard and its answer back, raw.
+    /// Relays the client's query to one shard and its answer back, raw.
     async fn passthrough(&mut self, key: &ShardKey, packet: &Packet) -> Result<(), End> {
+        self.relay_on(key, Command::Query, packet).await
+    }
+
+    /// Relays `packet` (a `command`) to shard `key` and its answer back raw, through the
+    /// same forwarding the unsharded role uses: the shard's connection stands in as the
+    /// session's upstream for the command.
+    pub(super) async fn relay_on(
+        &mut self,
+        key: &ShardKey,
+        command: Command,
+        packet: &Packet,
+    ) -> Result<(), End> {
         if let Err(e) = self.shard_conn(key).await {
             return self.send_err(&e).await;
         }
         let up = self.routed()?.conns.remove(key);
         self.upstream = up;
-        let result = self.forward(Command::Query, packet).await;
+        let result = self.forward(command, packet).await;
         if let Some(up) = self.upstream.take() {
             self.routed()?.conns.insert(key.clone(), up);
         }
@@ -531,13 +531,10 @@ impl Session {
         &mut self,
         jobs: Vec<(ShardKey, Vec<u8>)>,
         merge: Option<MergeSpec>,
-        write: bool,
         replicated: bool,
         first_insert_id: Option<i64>,
     ) -> Result<(), End> {
-        let outcome = self
-            .execute(jobs, merge, write, replicated, first_insert_id)
-            .await;
+        let outcome = self.execute(jobs, merge, replicated, first_insert_id).await;
         self.respond(outcome).await
     }
 
@@ -554,20 +551,18 @@ impl Session {
         }
     }
 
-    /// Sends one statement per shard, reads every answer whole and combines them: the
-    /// first error, the merged rows, or the summed OK packets.
+    /// Sends one statement per shard (each joining the open transaction first), reads
+    /// every answer whole and combines them: the first error, the merged rows, or the
+    /// summed OK packets.
     pub(super) async fn execute(
         &mut self,
         jobs: Vec<(ShardKey, Vec<u8>)>,
         merge: Option<MergeSpec>,
-        write: bool,
         replicated: bool,
         first_insert_id: Option<i64>,
     ) -> Result<Outcome, ErrPacket> {
         let keys: Vec<ShardKey> = jobs.iter().map(|(k, _)| k.clone()).collect();
-        if write {
-            self.join_transaction(&keys).await?;
-        }
+        self.join_transaction(&keys).await?;
         let caps = self.auth.capabilities;
         let max_rows = self
             .routed
@@ -755,11 +750,6 @@ impl Session {
             match self.plan_text(&outer)? {
                 Plan::Materialize(next) => m = next,
                 Plan::Route(route) => {
-                    // The outer statement only reads (its writes were refused by the planner).
-                    let route = Route {
-                        write: false,
-                        ..route
-                    };
                     return match Box::pin(self.outcome_of(Plan::Route(route), &outer)).await {
                         Some(outcome) => outcome,
                         None => Err(PlanError::unsupported("this statement").to_err_packet()),
@@ -793,7 +783,6 @@ impl Session {
     }
 
     async fn transaction(&mut self, t: Transaction, text: &[u8]) -> Result<(), End> {
-        let caps = self.auth.capabilities;
         match t {
             Transaction::Begin => {
                 // An open transaction commits implicitly, as in MySQL.
@@ -833,8 +822,7 @@ impl Session {
                     return self.send_ok(OkPacket::default()).await;
                 }
                 let jobs = shards.into_iter().map(|k| (k, text.to_vec())).collect();
-                let _ = caps;
-                self.run_on_shards(jobs, None, false, true, None).await
+                self.run_on_shards(jobs, None, true, None).await
             }
         }
     }
@@ -854,7 +842,7 @@ impl Session {
             let Some(up) = self.routed.as_mut().and_then(|r| r.conns.get_mut(key)) else {
                 continue;
             };
-            match router::query(up, &String::from_utf8_lossy(verb), caps, 1).await {
+            match router::query(up, verb, caps, 1).await {
                 Ok(ShardResult::Err(e)) => {
                     first_error.get_or_insert(e);
                 }
@@ -898,7 +886,6 @@ impl Session {
             }
         };
         let mut reply = OkPacket::default();
-        let sql = String::from_utf8_lossy(text).into_owned();
         let mut all = vec![probe.clone()];
         all.extend(keys.into_iter().filter(|k| *k != probe));
         for (n, key) in all.iter().enumerate() {
@@ -906,7 +893,7 @@ impl Session {
                 Ok(up) => up,
                 Err(e) => return self.send_err(&e).await,
             };
-            match router::query(up, &sql, caps, 1).await {
+            match router::query(up, text, caps, 1).await {
                 Ok(ShardResult::Err(e)) if n == 0 => return self.send_err(&e).await,
                 Ok(ShardResult::Ok(ok)) if n == 0 => reply.warnings = ok.warnings,
                 Ok(_) => {}
@@ -983,16 +970,7 @@ impl Session {
                 match plan::plan(&router.schema, "SELECT 1", &ctx) {
                     Ok(Plan::Route(r)) => {
                         let key = (r.keyspace.clone(), r.shards.first().copied().unwrap_or(0));
-                        if let Err(e) = self.shard_conn(&key).await {
-                            return self.send_err(&e).await;
-                        }
-                        let up = self.routed()?.conns.remove(&key);
-                        self.upstream = up;
-                        let result = self.forward(command, packet).await;
-                        if let Some(up) = self.upstream.take() {
-                            self.routed()?.conns.insert(key, up);
-                        }
-                        result
+                        self.relay_on(&key, command, packet).await
                     }
                     Ok(_) => self.send_ok(OkPacket::default()).await,
                     Err(e) => self.refuse(&e).await,
@@ -1005,6 +983,16 @@ impl Session {
                 self.refuse(&e).await
             }
         }
+    }
+}
+
+/// Runs a session statement (SET, BEGIN) on one shard connection: its ERR, or a lost
+/// connection, is the caller's failure.
+async fn session_statement(up: &mut Upstream, sql: &[u8], caps: u32) -> Result<(), ErrPacket> {
+    match router::query(up, sql, caps, 1).await {
+        Ok(ShardResult::Err(e)) => Err(e),
+        Ok(_) => Ok(()),
+        Err(e) => Err(err(error_codes::ER_NET_READ_ERROR, e.to_string())),
     }
 }
 
