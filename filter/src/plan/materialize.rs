@@ -196,7 +196,8 @@ fn qualifiers<V: Visit>(node: &V) -> (BTreeSet<String>, BTreeSet<String>, bool) 
     (q.used, q.defined, q.relations)
 }
 
-/// Whether `query` can run on its own: it reads tables and refers to no outer alias.
+/// Whether `query` can run on its own: it reads tables and refers to no outer alias (a
+/// LATERAL derived table that refers to the tables before it fails this test).
 fn standalone(query: &Query) -> bool {
     let (used, defined, relations) = qualifiers(query);
     relations && used.is_subset(&defined)
@@ -231,13 +232,6 @@ pub(crate) fn fallback(
                     self.inner = Some(q.to_string());
                     *q = self.marker.clone();
                     return ControlFlow::Break(());
-                }
-                ControlFlow::Continue(())
-            }
-            fn pre_visit_table_factor(&mut self, t: &mut TableFactor) -> ControlFlow<()> {
-                if let TableFactor::Derived { lateral: true, .. } = t {
-                    // A LATERAL derived table refers to the tables before it.
-                    return ControlFlow::Continue(());
                 }
                 ControlFlow::Continue(())
             }

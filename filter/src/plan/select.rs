@@ -181,27 +181,17 @@ fn route_blocks<'s>(
         }
         all_uses.extend(uses);
     }
-    let reading_derived = |f: &sqlparser::ast::TableFactor| matches!(f, sqlparser::ast::TableFactor::Derived { subquery, .. } if route::reads_tables(subquery.as_ref()));
-    if blocks.first().is_some_and(|b| {
-        b.from.iter().any(|t| reading_derived(&t.relation))
-            || b.from
-                .iter()
-                .flat_map(|t| &t.joins)
-                .any(|j| reading_derived(&j.relation))
-    }) {
-        outer_sharded = false;
-        outer = None;
-    }
-    if outer_sharded && blocks.len() == 1 {
-        if let Some(r) = outer {
-            return Ok(r);
-        }
-    }
-    if outer_sharded {
-        if let (Some(r), Ok(Some(_))) = (
-            outer.take(),
-            route::route_tables(&all_uses, &all_terms, None, &|_| None),
-        ) {
+    // `from_tables` reports only derived tables that read tables: literal rows are like a
+    // reference table. The outer block's shards hold when it is the only block, or when
+    // every block is co-located with it.
+    if let (true, Some(r)) = (outer_sharded, outer) {
+        let colocated = || {
+            matches!(
+                route::route_tables(&all_uses, &all_terms, None, &|_| None),
+                Ok(Some(_))
+            )
+        };
+        if blocks.len() == 1 || colocated() {
             return Ok(r);
         }
     }

@@ -186,7 +186,7 @@ fn inserts_split_per_shard_and_wait_for_sequences() {
     let stmts = q.shard_statements(&s).unwrap_or_default();
     let all: String = stmts.iter().map(|(_, q)| q.clone()).collect();
     assert!(all.contains("100") && all.contains("101"), "{all}");
-    let _ = p.fill_sequence(1);
+    assert_eq!(p.fill_sequence(1), None, "explicit ids need no sequence");
 }
 
 #[test]

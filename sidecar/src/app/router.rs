@@ -101,12 +101,13 @@ impl Router {
     }
 
     /// A cached route for `sql`, when its shape is known to route from its literals.
-    /// `Err(key)` hands back the cache key for [`Router::remember`] after a full plan.
-    pub fn cached_route(
+    /// `Err(Some(..))` hands back the cache key and the literals of an unknown shape for
+    /// [`Router::remember`] after a full plan.
+    pub fn cached_route<'a>(
         &self,
         default_keyspace: Option<&str>,
-        sql: &str,
-    ) -> Result<Route, Option<String>> {
+        sql: &'a str,
+    ) -> Result<Route, Option<(String, Vec<&'a str>)>> {
         let Some((key, literals)) = cache::key(default_keyspace, sql) else {
             return Err(None);
         };
@@ -117,22 +118,23 @@ impl Router {
         match known {
             Some(Some(t)) => t.route(&self.schema, &literals).ok_or(None),
             Some(None) => Err(None),
-            None => Err(Some(key)),
+            None => Err(Some((key, literals))),
         }
     }
 
-    /// Records the template of the statement shape `key` after `sql` was planned to
-    /// `plan`, when the template routes `sql` exactly as the planner did.
-    pub fn remember(&self, key: String, default_keyspace: Option<&str>, sql: &str, plan: &Plan) {
+    /// Records the template of the statement shape `key` after a statement with these
+    /// `literals` was planned to `plan`, when the template routes it exactly as the
+    /// planner did.
+    pub fn remember(
+        &self,
+        (key, literals): (String, Vec<&str>),
+        default_keyspace: Option<&str>,
+        plan: &Plan,
+    ) {
         let ctx = PlanContext { default_keyspace };
         let template: Option<Template> = match plan {
             Plan::Route(r) if r.is_passthrough() => cache::template(&self.schema, &key, &ctx)
-                .filter(|t| {
-                    let literals = cache::key(default_keyspace, sql)
-                        .map(|(_, l)| l)
-                        .unwrap_or_default();
-                    t.route(&self.schema, &literals).as_ref() == Some(r)
-                }),
+                .filter(|t| t.route(&self.schema, &literals).as_ref() == Some(r)),
             _ => None,
         };
         if let Ok(mut c) = self.cache.write() {

@@ -169,7 +169,7 @@ impl Session {
         };
         let planned = plan::plan(&router.schema, &text, &ctx);
         if let (Some(key), Ok(p)) = (cache_key, planned.as_ref()) {
-            router.remember(key, ctx.default_keyspace, &text, p);
+            router.remember(key, ctx.default_keyspace, p);
         }
         debug!(statement = %text, plan = ?planned, "planned");
         let metrics = self.shared.metrics.clone();
