@@ -1,0 +1,12 @@
+//! Decisions of the db role (the connection-protection sidecar beside mysqld), without
+//! I/O: what a statement is and which session state it touches (`statement`), which
+//! SET assignments a session carries (`vars`), when a session must keep its backend
+//! connection (`pins`), and the query rules (`rules`).
+
+pub mod pins;
+pub mod rules;
+pub mod statement;
+pub mod vars;
+
+#[cfg(test)]
+mod tests;
