@@ -1,5 +1,5 @@
 //! The `shardcar` binary: parses the command line, sets up logging and the tokio
-//! runtime, and hands over to a role (`app`, `local`) or a small tool.
+//! runtime, and hands over to a role (`app`, `db`, `local`) or a small tool.
 
 use std::io::{IsTerminal, Read};
 use std::path::{Path, PathBuf};
@@ -42,6 +42,16 @@ enum Cmd {
         #[command(flatten)]
         overrides: AppOverrides,
     },
+    /// Run the db role beside one mysqld: client sessions multiplexed over a protected
+    /// pool (timeouts, row limits, query rules). The `db` section of the configuration
+    /// reloads while running.
+    Db {
+        /// The YAML configuration file (see docs/configuration.md and docs/db-role.md).
+        #[arg(long, env = "SHARDCAR_CONFIG", value_name = "FILE")]
+        config: Option<PathBuf>,
+        #[command(flatten)]
+        overrides: AppOverrides,
+    },
     /// Run a local cluster on loopback (real mariadbd per keyspace, the sidecar in
     /// front), like Vitess's vttestserver. With no keyspace: a demo.
     Local(shardcar::local::LocalArgs),
@@ -68,6 +78,12 @@ fn main() -> anyhow::Result<()> {
             let config = load_app_config(config.as_deref(), &overrides)?;
             runtime(cli.threads)?
                 .block_on(async { shardcar::app::run(config, shardcar::shutdown::install()).await })
+        }
+        Cmd::Db { config, overrides } => {
+            let loaded = load_app_config(config.as_deref(), &overrides)?;
+            runtime(cli.threads)?.block_on(async {
+                shardcar::app::run_db(loaded, config, shardcar::shutdown::install()).await
+            })
         }
         Cmd::Local(args) => runtime(cli.threads)?.block_on(shardcar::local::run(args)),
         Cmd::HashPassword { password_file } => hash_password(password_file.as_deref()),

@@ -1,4 +1,4 @@
-//! The real `shardcar` binary in the app role, started with a generated YAML config on free
+//! The real `shardcar` binary in the app or db role, started with a generated YAML config on free
 //! loopback ports.
 
 use std::fmt::Write as _;
@@ -32,6 +32,8 @@ pub struct SidecarOptions {
     /// Raw YAML appended inside `upstream:`, indented by two spaces, e.g.
     /// `  tls:\n    enabled: true\n`.
     pub upstream_extra_yaml: String,
+    /// The subcommand: `app` or `db`.
+    pub role: &'static str,
 }
 
 impl Default for SidecarOptions {
@@ -44,6 +46,7 @@ impl Default for SidecarOptions {
             app_password: "app".to_string(),
             extra_yaml: String::new(),
             upstream_extra_yaml: String::new(),
+            role: "app",
         }
     }
 }
@@ -132,7 +135,7 @@ impl SidecarProcess {
         let stdout = File::create(dir.path().join("stdout.log")).context("creating stdout.log")?;
         let stderr = File::create(dir.path().join("stderr.log")).context("creating stderr.log")?;
         let mut cmd = Command::new(&binary);
-        cmd.arg("app")
+        cmd.arg(opts.role)
             .arg("--config")
             .arg(&config_path)
             .stdin(Stdio::null())

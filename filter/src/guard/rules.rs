@@ -196,9 +196,32 @@ pub struct RuleSet {
 
 /// Kind names a rule may list.
 const KINDS: &[&str] = &[
-    "select", "insert", "replace", "update", "delete", "load", "set", "use", "begin",
-    "commit", "rollback", "savepoint", "lock", "unlock", "ddl", "show", "explain", "call",
-    "do", "prepare", "execute", "deallocate", "xa", "handler", "kill", "other",
+    "select",
+    "insert",
+    "replace",
+    "update",
+    "delete",
+    "load",
+    "set",
+    "use",
+    "begin",
+    "commit",
+    "rollback",
+    "savepoint",
+    "lock",
+    "unlock",
+    "ddl",
+    "show",
+    "explain",
+    "call",
+    "do",
+    "prepare",
+    "execute",
+    "deallocate",
+    "xa",
+    "handler",
+    "kill",
+    "other",
 ];
 
 impl RuleSet {
@@ -229,9 +252,24 @@ impl RuleSet {
                 action,
             });
         };
-        add_builtin("update_without_where", builtin.update_without_where, &["update"], false);
-        add_builtin("delete_without_where", builtin.delete_without_where, &["delete"], false);
-        add_builtin("unbounded_select", builtin.unbounded_select, &["select"], true);
+        add_builtin(
+            "update_without_where",
+            builtin.update_without_where,
+            &["update"],
+            false,
+        );
+        add_builtin(
+            "delete_without_where",
+            builtin.delete_without_where,
+            &["delete"],
+            false,
+        );
+        add_builtin(
+            "unbounded_select",
+            builtin.unbounded_select,
+            &["select"],
+            true,
+        );
         add_builtin("ddl", builtin.ddl, &["ddl"], false);
         for (index, r) in rules.iter().enumerate() {
             out.push(compile_rule(index, r)?);
@@ -431,7 +469,8 @@ impl Rule {
             return false;
         }
         if !self.fingerprints.is_empty()
-            && !fingerprint.is_some_and(|f| self.fingerprints.iter().any(|p| p.eq_ignore_ascii_case(f)))
+            && !fingerprint
+                .is_some_and(|f| self.fingerprints.iter().any(|p| p.eq_ignore_ascii_case(f)))
         {
             return false;
         }

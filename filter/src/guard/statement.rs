@@ -113,8 +113,9 @@ pub struct Effects {
 }
 
 /// A top-level LIMIT clause.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Limit {
+    #[default]
     None,
     /// At most this many rows.
     Rows(u64),
@@ -173,9 +174,9 @@ pub fn analyze(text: &str) -> Statement {
     } else {
         None
     };
-    let max_execution_ms = scan.max_execution_ms.or_else(|| {
-        shardcar_hint(text, "timeout_ms").and_then(|v| v.parse::<u64>().ok())
-    });
+    let max_execution_ms = scan
+        .max_execution_ms
+        .or_else(|| shardcar_hint(text, "timeout_ms").and_then(|v| v.parse::<u64>().ok()));
     Statement {
         kind,
         effects: scan.effects,
@@ -225,12 +226,6 @@ enum LimitState {
     AfterFirst,
     /// After `LIMIT a,`.
     Second,
-}
-
-impl Default for Limit {
-    fn default() -> Self {
-        Limit::None
-    }
 }
 
 fn is_word(token: Option<Token>, word: &str) -> bool {
@@ -324,9 +319,15 @@ impl Scan {
     fn tables(&mut self, token: Token, prev: Option<Token>) {
         if self.want_table {
             if let Token::Word(w) = token {
-                if ["LOW_PRIORITY", "IGNORE", "QUICK", "DELAYED", "HIGH_PRIORITY"]
-                    .iter()
-                    .any(|k| w.eq_ignore_ascii_case(k))
+                if [
+                    "LOW_PRIORITY",
+                    "IGNORE",
+                    "QUICK",
+                    "DELAYED",
+                    "HIGH_PRIORITY",
+                ]
+                .iter()
+                .any(|k| w.eq_ignore_ascii_case(k))
                 {
                     return;
                 }
@@ -349,12 +350,18 @@ impl Scan {
                 }
             }
             Token::Other(",") if self.table_list == Some(self.depth) => self.want_table = true,
-            Token::Word(w) if w.eq_ignore_ascii_case("UPDATE") && (is_word(prev, "KEY") || is_word(prev, "FOR")) => {}
+            Token::Word(w)
+                if w.eq_ignore_ascii_case("UPDATE")
+                    && (is_word(prev, "KEY") || is_word(prev, "FOR")) => {}
             Token::Word(w) if ["FROM", "UPDATE"].iter().any(|k| w.eq_ignore_ascii_case(k)) => {
                 self.want_table = true;
                 self.table_list = Some(self.depth);
             }
-            Token::Word(w) if ["JOIN", "INTO", "TABLE"].iter().any(|k| w.eq_ignore_ascii_case(k)) => {
+            Token::Word(w)
+                if ["JOIN", "INTO", "TABLE"]
+                    .iter()
+                    .any(|k| w.eq_ignore_ascii_case(k)) =>
+            {
                 self.want_table = true;
             }
             Token::Word(w) if self.table_list == Some(self.depth) => {
@@ -524,9 +531,16 @@ fn ends_table_list(word: &str) -> bool {
 }
 
 fn is_keyword_after_from(word: &str) -> bool {
-    ["SELECT", "DUAL", "LATERAL", "JSON_TABLE", "OUTFILE", "DUMPFILE"]
-        .iter()
-        .any(|k| word.eq_ignore_ascii_case(k))
+    [
+        "SELECT",
+        "DUAL",
+        "LATERAL",
+        "JSON_TABLE",
+        "OUTFILE",
+        "DUMPFILE",
+    ]
+    .iter()
+    .any(|k| word.eq_ignore_ascii_case(k))
 }
 
 /// The `n` of `MAX_EXECUTION_TIME(n)` in an optimizer hint comment.
@@ -539,22 +553,23 @@ fn max_execution_time(comment: &str) -> Option<u64> {
     rest[..end].trim().parse().ok()
 }
 
-/// The values the session functions take for this session, tracked by the db role.
+/// The values the session functions take for this session, tracked by the db role;
+/// `None` leaves the call to mysqld.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SessionValues {
-    pub last_insert_id: u64,
+    pub last_insert_id: Option<u64>,
     /// `ROW_COUNT()`: affected rows of the last DML, -1 after a result set, 0 otherwise.
-    pub row_count: i64,
+    pub row_count: Option<i64>,
     /// `FOUND_ROWS()`: rows of the last SELECT (without SQL_CALC_FOUND_ROWS).
-    pub found_rows: u64,
+    pub found_rows: Option<u64>,
     /// The connection id the client was given at login.
-    pub connection_id: u32,
+    pub connection_id: Option<u32>,
 }
 
 /// `text` with `LAST_INSERT_ID()`, `ROW_COUNT()`, `FOUND_ROWS()` and `CONNECTION_ID()`
-/// (without arguments) replaced by the session's values, for a statement that runs on a
-/// different backend connection than the one that produced them. `None` when nothing
-/// was replaced.
+/// (without arguments) replaced by the session's values, since a multiplexed statement
+/// runs on a backend connection whose own values belong to whoever used it last. `None`
+/// when nothing was replaced.
 pub fn substitute_session_functions(text: &str, values: &SessionValues) -> Option<String> {
     let mut out = String::with_capacity(text.len() + 8);
     let mut copied = 0;
@@ -576,15 +591,17 @@ pub fn substitute_session_functions(text: &str, values: &SessionValues) -> Optio
             }
             (Token::Other(")"), Some((start, name)), true) => {
                 let value = match name.to_ascii_uppercase().as_str() {
-                    "LAST_INSERT_ID" => values.last_insert_id.to_string(),
-                    "ROW_COUNT" => values.row_count.to_string(),
-                    "FOUND_ROWS" => values.found_rows.to_string(),
-                    _ => values.connection_id.to_string(),
+                    "LAST_INSERT_ID" => values.last_insert_id.map(|v| v.to_string()),
+                    "ROW_COUNT" => values.row_count.map(|v| v.to_string()),
+                    "FOUND_ROWS" => values.found_rows.map(|v| v.to_string()),
+                    _ => values.connection_id.map(|v| v.to_string()),
                 };
-                out.push_str(&text[copied..start]);
-                out.push_str(&value);
-                copied = end;
-                replaced = true;
+                if let Some(value) = value {
+                    out.push_str(&text[copied..start]);
+                    out.push_str(&value);
+                    copied = end;
+                    replaced = true;
+                }
             }
             (Token::Comment(_), _, _) => continue,
             _ => {}

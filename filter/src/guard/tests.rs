@@ -3,7 +3,9 @@ use super::rules::{
     glob, ActionName, BuiltinAction, BuiltinRules, Decision, MatchConfig, RuleConfig, RuleSet,
     Subject,
 };
-use super::statement::{analyze, substitute_session_functions, with_limit, Kind, Limit, SessionValues};
+use super::statement::{
+    analyze, substitute_session_functions, with_limit, Kind, Limit, SessionValues,
+};
 use super::vars::{parse_set, SessionVars, SetEffect};
 use crate::protocol::constants::status;
 
@@ -14,7 +16,10 @@ fn kinds_from_leading_words() {
         ("/* c */ SELECT 1", Kind::Select),
         ("(SELECT 1) UNION (SELECT 2)", Kind::Select),
         ("WITH a AS (SELECT 1) SELECT * FROM a", Kind::Select),
-        ("WITH a AS (SELECT 1), b AS (SELECT 2) UPDATE t SET x = 1", Kind::Update),
+        (
+            "WITH a AS (SELECT 1), b AS (SELECT 2) UPDATE t SET x = 1",
+            Kind::Update,
+        ),
         ("insert into t values (1)", Kind::Insert),
         ("START TRANSACTION READ ONLY", Kind::Begin),
         ("begin", Kind::Begin),
@@ -38,19 +43,47 @@ fn kinds_from_leading_words() {
 fn session_effects_are_found_outside_strings_and_comments() {
     let st = analyze("SELECT GET_LOCK('a', 1)");
     assert!(st.effects.named_lock);
-    assert!(!analyze("SELECT 'GET_LOCK(1)' /* GET_LOCK( */").effects.named_lock);
+    assert!(
+        !analyze("SELECT 'GET_LOCK(1)' /* GET_LOCK( */")
+            .effects
+            .named_lock
+    );
     assert!(analyze("SELECT @a := 1").effects.sets_user_variable);
-    assert!(analyze("SELECT id INTO @x FROM t").effects.sets_user_variable);
+    assert!(
+        analyze("SELECT id INTO @x FROM t")
+            .effects
+            .sets_user_variable
+    );
     assert!(!analyze("SELECT @a, @@sql_mode").effects.sets_user_variable);
-    assert!(analyze("CREATE TEMPORARY TABLE t (a int)").effects.temporary_table);
-    assert!(analyze("select SQL_CALC_FOUND_ROWS * from t").effects.calc_found_rows);
+    assert!(
+        analyze("CREATE TEMPORARY TABLE t (a int)")
+            .effects
+            .temporary_table
+    );
+    assert!(
+        analyze("select SQL_CALC_FOUND_ROWS * from t")
+            .effects
+            .calc_found_rows
+    );
     assert!(analyze("SELECT last_insert_id()").effects.session_functions);
-    assert!(!analyze("SELECT last_insert_id()").effects.sets_last_insert_id);
-    assert!(analyze("UPDATE t SET id = LAST_INSERT_ID(id + 1)").effects.sets_last_insert_id);
+    assert!(
+        !analyze("SELECT last_insert_id()")
+            .effects
+            .sets_last_insert_id
+    );
+    assert!(
+        analyze("UPDATE t SET id = LAST_INSERT_ID(id + 1)")
+            .effects
+            .sets_last_insert_id
+    );
     assert!(analyze("XA BEGIN 'x'").effects.xa_open);
     assert!(analyze("xa commit 'x'").effects.xa_close);
     assert!(analyze("HANDLER t OPEN").effects.handler_open);
-    assert!(analyze("FLUSH TABLES WITH READ LOCK").effects.global_read_lock);
+    assert!(
+        analyze("FLUSH TABLES WITH READ LOCK")
+            .effects
+            .global_read_lock
+    );
     assert!(analyze("SELECT 1; SELECT 2").effects.multi);
     assert!(!analyze("SELECT 1;").effects.multi);
 }
@@ -67,7 +100,10 @@ fn where_limit_and_tables() {
     let st = analyze("SELECT * FROM db.a x, `b` y JOIN c ON c.i = x.i WHERE 1 LIMIT 10, 20");
     assert_eq!(st.tables, vec!["a", "b", "c"]);
     assert_eq!(st.limit, Limit::Rows(20));
-    assert_eq!(analyze("SELECT * FROM t LIMIT 5 OFFSET 3").limit, Limit::Rows(5));
+    assert_eq!(
+        analyze("SELECT * FROM t LIMIT 5 OFFSET 3").limit,
+        Limit::Rows(5)
+    );
     assert_eq!(analyze("SELECT * FROM t LIMIT ?").limit, Limit::Unknown);
     assert_eq!(analyze("SELECT * FROM t").limit, Limit::None);
     assert_eq!(analyze("UPDATE IGNORE t SET a = 1").tables, vec!["t"]);
@@ -96,7 +132,10 @@ fn row_limit_goes_before_locking_clauses_and_not_into_other_statements() {
         add("SELECT * FROM t FOR SYSTEM_TIME ALL").as_deref(),
         Some("SELECT * FROM t FOR SYSTEM_TIME ALL LIMIT 11")
     );
-    assert_eq!(add("SELECT 1 -- c").as_deref(), Some("SELECT 1 LIMIT 11 -- c"));
+    assert_eq!(
+        add("SELECT 1 -- c").as_deref(),
+        Some("SELECT 1 LIMIT 11 -- c")
+    );
     assert_eq!(add("SELECT 1;").as_deref(), Some("SELECT 1 LIMIT 11;"));
     assert_eq!(add("SELECT * FROM t LIMIT 5"), None);
     assert_eq!(add("SELECT a INTO @x FROM t"), None);
@@ -121,10 +160,10 @@ fn hints_give_a_statement_timeout() {
 #[test]
 fn session_functions_are_replaced_by_tracked_values() {
     let v = SessionValues {
-        last_insert_id: 42,
-        row_count: -1,
-        found_rows: 7,
-        connection_id: 9,
+        last_insert_id: Some(42),
+        row_count: Some(-1),
+        found_rows: Some(7),
+        connection_id: Some(9),
     };
     assert_eq!(
         substitute_session_functions(
@@ -134,7 +173,19 @@ fn session_functions_are_replaced_by_tracked_values() {
         .as_deref(),
         Some("SELECT 42, -1, 7, 9, 'LAST_INSERT_ID()'")
     );
-    assert_eq!(substitute_session_functions("SELECT LAST_INSERT_ID(5)", &v), None);
+    let server_found_rows = SessionValues {
+        found_rows: None,
+        ..v
+    };
+    assert_eq!(
+        substitute_session_functions("SELECT FOUND_ROWS(), CONNECTION_ID()", &server_found_rows)
+            .as_deref(),
+        Some("SELECT FOUND_ROWS(), 9")
+    );
+    assert_eq!(
+        substitute_session_functions("SELECT LAST_INSERT_ID(5)", &v),
+        None
+    );
     assert_eq!(substitute_session_functions("SELECT 1", &v), None);
 }
 
@@ -149,7 +200,10 @@ fn set_statements_split_into_replayable_assignments() {
     assert_eq!(names, ["sql_mode", "time_zone", "names"]);
     assert_eq!(parse_set("SET @x = 1"), SetEffect::UserVariable);
     assert_eq!(parse_set("SET a = 1, @x = 2"), SetEffect::UserVariable);
-    assert_eq!(parse_set("SET GLOBAL max_connections = 10"), SetEffect::Stateless);
+    assert_eq!(
+        parse_set("SET GLOBAL max_connections = 10"),
+        SetEffect::Stateless
+    );
     assert_eq!(parse_set("SET @@global.x = 1"), SetEffect::Untracked);
     assert_eq!(parse_set("SET GLOBAL a = 1, b = 2"), SetEffect::Untracked);
     assert_eq!(
@@ -160,7 +214,10 @@ fn set_statements_split_into_replayable_assignments() {
         parse_set("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED"),
         SetEffect::Session(_)
     ));
-    assert_eq!(parse_set("SET STATEMENT max_statement_time=1 FOR SELECT 1"), SetEffect::Stateless);
+    assert_eq!(
+        parse_set("SET STATEMENT max_statement_time=1 FOR SELECT 1"),
+        SetEffect::Stateless
+    );
     assert_eq!(parse_set("SET sql_mode = @m"), SetEffect::Untracked);
     assert_eq!(parse_set("SET a = 1; SET b = 2"), SetEffect::Untracked);
 }
@@ -186,8 +243,15 @@ fn session_vars_keep_the_latest_assignment_per_variable() {
     let key = vars.key();
     assert_ne!(key, 0);
     // Relative assignments stack instead of replacing.
-    assign(&mut vars, "SET sql_mode = CONCAT(@@sql_mode, ',ANSI_QUOTES')").unwrap();
-    assert!(vars.replay().unwrap().contains("'TRADITIONAL', sql_mode = CONCAT"));
+    assign(
+        &mut vars,
+        "SET sql_mode = CONCAT(@@sql_mode, ',ANSI_QUOTES')",
+    )
+    .unwrap();
+    assert!(vars
+        .replay()
+        .unwrap()
+        .contains("'TRADITIONAL', sql_mode = CONCAT"));
     assert_ne!(vars.key(), key);
     for i in 0..200 {
         if assign(&mut vars, &format!("SET v{i} = 1")).is_err() {
@@ -224,7 +288,11 @@ fn pins_follow_transactions_locks_and_sticky_state() {
     assert_eq!(pins.reason(), Some(PinReason::LockedTables));
     run(&mut pins, "UNLOCK TABLES", status::AUTOCOMMIT);
     assert_eq!(pins.reason(), None);
-    run(&mut pins, "SET TRANSACTION ISOLATION LEVEL SERIALIZABLE", status::AUTOCOMMIT);
+    run(
+        &mut pins,
+        "SET TRANSACTION ISOLATION LEVEL SERIALIZABLE",
+        status::AUTOCOMMIT,
+    );
     assert_eq!(pins.reason(), Some(PinReason::NextTransaction));
     run(&mut pins, "BEGIN", status::IN_TRANS);
     run(&mut pins, "COMMIT", status::AUTOCOMMIT);
@@ -279,7 +347,9 @@ const APP: Subject = Subject {
 fn builtin_rules_deny_updates_and_deletes_without_where() {
     let rules = RuleSet::compile(&BuiltinRules::default(), &[]).unwrap();
     let eval = |sql: &str| rules.evaluate(APP, sql, &analyze(sql), 0).action;
-    assert!(matches!(eval("DELETE FROM t"), Decision::Deny { rule, .. } if rule == "builtin:delete_without_where"));
+    assert!(
+        matches!(eval("DELETE FROM t"), Decision::Deny { rule, .. } if rule == "builtin:delete_without_where")
+    );
     assert!(matches!(eval("update t set a = 1"), Decision::Deny { .. }));
     assert_eq!(eval("DELETE FROM t WHERE id = 1"), Decision::Run);
     assert_eq!(eval("SELECT * FROM t"), Decision::Run);
@@ -291,16 +361,28 @@ fn builtin_rules_deny_updates_and_deletes_without_where() {
     };
     let rules = RuleSet::compile(&builtin, &[]).unwrap();
     let st = analyze("DROP TABLE t");
-    assert!(matches!(rules.evaluate(APP, "DROP TABLE t", &st, 0).action, Decision::Deny { .. }));
+    assert!(matches!(
+        rules.evaluate(APP, "DROP TABLE t", &st, 0).action,
+        Decision::Deny { .. }
+    ));
     let migrate = Subject {
         user: "migrator",
         client: "x",
     };
-    assert_eq!(rules.evaluate(migrate, "DROP TABLE t", &st, 0).action, Decision::Run);
+    assert_eq!(
+        rules.evaluate(migrate, "DROP TABLE t", &st, 0).action,
+        Decision::Run
+    );
     let sql = "SELECT * FROM t";
-    assert!(matches!(rules.evaluate(APP, sql, &analyze(sql), 0).action, Decision::Deny { .. }));
+    assert!(matches!(
+        rules.evaluate(APP, sql, &analyze(sql), 0).action,
+        Decision::Deny { .. }
+    ));
     let sql = "SELECT * FROM t LIMIT 10";
-    assert_eq!(rules.evaluate(APP, sql, &analyze(sql), 0).action, Decision::Run);
+    assert_eq!(
+        rules.evaluate(APP, sql, &analyze(sql), 0).action,
+        Decision::Run
+    );
 }
 
 #[test]
@@ -358,12 +440,17 @@ fn configured_rules_match_in_order() {
         user: "ops",
         client: "10.0.0.1",
     };
-    assert_eq!(rules.evaluate(ops, sql, &analyze(sql), 0).action, Decision::Run);
+    assert_eq!(
+        rules.evaluate(ops, sql, &analyze(sql), 0).action,
+        Decision::Run
+    );
     let sql = "SELECT SLEEP(100)";
     let v = rules.evaluate(APP, sql, &analyze(sql), 0);
     assert_eq!(v.rewritten.as_deref(), Some("SELECT SLEEP(0)"));
     let sql = "select * from big where x = 42";
-    assert!(matches!(rules.evaluate(APP, sql, &analyze(sql), 0).action, Decision::Deny { ref rule, .. } if rule == "fp"));
+    assert!(
+        matches!(rules.evaluate(APP, sql, &analyze(sql), 0).action, Decision::Deny { ref rule, .. } if rule == "fp")
+    );
 }
 
 #[test]
@@ -388,7 +475,10 @@ fn rate_limit_rules_refill_with_time() {
     let st = analyze(sql);
     assert_eq!(rules.evaluate(APP, sql, &st, 1000).action, Decision::Run);
     assert_eq!(rules.evaluate(APP, sql, &st, 1000).action, Decision::Run);
-    assert!(matches!(rules.evaluate(APP, sql, &st, 1000).action, Decision::RateLimited { .. }));
+    assert!(matches!(
+        rules.evaluate(APP, sql, &st, 1000).action,
+        Decision::RateLimited { .. }
+    ));
     assert_eq!(rules.evaluate(APP, sql, &st, 1500).action, Decision::Run);
 }
 
@@ -406,7 +496,10 @@ fn bad_rules_name_the_rule_and_field() {
         )],
     )
     .unwrap_err();
-    assert_eq!(e.to_string().split(':').next(), Some("rules[0] (r).match.statements"));
+    assert_eq!(
+        e.to_string().split(':').next(),
+        Some("rules[0] (r).match.statements")
+    );
     let e = RuleSet::compile(
         &BuiltinRules::default(),
         &[rule("r", ActionName::RateLimit, MatchConfig::default())],

@@ -59,7 +59,10 @@ pub fn parse_set(text: &str) -> SetEffect {
             }
             Token::Other(";") if depth == 0 => {
                 // A second statement: the tracker only handles one.
-                if tokens[i + 1..].iter().any(|t| !matches!(t, Token::Other(";"))) {
+                if tokens[i + 1..]
+                    .iter()
+                    .any(|t| !matches!(t, Token::Other(";")))
+                {
                     return SetEffect::Untracked;
                 }
                 items.push(&tokens[start..i]);
@@ -76,7 +79,15 @@ pub fn parse_set(text: &str) -> SetEffect {
         return SetEffect::Untracked;
     };
     match first.first() {
-        Some(Token::Word(w)) if ["PASSWORD", "STATEMENT", "GLOBAL", "PERSIST", "PERSIST_ONLY", "DEFAULT"]
+        Some(Token::Word(w))
+            if [
+                "PASSWORD",
+                "STATEMENT",
+                "GLOBAL",
+                "PERSIST",
+                "PERSIST_ONLY",
+                "DEFAULT",
+            ]
             .iter()
             .any(|k| w.eq_ignore_ascii_case(k)) =>
         {
@@ -132,9 +143,7 @@ fn assignment(tokens: &[Token]) -> Item {
         {
             "character set".to_owned()
         }
-        Some(Token::Word(w)) if w.eq_ignore_ascii_case("TRANSACTION") => {
-            "transaction".to_owned()
-        }
+        Some(Token::Word(w)) if w.eq_ignore_ascii_case("TRANSACTION") => "transaction".to_owned(),
         Some(Token::Word(w)) if w.eq_ignore_ascii_case("ROLE") => "role".to_owned(),
         Some(Token::Variable(v)) if !v.starts_with("@@") => return Item::User,
         Some(Token::Variable(v)) => {
@@ -161,10 +170,7 @@ fn assignment(tokens: &[Token]) -> Item {
         Some(Token::Quoted(q)) => q.to_ascii_lowercase(),
         _ => return Item::Unknown,
     };
-    let relative = rest
-        .iter()
-        .skip(1)
-        .any(|t| matches!(t, Token::Variable(_)));
+    let relative = rest.iter().skip(1).any(|t| matches!(t, Token::Variable(_)));
     if rest
         .iter()
         .skip(1)

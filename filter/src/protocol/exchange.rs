@@ -63,6 +63,10 @@ pub enum Scan {
     NeedMore,
     /// The response ended after `consumed` bytes of the slice just fed.
     Complete { consumed: usize },
+    /// A row limit set with [`ResponseScanner::set_row_limit`] was reached after
+    /// `consumed` bytes: what follows is either the end of the result set or rows beyond
+    /// the limit ([`ResponseScanner::next_is_row`] tells which).
+    RowLimit { consumed: usize },
     /// The server sent a LOCAL INFILE request ending after `consumed` bytes: the client
     /// now sends the file, then the response continues (call
     /// [`ResponseScanner::local_infile_sent`]).
@@ -134,6 +138,19 @@ pub struct ResponseScanner {
     prepared: Option<PreparedInfo>,
     rows: u64,
     results: u32,
+    warnings: u16,
+    ok: Option<OkSummary>,
+    row_bytes: u64,
+    max_rows: Option<u64>,
+    max_row_bytes: Option<u64>,
+    limit_hit: bool,
+}
+
+/// The counters of the last OK packet of a response.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OkSummary {
+    pub affected_rows: u64,
+    pub last_insert_id: u64,
 }
 
 impl ResponseScanner {
@@ -175,7 +192,47 @@ impl ResponseScanner {
             prepared: None,
             rows: 0,
             results: 0,
+            warnings: 0,
+            ok: None,
+            row_bytes: 0,
+            max_rows: None,
+            max_row_bytes: None,
+            limit_hit: false,
         }
+    }
+
+    /// Stops the scan ([`Scan::RowLimit`]) once `rows` rows or `bytes` bytes of rows have
+    /// been seen, so that the caller can decide about the rest before forwarding it.
+    pub fn set_row_limit(&mut self, rows: Option<u64>, bytes: Option<u64>) {
+        self.max_rows = rows;
+        self.max_row_bytes = bytes;
+    }
+
+    /// After [`Scan::RowLimit`]: whether the packet starting at `next` (the bytes that
+    /// follow) is another row rather than the end of the result set; `None` until its
+    /// header and first byte are there.
+    pub fn next_is_row(&self, next: &[u8]) -> Option<bool> {
+        let header = next.get(..HEADER_LEN + 1)?;
+        let len =
+            usize::from(header[0]) | usize::from(header[1]) << 8 | usize::from(header[2]) << 16;
+        let first = header[HEADER_LEN];
+        let terminator = first == ERR_HEADER || (first == EOF_HEADER && len < MAX_PAYLOAD_LEN);
+        Some(!terminator)
+    }
+
+    /// Warnings reported by the final OK or EOF.
+    pub fn warnings(&self) -> u16 {
+        self.warnings
+    }
+
+    /// Affected rows and insert id of the last OK packet (not of result-set terminators).
+    pub fn ok(&self) -> Option<OkSummary> {
+        self.ok
+    }
+
+    /// Payload length of the last physical packet seen (for replacing a final ERR).
+    pub fn last_packet_len(&self) -> usize {
+        self.packet_len
     }
 
     /// Whether the response is complete (immediately true for commands without one).
@@ -257,8 +314,14 @@ impl ResponseScanner {
             }
             self.remaining -= n;
             at += n;
-            if self.remaining == 0 && self.finish_packet()? {
-                return Ok(self.complete(at));
+            if self.remaining == 0 {
+                if self.finish_packet()? {
+                    return Ok(self.complete(at));
+                }
+                if self.limit_hit {
+                    self.limit_hit = false;
+                    return Ok(Scan::RowLimit { consumed: at });
+                }
             }
         }
         Ok(Scan::NeedMore)
@@ -310,7 +373,10 @@ impl ResponseScanner {
         self.phase = match self.phase {
             Phase::First => match first {
                 Some(OK_HEADER) => {
-                    self.status = ok_status(head, self.caps)?;
+                    let (status, warnings, ok) = ok_fields(head, self.caps)?;
+                    self.status = status;
+                    self.warnings = warnings;
+                    self.ok = Some(ok);
                     self.results += 1;
                     self.after_terminator()
                 }
@@ -322,6 +388,7 @@ impl ResponseScanner {
                 }
                 Some(EOF_HEADER) if is_eof => {
                     self.status = terminator_status(head, self.caps).unwrap_or(self.status);
+                    self.warnings = terminator_warnings(head, self.caps);
                     self.after_terminator()
                 }
                 Some(_) => {
@@ -369,10 +436,14 @@ impl ResponseScanner {
                     self.on_error(head)
                 } else if is_eof {
                     self.status = terminator_status(head, self.caps).unwrap_or(self.status);
+                    self.warnings = terminator_warnings(head, self.caps);
                     self.results += 1;
                     self.after_terminator()
                 } else {
                     self.rows += 1;
+                    self.row_bytes += (HEADER_LEN + len) as u64;
+                    self.limit_hit = self.max_rows.is_some_and(|m| self.rows >= m)
+                        || self.max_row_bytes.is_some_and(|m| self.row_bytes >= m);
                     Phase::Rows
                 }
             }
@@ -488,19 +559,39 @@ impl ResponseScanner {
     }
 }
 
-fn ok_status(head: &[u8], caps: u32) -> Result<u16, ScanError> {
+/// Status, warnings and counters of an OK packet's leading bytes.
+fn ok_fields(head: &[u8], caps: u32) -> Result<(u16, u16, OkSummary), ScanError> {
     let mut r = Reader::new(head);
-    let mut parse = || -> Result<u16, super::wire::DecodeError> {
+    let mut parse = || -> Result<(u16, u16, OkSummary), super::wire::DecodeError> {
         r.skip(1, "header")?;
-        r.lenenc_int("affected rows")?;
-        r.lenenc_int("last insert id")?;
-        if caps & (caps::PROTOCOL_41 | caps::TRANSACTIONS) != 0 {
-            r.u16("status")
+        let affected_rows = r.lenenc_int("affected rows")?;
+        let last_insert_id = r.lenenc_int("last insert id")?;
+        let ok = OkSummary {
+            affected_rows,
+            last_insert_id,
+        };
+        if caps & caps::PROTOCOL_41 != 0 {
+            Ok((r.u16("status")?, r.u16("warnings")?, ok))
+        } else if caps & caps::TRANSACTIONS != 0 {
+            Ok((r.u16("status")?, 0, ok))
         } else {
-            Ok(0)
+            Ok((0, 0, ok))
         }
     };
     parse().map_err(|_| ScanError::Malformed("bad OK packet"))
+}
+
+/// Warnings of an OK or EOF terminator's leading bytes.
+fn terminator_warnings(head: &[u8], caps: u32) -> u16 {
+    match head.first() {
+        Some(&EOF_HEADER) if caps & caps::DEPRECATE_EOF != 0 && head.len() > 5 => {
+            ok_fields(head, caps).map_or(0, |(_, w, _)| w)
+        }
+        Some(&EOF_HEADER) => head
+            .get(1..3)
+            .map_or(0, |b| u16::from_le_bytes([b[0], b[1]])),
+        _ => 0,
+    }
 }
 
 /// Scans the client's LOCAL INFILE data stream for its end (an empty packet), so the
@@ -647,6 +738,63 @@ mod tests {
             matches!(r, Scan::Complete { .. })
         );
         (r, whole)
+    }
+
+    #[test]
+    fn row_limit_stops_after_the_nth_row_and_tells_rows_from_the_terminator() {
+        let q = ResponseKind::for_command(Command::Query);
+        for caps in [CAPS, DEP] {
+            for (rows, limit, more) in [(5, 3, true), (3, 3, false)] {
+                let bytes = stream(&result_set(2, rows, caps, status::AUTOCOMMIT), 1);
+                let mut s = ResponseScanner::new(q, caps);
+                s.set_row_limit(Some(limit), None);
+                let Scan::RowLimit { consumed } = s.feed(&bytes).unwrap() else {
+                    panic!("expected the row limit to stop the scan");
+                };
+                assert_eq!(s.rows(), limit);
+                assert_eq!(s.next_is_row(&bytes[consumed..consumed + 4]), None);
+                assert_eq!(s.next_is_row(&bytes[consumed..]), Some(more));
+                s.set_row_limit(None, None);
+                assert_eq!(
+                    s.feed(&bytes[consumed..]).unwrap(),
+                    Scan::Complete {
+                        consumed: bytes.len() - consumed
+                    }
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn ok_counters_and_warnings_are_kept() {
+        let q = ResponseKind::for_command(Command::Query);
+        let payload = OkPacket {
+            affected_rows: 3,
+            last_insert_id: 77,
+            status: status::AUTOCOMMIT,
+            warnings: 2,
+            ..Default::default()
+        }
+        .encode(CAPS);
+        let (_, s) = scan(q, CAPS, &stream(&[payload], 1));
+        assert_eq!(s.warnings(), 2);
+        assert_eq!(
+            s.ok(),
+            Some(OkSummary {
+                affected_rows: 3,
+                last_insert_id: 77
+            })
+        );
+        let mut rs = result_set(1, 1, CAPS, status::AUTOCOMMIT);
+        let last = rs.len() - 1;
+        rs[last] = EofPacket {
+            warnings: 4,
+            status: status::AUTOCOMMIT,
+        }
+        .encode();
+        let (_, s) = scan(q, CAPS, &stream(&rs, 1));
+        assert_eq!(s.warnings(), 4);
+        assert_eq!(s.ok(), None);
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The admin HTTP server: `/metrics` for Prometheus, `/healthz` for liveness and
-//! `/ready` for readiness probes, plus the [`Health`] flags that `/ready` reports.
+//! `/ready` for readiness probes, plus the [`Health`] flags that `/ready` reports, and
+//! `/debug/...` pages a role registers ([`DebugPages`]).
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,6 +21,10 @@ use crate::metrics::Metrics;
 /// Content type of the OpenMetrics text that [`Metrics::encode`] produces.
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 const TEXT: &str = "text/plain; charset=utf-8";
+const JSON: &str = "application/json";
+
+/// A role's `/debug/<name>` pages: given `<name>`, the page's JSON, or `None` for 404.
+pub type DebugPages = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
 /// A client that has not sent its request headers by then is dropped.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -71,6 +76,17 @@ pub async fn serve(
     listener: TcpListener,
     metrics: Arc<Metrics>,
     health: Arc<Health>,
+    shutdown: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    serve_with(listener, metrics, health, None, shutdown).await
+}
+
+/// [`serve`], with `/debug/...` pages.
+pub async fn serve_with(
+    listener: TcpListener,
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+    pages: Option<DebugPages>,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     if *shutdown.borrow() {
@@ -97,9 +113,10 @@ pub async fn serve(
         };
         let metrics = metrics.clone();
         let health = health.clone();
+        let pages = pages.clone();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req| {
-                let response = route(&req, &metrics, &health);
+                let response = route(&req, &metrics, &health, pages.as_ref());
                 async move { Ok::<_, Infallible>(response) }
             });
             let result = hyper::server::conn::http1::Builder::new()
@@ -115,7 +132,12 @@ pub async fn serve(
     }
 }
 
-fn route(req: &Request<Incoming>, metrics: &Metrics, health: &Health) -> Response<Full<Bytes>> {
+fn route(
+    req: &Request<Incoming>,
+    metrics: &Metrics,
+    health: &Health,
+    pages: Option<&DebugPages>,
+) -> Response<Full<Bytes>> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
         let mut r = reply(StatusCode::METHOD_NOT_ALLOWED, TEXT, "method not allowed\n");
         r.headers_mut()
@@ -133,7 +155,13 @@ fn route(req: &Request<Incoming>, metrics: &Metrics, health: &Health) -> Respons
                 format!("not ready: {reason}\n"),
             ),
         },
-        _ => reply(StatusCode::NOT_FOUND, TEXT, "not found\n"),
+        path => match (path.strip_prefix("/debug/"), pages) {
+            (Some(name), Some(pages)) => match pages(name) {
+                Some(json) => reply(StatusCode::OK, JSON, json),
+                None => reply(StatusCode::NOT_FOUND, TEXT, "not found\n"),
+            },
+            _ => reply(StatusCode::NOT_FOUND, TEXT, "not found\n"),
+        },
     }
 }
 

@@ -22,6 +22,8 @@ pub(super) struct LoggedIn {
     pub(super) scramble: [u8; 20],
     /// The bytes that complete the login (AuthMoreData if any, then the OK).
     pub(super) ok: Vec<u8>,
+    /// The connection id the greeting announced.
+    pub(super) connection_id: u32,
 }
 
 /// Runs the connection phase; on success the caller sends [`LoggedIn::ok`] (or an error
@@ -43,9 +45,10 @@ pub(super) async fn accept(mut client: Client, shared: &Shared) -> Result<Logged
     if shared.config.local_infile {
         offered |= caps::LOCAL_FILES & profile.capabilities;
     }
+    let connection_id = shared.next_connection_id();
     let config = ServerHandshakeConfig {
         server_version: profile.server_version.clone(),
-        connection_id: shared.next_connection_id(),
+        connection_id,
         capabilities: offered,
         collation: profile.collation,
         default_plugin: shared.config.auth.default_plugin.plugin(),
@@ -146,6 +149,7 @@ pub(super) async fn accept(mut client: Client, shared: &Shared) -> Result<Logged
                     auth,
                     scramble: *hs.scramble(),
                     ok,
+                    connection_id,
                 });
             }
         }

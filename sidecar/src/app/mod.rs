@@ -9,7 +9,11 @@
 mod auth;
 mod client;
 mod handshake;
+mod pool;
+mod pooled;
 mod prepared;
+mod relay;
+mod reload;
 pub mod router;
 mod session;
 mod sharded;
@@ -32,6 +36,8 @@ use tokio::sync::{watch, Semaphore};
 use tracing::{info, warn};
 use upstream::{ConnectError, LoginParams, Upstream, UpstreamSettings};
 
+pub use pooled::{Guard, Policy};
+
 /// What the sidecar knows about mysqld before any application connects: the greeting it
 /// mirrors to applications.
 #[derive(Debug, Clone)]
@@ -49,6 +55,8 @@ pub struct Shared {
     upstream: Arc<UpstreamSettings>,
     /// Present when the sidecar routes across keyspaces and shards.
     router: Option<Arc<router::Router>>,
+    /// Present in the db role: the backend pool and the protection policy.
+    guard: Option<Arc<pooled::Guard>>,
     profile: RwLock<Option<UpstreamProfile>>,
     metrics: Arc<Metrics>,
     next_id: AtomicU32,
@@ -97,6 +105,15 @@ impl Shared {
     }
 }
 
+/// Which role a server plays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Beside the application: one upstream connection per client, or shard routing.
+    App,
+    /// Beside mysqld: client sessions multiplexed over a protected pool.
+    Db,
+}
+
 /// The app role, bound and ready to serve.
 #[derive(Debug)]
 pub struct AppServer {
@@ -107,9 +124,19 @@ pub struct AppServer {
 }
 
 impl AppServer {
-    /// Validates the configuration, loads secrets and binds both listeners.
+    /// Validates the configuration, loads secrets and binds both listeners (app role).
     pub async fn bind(config: AppConfig) -> anyhow::Result<Self> {
+        Self::bind_role(config, Role::App).await
+    }
+
+    /// As [`AppServer::bind`], for either role.
+    pub async fn bind_role(config: AppConfig, role: Role) -> anyhow::Result<Self> {
         config.validate()?;
+        if role == Role::Db && config.sharding.is_some() {
+            anyhow::bail!(
+                "sharding: the db role serves one mysqld; shard routing belongs to the app role"
+            );
+        }
         let users = config.resolve_users()?;
         let authenticator = auth::Authenticator::new(users);
         if let Some(path) = &config.auth.rsa_private_key_file {
@@ -155,6 +182,16 @@ impl AppServer {
                 (first, Some(Arc::new(router)))
             }
         };
+        let metrics = Metrics::new();
+        let guard = match role {
+            Role::App => None,
+            Role::Db => {
+                let policy = pooled::Policy::from_config(&config.db)?;
+                let pool =
+                    pool::Pool::new(upstream.clone(), config.db.pool.clone(), metrics.clone());
+                Some(pooled::Guard::new(pool, policy))
+            }
+        };
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {} (listen)", config.listen))?;
@@ -167,8 +204,9 @@ impl AppServer {
             tls,
             upstream,
             router,
+            guard,
             profile: RwLock::new(None),
-            metrics: Metrics::new(),
+            metrics,
             next_id: AtomicU32::new(1),
         });
         Ok(Self {
@@ -198,16 +236,24 @@ impl AppServer {
         let addr = listener.local_addr()?;
         // The admin server outlives the drain, so probes see `/ready` turn 503.
         let (admin_stop, admin_stopped) = watch::channel(false);
-        let admin_task = tokio::spawn(admin::serve(
+        let pages = shared.guard.clone().map(|guard| -> admin::DebugPages {
+            Arc::new(move |page: &str| guard.debug_page(page))
+        });
+        let admin_task = tokio::spawn(admin::serve_with(
             admin,
             shared.metrics.clone(),
             health.clone(),
+            pages,
             admin_stopped,
         ));
         tokio::spawn(warm_up(shared.clone(), health.clone(), shutdown.clone()));
+        if let Some(guard) = &shared.guard {
+            tokio::spawn(guard.pool.clone().reaper(shutdown.clone()));
+        }
         let max = shared.config.max_connections.max(1);
         let permits = Arc::new(Semaphore::new(max));
-        info!(%addr, upstream = %shared.upstream.display, "app role listening");
+        let role = if shared.guard.is_some() { "db" } else { "app" };
+        info!(%addr, upstream = %shared.upstream.display, role, "listening");
         loop {
             let accepted = tokio::select! {
                 biased;
@@ -297,4 +343,25 @@ async fn warm_up(shared: Arc<Shared>, health: Arc<Health>, mut shutdown: watch::
 /// Binds and serves until `shutdown` turns true.
 pub async fn run(config: AppConfig, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
     AppServer::bind(config).await?.serve(shutdown).await
+}
+
+/// Runs the db role until `shutdown`; with `reload` (the configuration file), the
+/// protection policy is re-read whenever the file changes.
+pub async fn run_db(
+    config: AppConfig,
+    reload: Option<std::path::PathBuf>,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let interval = config.db.reload_interval_ms;
+    let server = AppServer::bind_role(config, Role::Db).await?;
+    if let (Some(path), Some(guard), true) = (reload, server.shared.guard.clone(), interval > 0) {
+        tokio::spawn(reload::watch(
+            path,
+            guard,
+            Duration::from_millis(interval),
+            server.shared.metrics.clone(),
+            shutdown.clone(),
+        ));
+    }
+    server.serve(shutdown).await
 }

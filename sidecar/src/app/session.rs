@@ -7,16 +7,20 @@
 
 use super::client::{watch_client, Client};
 use super::handshake::{self, LoggedIn};
+use super::pooled::Pooled;
+use super::relay::{RelayGuard, Response};
 use super::sharded::Routed;
 use super::upstream::{self, ConnectError, LoginParams, Upstream};
 use super::Shared;
+use crate::config::RowLimitMode;
 use crate::metrics::{Direction, ErrorOrigin};
 use crate::net::Stream;
 use shardcar_filter::protocol::capabilities as caps;
 use shardcar_filter::protocol::error_codes;
 use shardcar_filter::protocol::exchange::{InfileScanner, ResponseKind, ResponseScanner, Scan};
 use shardcar_filter::protocol::handshake::{push_connect_attr, ChangeUser};
-use shardcar_filter::protocol::packet::{write_packet, FrameError, Packet};
+use shardcar_filter::protocol::packet::{write_packet, FrameError, Packet, HEADER_LEN};
+use shardcar_filter::protocol::response::{EofPacket, OkPacket};
 use shardcar_filter::protocol::server::{
     Authenticated, ServerHandshake, ServerHandshakeConfig, Step,
 };
@@ -31,7 +35,7 @@ use tracing::{debug, warn};
 
 /// Capabilities that change the format of what mysqld sends: the application and the
 /// upstream connection must agree on them for raw forwarding to be correct.
-const FORMAT_CAPABILITIES: u32 = caps::DEPRECATE_EOF
+pub(super) const FORMAT_CAPABILITIES: u32 = caps::DEPRECATE_EOF
     | caps::SESSION_TRACK
     | caps::MULTI_RESULTS
     | caps::PS_MULTI_RESULTS
@@ -78,6 +82,7 @@ pub async fn serve(
                 auth,
                 scramble,
                 ok,
+                connection_id,
             } = logged_in;
             client
                 .assembler
@@ -89,9 +94,18 @@ pub async fn serve(
                 scramble,
                 upstream: None,
                 routed: None,
+                pooled: None,
+                connection_id,
             };
             if let Some(router) = &shared.router {
                 session.routed = Some(Routed::new(router.clone(), session.auth.database.clone()));
+            }
+            if let Some(guard) = &shared.guard {
+                session.pooled = Some(Pooled::new(
+                    guard.clone(),
+                    session.auth.database.clone(),
+                    connection_id,
+                ));
             }
             match session.finish_login(ok).await {
                 Ok(()) => session.run(shutdown).await,
@@ -115,6 +129,10 @@ pub(super) struct Session {
     pub(super) upstream: Option<Upstream>,
     /// Routing state when the sidecar serves sharded keyspaces.
     pub(super) routed: Option<Routed>,
+    /// Pool and protection state in the db role.
+    pub(super) pooled: Option<Pooled>,
+    /// The id the client was given in the greeting.
+    pub(super) connection_id: u32,
 }
 
 impl Session {
@@ -138,6 +156,13 @@ impl Session {
                 return Err("unknown keyspace");
             }
             routed.default_keyspace = Some(db);
+        } else if self.auth.database.is_some() && self.pooled.is_some() {
+            if let Err(e) = self.pooled_check_database().await {
+                self.metrics().error(e.code, ErrorOrigin::Upstream);
+                let reply = handshake::replace_final_packet(&ok, &e);
+                let _ = self.client.send(&reply, &self.shared.metrics).await;
+                return Err("unknown database");
+            }
         } else if self.auth.database.is_some() && self.routed.is_none() {
             if let Err(e) = self.ensure_upstream().await {
                 let err = e.to_err_packet();
@@ -220,10 +245,28 @@ impl Session {
                     None => Some(self.client.read_packet(&self.shared.metrics).await),
                 }
             };
+            let timer = self
+                .pooled
+                .as_ref()
+                .and_then(|p| p.next_timer(self.upstream.is_some()));
+            let sleep = async {
+                match timer {
+                    Some((at, _)) => tokio::time::sleep_until(at.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
             let packet = tokio::select! {
                 biased;
                 r = read => r,
                 _ = shutdown.changed() => continue,
+                _ = sleep => {
+                    if let Some((_, t)) = timer {
+                        if let Err(end) = self.pooled_timer(t).await {
+                            break end;
+                        }
+                    }
+                    continue;
+                }
             };
             let packet = match packet {
                 None => break End::IdleTimeout,
@@ -250,6 +293,9 @@ impl Session {
                 Err(end) => break end,
             }
         };
+        if self.pooled.is_some() {
+            self.pooled_end().await;
+        }
         if let Some(up) = self.upstream.take() {
             up.quit().await;
         }
@@ -304,6 +350,7 @@ impl Session {
             }
             Some(Command::ChangeUser) => self.change_user(packet).await,
             Some(Command::Query) if self.routed.is_some() => self.routed_query(&packet).await,
+            Some(cmd) if self.pooled.is_some() => self.pooled_command(cmd, &packet).await,
             Some(cmd) if self.routed.is_some() => self.routed_command(cmd, &packet).await,
             Some(cmd) => self.forward(cmd, &packet).await,
         };
@@ -320,14 +367,28 @@ impl Session {
 
     /// Forwards one command and relays its response.
     pub(super) async fn forward(&mut self, command: Command, packet: &Packet) -> Result<(), End> {
+        self.forward_with(command, &packet.payload, &RelayGuard::default())
+            .await
+            .map(drop)
+    }
+
+    /// Forwards one command payload (possibly rewritten) and relays its response under
+    /// `guard`'s deadline and result limits; returns what the response said.
+    pub(super) async fn forward_with(
+        &mut self,
+        command: Command,
+        payload: &[u8],
+        guard: &RelayGuard,
+    ) -> Result<Response, End> {
         if let Err(e) = self.ensure_upstream().await {
             warn!(error = %e, "cannot reach upstream");
             let err = e.to_err_packet();
-            return self.reply_error(&err).await;
+            self.reply_error(&err).await?;
+            return Ok(Response::refused(err.code));
         }
-        let mut out = Vec::with_capacity(packet.payload.len() + 4);
+        let mut out = Vec::with_capacity(payload.len() + 4);
         let mut seq = 0;
-        write_packet(&mut out, &mut seq, &packet.payload);
+        write_packet(&mut out, &mut seq, payload);
         let metrics = self.shared.metrics.clone();
         let caps = self.auth.capabilities;
         let kind = match ResponseKind::for_command(command) {
@@ -342,89 +403,250 @@ impl Session {
         metrics.bytes(Direction::ToUpstream, out.len() as u64);
         if upstream::write_flush(&mut up.stream, &out).await.is_err() {
             // Nothing of a response has reached the client: the ERR follows the command.
-            return self.upstream_lost(Some(seq)).await;
+            self.upstream_lost(Some(seq)).await?;
+            return Err(End::UpstreamLost);
         }
         if kind == ResponseKind::None {
-            return Ok(());
+            return Ok(Response::default());
         }
-        self.relay(kind, seq.wrapping_sub(1)).await
+        self.relay(kind, seq.wrapping_sub(1), guard).await
     }
 
     /// Relays one response from mysqld to the client, untouched, until the scanner says
     /// it is complete. Watches the client meanwhile: if it goes away, the statement is
-    /// killed and the upstream connection is discarded.
-    async fn relay(&mut self, kind: ResponseKind, last_command_seq: u8) -> Result<(), End> {
+    /// killed and the upstream connection is discarded. Under a `guard`, a statement past
+    /// its deadline is killed (the client gets ERR 3024), and a result past its row or
+    /// byte limit is cut.
+    async fn relay(
+        &mut self,
+        kind: ResponseKind,
+        last_command_seq: u8,
+        guard: &RelayGuard,
+    ) -> Result<Response, End> {
         let metrics = self.shared.metrics.clone();
         let mut scanner =
             ResponseScanner::after_command(kind, self.auth.capabilities, last_command_seq);
+        scanner.set_row_limit(guard.max_rows, guard.max_bytes);
         let mut buf: Vec<u8> = Vec::with_capacity(RELAY_CHUNK);
         let mut forwarded = false;
+        let mut deadline = guard.deadline;
+        let mut kill: Option<tokio::task::JoinHandle<()>> = None;
+        // Set once the row limit was reached: the sequence id of the last row sent.
+        let mut at_limit: Option<u8> = None;
+        let mut cut: Option<u8> = None;
         loop {
-            let Some(up) = self.upstream.as_mut() else {
-                return Err(End::UpstreamLost);
-            };
-            buf.clear();
-            let client = &mut self.client;
-            let read = tokio::select! {
-                biased;
-                r = up.stream.read_buf(&mut buf) => r,
-                gone = watch_client(client) => {
-                    debug!(?gone, "client went away during a statement");
-                    return self.client_gone().await;
+            let undecided = at_limit.is_some() && scanner.next_is_row(&buf).is_none();
+            if buf.is_empty() || undecided {
+                let Some(up) = self.upstream.as_mut() else {
+                    return Err(End::UpstreamLost);
+                };
+                if buf.capacity() - buf.len() < RELAY_CHUNK / 2 {
+                    buf.reserve(RELAY_CHUNK);
                 }
-            };
-            let n = match read {
-                Ok(0) | Err(_) => {
-                    let seq = scanner
-                        .at_packet_boundary()
-                        .then(|| scanner.last_seq().wrapping_add(1));
-                    return self.upstream_lost(seq).await;
+                let client = &mut self.client;
+                let sleep = async {
+                    match deadline {
+                        Some(d) => tokio::time::sleep_until(d.into()).await,
+                        None => std::future::pending().await,
+                    }
+                };
+                let read = tokio::select! {
+                    biased;
+                    r = up.stream.read_buf(&mut buf) => r,
+                    gone = watch_client(client) => {
+                        debug!(?gone, "client went away during a statement");
+                        self.client_gone().await?;
+                        return Err(End::ClientGone);
+                    }
+                    _ = sleep => {
+                        deadline = None;
+                        metrics.guard.timeout("statement");
+                        metrics.kill_sent();
+                        let id = up.session.connection_id;
+                        let settings = up.settings.clone();
+                        kill = Some(tokio::spawn(async move {
+                            if let Err(e) = upstream::kill_query(settings, id).await {
+                                warn!(connection_id = id, error = %e, "KILL QUERY for a statement past its timeout failed");
+                            }
+                        }));
+                        continue;
+                    }
+                };
+                match read {
+                    Ok(0) | Err(_) => {
+                        let seq = scanner
+                            .at_packet_boundary()
+                            .then(|| scanner.last_seq().wrapping_add(1));
+                        self.upstream_lost(seq).await?;
+                        return Err(End::UpstreamLost);
+                    }
+                    Ok(n) => metrics.bytes(Direction::FromUpstream, n as u64),
                 }
-                Ok(n) => n,
-            };
-            metrics.bytes(Direction::FromUpstream, n as u64);
-            let scan = match scanner.feed(&buf[..n]) {
+            }
+            if let Some(last) = at_limit {
+                match scanner.next_is_row(&buf) {
+                    // Read until the next packet's header and first byte are here.
+                    None => continue,
+                    Some(false) => {
+                        at_limit = None;
+                        scanner.set_row_limit(None, None);
+                    }
+                    Some(true) => {
+                        at_limit = None;
+                        scanner.set_row_limit(None, None);
+                        cut = Some(last);
+                        let err = guard.limit_error(scanner.rows());
+                        match guard.mode {
+                            RowLimitMode::Error => {
+                                metrics.guard.row_limit("error");
+                                let mut out = Vec::new();
+                                let mut seq = last.wrapping_add(1);
+                                write_packet(&mut out, &mut seq, &err.encode());
+                                metrics.error(err.code, ErrorOrigin::Sidecar);
+                                if self.client.send(&out, &metrics).await.is_err() {
+                                    self.client_gone().await?;
+                                    return Err(End::ClientGone);
+                                }
+                            }
+                            RowLimitMode::Truncate => {
+                                metrics.guard.row_limit("truncate");
+                                warn!(rows = scanner.rows(), "result truncated at the row limit");
+                            }
+                        }
+                    }
+                }
+            }
+            let scan = match scanner.feed(&buf) {
                 Ok(s) => s,
                 Err(e) => {
                     warn!(error = %e, "upstream protocol error");
                     let seq = (!forwarded).then(|| last_command_seq.wrapping_add(1));
-                    return self.upstream_lost(seq).await;
+                    self.upstream_lost(seq).await?;
+                    return Err(End::UpstreamLost);
                 }
             };
             let upto = match scan {
-                Scan::NeedMore => n,
-                Scan::Complete { consumed } | Scan::LocalInfile { consumed } => consumed,
+                Scan::NeedMore => buf.len(),
+                Scan::Complete { consumed }
+                | Scan::LocalInfile { consumed }
+                | Scan::RowLimit { consumed } => consumed,
             };
-            if self.client.send(&buf[..upto], &metrics).await.is_err() {
-                return self.client_gone().await;
+            if cut.is_none() {
+                let mut send = &buf[..upto];
+                let mut replaced = None;
+                if kill.is_some() && matches!(scan, Scan::Complete { .. }) {
+                    // The statement was killed for its timeout: say so, as MySQL does
+                    // for MAX_EXECUTION_TIME, instead of mysqld's "interrupted".
+                    let len = HEADER_LEN + scanner.last_packet_len();
+                    if scanner.error_code() == Some(error_codes::ER_QUERY_INTERRUPTED.code)
+                        && upto >= len
+                    {
+                        send = &buf[..upto - len];
+                        let mut out = Vec::new();
+                        let mut seq = scanner.last_seq();
+                        write_packet(&mut out, &mut seq, &guard.timeout_error().encode());
+                        replaced = Some(out);
+                    }
+                }
+                if self.client.send(send, &metrics).await.is_err() {
+                    self.client_gone().await?;
+                    return Err(End::ClientGone);
+                }
+                if let Some(out) = replaced {
+                    metrics.error(error_codes::ER_QUERY_TIMEOUT.code, ErrorOrigin::Sidecar);
+                    if self.client.send(&out, &metrics).await.is_err() {
+                        self.client_gone().await?;
+                        return Err(End::ClientGone);
+                    }
+                }
+                forwarded = true;
             }
-            forwarded = true;
             match scan {
-                Scan::NeedMore => {}
+                Scan::NeedMore => buf.clear(),
+                Scan::RowLimit { consumed } => {
+                    buf.drain(..consumed);
+                    at_limit = Some(scanner.last_seq());
+                }
                 Scan::Complete { consumed } => {
-                    if consumed < n {
+                    if consumed < buf.len() {
                         warn!(
-                            extra = n - consumed,
+                            extra = buf.len() - consumed,
                             "upstream sent data after the end of a response"
                         );
                         // The client has its whole response; an ERR now would be taken
                         // as the answer to its next command, so only close.
-                        return self.upstream_lost(None).await;
+                        self.upstream_lost(None).await?;
+                        return Err(End::UpstreamLost);
+                    }
+                    if let Some(last) = cut {
+                        if guard.mode == RowLimitMode::Truncate {
+                            self.send_terminator(last, &scanner).await?;
+                        }
                     }
                     if let Some(code) = scanner.error_code() {
                         metrics.error(code, ErrorOrigin::Upstream);
                     }
-                    return Ok(());
+                    let killed = match kill {
+                        // The KILL must have happened before the connection runs anything
+                        // else.
+                        Some(k) => {
+                            let _ = k.await;
+                            true
+                        }
+                        None => false,
+                    };
+                    return Ok(Response::of(
+                        &scanner,
+                        killed,
+                        cut.is_some() && guard.mode == RowLimitMode::Error,
+                    ));
                 }
                 Scan::LocalInfile { consumed } => {
-                    if consumed < n {
-                        return self.upstream_lost(None).await;
+                    if consumed < buf.len() {
+                        self.upstream_lost(None).await?;
+                        return Err(End::UpstreamLost);
                     }
+                    buf.clear();
                     let last = self.relay_local_infile(scanner.last_seq()).await?;
                     scanner.local_infile_sent(last);
                 }
             }
         }
+    }
+
+    /// Ends a result set cut at the row limit (truncate mode) with a terminator that
+    /// follows the last row sent.
+    async fn send_terminator(
+        &mut self,
+        last_row_seq: u8,
+        scanner: &ResponseScanner,
+    ) -> Result<(), End> {
+        let caps = self.auth.capabilities;
+        let status =
+            scanner.status() & !shardcar_filter::protocol::constants::status::MORE_RESULTS_EXISTS;
+        let payload = if caps & caps::DEPRECATE_EOF != 0 {
+            OkPacket {
+                status,
+                warnings: scanner.warnings(),
+                ..Default::default()
+            }
+            .encode_as_eof(caps)
+        } else {
+            EofPacket {
+                warnings: scanner.warnings(),
+                status,
+            }
+            .encode()
+        };
+        let mut out = Vec::new();
+        let mut seq = last_row_seq.wrapping_add(1);
+        write_packet(&mut out, &mut seq, &payload);
+        let metrics = self.shared.metrics.clone();
+        if self.client.send(&out, &metrics).await.is_err() {
+            self.client_gone().await?;
+            return Err(End::ClientGone);
+        }
+        Ok(())
     }
 
     /// Copies the client's LOCAL INFILE data to mysqld, raw, up to its empty packet.
@@ -474,6 +696,7 @@ impl Session {
     /// The client disconnected while a statement ran: kill the statement, drop the
     /// connection (it is in an unknown state), end the session.
     async fn client_gone(&mut self) -> Result<(), End> {
+        self.pooled_connection_lost();
         if let Some(up) = self.upstream.take() {
             let id = up.session.connection_id;
             let settings = up.settings.clone();
@@ -495,6 +718,7 @@ impl Session {
     /// response, has already been relayed): then the connection is only closed.
     async fn upstream_lost(&mut self, err_seq: Option<u8>) -> Result<(), End> {
         self.upstream = None;
+        self.pooled_connection_lost();
         self.shared.metrics.upstream_lost();
         if let Some(seq) = err_seq {
             let err = ErrPacket::new(
@@ -550,6 +774,16 @@ impl Session {
                     return Err(End::Refused("COM_CHANGE_USER refused"));
                 }
                 Step::Done(ok, auth) => {
+                    if self.pooled.is_some() {
+                        self.pooled_end().await;
+                        if let Some(guard) = &self.shared.guard {
+                            self.pooled = Some(Pooled::new(
+                                guard.clone(),
+                                auth.database.clone(),
+                                self.connection_id,
+                            ));
+                        }
+                    }
                     if let Some(up) = self.upstream.take() {
                         up.quit().await;
                     }

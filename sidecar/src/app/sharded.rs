@@ -351,7 +351,9 @@ impl Session {
     }
 
     pub(super) async fn send_ok(&mut self, mut ok: OkPacket) -> Result<(), End> {
-        ok.status |= self.routed()?.status_flags();
+        if let Some(routed) = self.routed.as_ref() {
+            ok.status |= routed.status_flags();
+        }
         let payload = ok.encode(self.auth.capabilities);
         let mut out = Vec::with_capacity(payload.len() + 4);
         let mut seq = 1;

@@ -5,6 +5,7 @@
 //! Precedence is defaults < file < environment < flags; the last two are handled by
 //! clap in [`AppOverrides`]. Every error names the dotted path of the field at fault.
 
+mod db;
 mod error;
 mod overrides;
 mod secrets;
@@ -19,12 +20,14 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use shardcar_filter::protocol::auth::AuthPlugin;
 
+pub use db::{DbConfig, LimitsConfig, PoolConfig, RowLimitMode};
 pub use error::ConfigError;
 pub use overrides::AppOverrides;
 pub use sharding::{KeyspaceConfig, ShardConfig, ShardingConfig, TransactionMode};
 
-/// The whole app-role configuration.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// The whole configuration of either role (`db` applies to the db role only,
+/// `sharding` to the app role only).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AppConfig {
     /// Where applications connect.
@@ -52,6 +55,8 @@ pub struct AppConfig {
     /// Routing across keyspaces and shards; `upstream` supplies the credentials and TLS
     /// settings used toward every shard.
     pub sharding: Option<ShardingConfig>,
+    /// Connection protection for the db role: pool, timeouts, limits, query rules.
+    pub db: DbConfig,
 }
 
 /// Default `listen`: where applications expect a local MySQL.
@@ -76,6 +81,7 @@ impl Default for AppConfig {
             tls: None,
             upstream: UpstreamConfig::default(),
             sharding: None,
+            db: DbConfig::default(),
         }
     }
 }

@@ -75,6 +75,24 @@ pub(super) static APP: Shape = Shape::Struct(&[
     ("tls", Shape::Opt(&SERVER_TLS)),
     ("sharding", Shape::Leaf(is::<Option<super::ShardingConfig>>)),
     (
+        "db",
+        Shape::Struct(&[
+            ("pool", Shape::Leaf(is::<super::PoolConfig>)),
+            ("limits", Shape::Leaf(is::<super::LimitsConfig>)),
+            (
+                "builtin_rules",
+                Shape::Leaf(is::<shardcar_filter::guard::rules::BuiltinRules>),
+            ),
+            (
+                "rules",
+                Shape::Seq(&Shape::Leaf(
+                    is::<shardcar_filter::guard::rules::RuleConfig>,
+                )),
+            ),
+            ("reload_interval_ms", Shape::Leaf(is::<u64>)),
+        ]),
+    ),
+    (
         "upstream",
         Shape::Struct(&[
             ("address", Shape::Leaf(is::<String>)),

@@ -2,6 +2,10 @@
 //! with per-command series resolved up front so that recording a command is two atomic
 //! updates, and process gauges (RSS, CPU) refreshed when scraped.
 
+mod guard;
+
+pub use guard::GuardMetrics;
+
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 
@@ -131,6 +135,8 @@ pub struct Metrics {
     kills: Counter,
     draining: Gauge,
     process: Mutex<ProcessMetrics>,
+    /// Connection protection (pool, timeouts, rules); zero unless the db role runs.
+    pub guard: GuardMetrics,
 }
 
 struct ProcessMetrics {
@@ -311,6 +317,7 @@ impl Metrics {
             process.cpu_seconds.clone(),
         );
         reg.register("process_threads", "OS threads", process.threads.clone());
+        let guard = GuardMetrics::register(reg);
 
         Arc::new(Metrics {
             registry,
@@ -333,6 +340,7 @@ impl Metrics {
             kills,
             draining,
             process: Mutex::new(process),
+            guard,
         })
     }
 

@@ -1,0 +1,392 @@
+//! The db role (`shardcar db`) in front of a real mariadbd: client sessions multiplexed
+//! over a small pool without losing session semantics (SET, transactions, temporary
+//! tables, LAST_INSERT_ID), the pool's budgets and its refusal when exhausted,
+//! statement and transaction timeouts, row limits, and query rules with hot reload.
+//!
+//! Pools are configured tiny (one or two connections) so that sessions really share
+//! backend connections. Time bounds are generous "no hang" limits, never performance
+//! thresholds.
+
+use std::time::{Duration, Instant};
+
+use mysql_async::prelude::*;
+use mysql_async::Conn;
+use shardcar_tests::client::{opts, server_code};
+use shardcar_tests::{metric_or_zero, shared_cluster, Cluster, SidecarProcess};
+
+/// A db-role sidecar in front of the shared cluster's MariaDB with `db_yaml` as its
+/// `db:` section (indented by two spaces).
+fn db_sidecar(c: &Cluster, db_yaml: &str) -> SidecarProcess {
+    let mut options = c.sidecar_options(format!("db:\n{db_yaml}"));
+    options.role = "db";
+    SidecarProcess::start(options).unwrap_or_else(|e| panic!("starting shardcar db: {e:#}"))
+}
+
+async fn connect(c: &Cluster, s: &SidecarProcess) -> Conn {
+    Conn::new(opts(s.port(), &c.app_user, &c.app_password).db_name(Some(&c.database)))
+        .await
+        .unwrap_or_else(|e| panic!("connecting through shardcar db: {e}\n{}", s.stderr()))
+}
+
+async fn direct(c: &Cluster) -> Conn {
+    Conn::new(opts(c.mariadb.port(), &c.app_user, &c.app_password).db_name(Some(&c.database)))
+        .await
+        .unwrap_or_else(|e| panic!("connecting to MariaDB: {e}"))
+}
+
+fn metric(s: &SidecarProcess, series: &str) -> f64 {
+    metric_or_zero(&s.metrics().unwrap_or_default(), series)
+}
+
+/// Mysqld's connections from the sidecar's account.
+async fn backend_connections(c: &Cluster) -> usize {
+    let mut d = direct(c).await;
+    let n: Option<usize> = d
+        .exec_first(
+            "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE USER = ?",
+            (c.upstream_user.as_str(),),
+        )
+        .await
+        .unwrap();
+    n.unwrap_or(0)
+}
+
+const TINY: &str = "  pool:\n    statement_connections: 2\n    transaction_connections: 2\n    stream_connections: 1\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_sessions_share_a_few_backend_connections_with_their_own_session_state() {
+    let c = shared_cluster();
+    let s = db_sidecar(c, TINY);
+    let mut sessions = Vec::new();
+    for i in 0..40 {
+        let mut conn = connect(c, &s).await;
+        // Every other session has its own sql_mode and time zone; replayed, not pinned.
+        if i % 2 == 0 {
+            conn.query_drop(format!(
+                "SET sql_mode = 'ANSI_QUOTES', time_zone = '+0{}:00'",
+                i % 10
+            ))
+            .await
+            .unwrap();
+        }
+        sessions.push(conn);
+    }
+    let mut tasks = Vec::new();
+    for (i, mut conn) in sessions.into_iter().enumerate() {
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..20 {
+                let (mode, tz): (String, String) = conn
+                    .query_first("SELECT @@sql_mode, @@time_zone")
+                    .await
+                    .unwrap()
+                    .unwrap();
+                if i % 2 == 0 {
+                    assert_eq!(mode, "ANSI_QUOTES", "session {i}");
+                    assert_eq!(tz, format!("+0{}:00", i % 10), "session {i}");
+                } else {
+                    assert_ne!(mode, "ANSI_QUOTES", "session {i} saw another session's SET");
+                    assert_eq!(tz, "SYSTEM", "session {i}");
+                }
+            }
+            conn
+        }));
+    }
+    let mut conns = Vec::new();
+    for t in tasks {
+        conns.push(t.await.unwrap());
+    }
+    // 40 idle client sessions hold no backend connection; at most the budgets' total
+    // was ever open.
+    assert!(backend_connections(c).await <= 5, "{}", s.stderr());
+    assert!(metric(&s, "shardcar_pool_open") <= 5.0);
+    assert!(metric(&s, "shardcar_pool_replays_total") > 0.0);
+    for conn in conns {
+        conn.disconnect().await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transactions_temporary_tables_and_user_variables_keep_their_connection() {
+    let c = shared_cluster();
+    let s = db_sidecar(c, TINY);
+    let mut setup = connect(c, &s).await;
+    setup
+        .query_drop("CREATE TABLE IF NOT EXISTS pin_t (id INT AUTO_INCREMENT PRIMARY KEY, v INT)")
+        .await
+        .unwrap();
+    let mut a = connect(c, &s).await;
+    let mut b = connect(c, &s).await;
+    a.query_drop("BEGIN").await.unwrap();
+    a.query_drop("INSERT INTO pin_t (v) VALUES (1)")
+        .await
+        .unwrap();
+    // Another session's statements do not see or disturb the open transaction.
+    for _ in 0..5 {
+        let n: Option<i64> = b
+            .query_first("SELECT COUNT(*) FROM pin_t WHERE v = 1")
+            .await
+            .unwrap();
+        assert_eq!(n, Some(0));
+    }
+    let n: Option<i64> = a
+        .query_first("SELECT COUNT(*) FROM pin_t WHERE v = 1")
+        .await
+        .unwrap();
+    assert_eq!(n, Some(1));
+    a.query_drop("ROLLBACK").await.unwrap();
+
+    a.query_drop("CREATE TEMPORARY TABLE tmp_a (x INT)")
+        .await
+        .unwrap();
+    a.query_drop("INSERT INTO tmp_a VALUES (7)").await.unwrap();
+    a.query_drop("SET @mine = 42").await.unwrap();
+    for _ in 0..5 {
+        b.query_drop("SELECT 1").await.unwrap();
+        // B never sees A's user variable or temporary table.
+        let v: Option<Option<i64>> = b.query_first("SELECT @mine").await.unwrap();
+        assert_eq!(v, Some(None));
+    }
+    let x: Option<i64> = a.query_first("SELECT x FROM tmp_a").await.unwrap();
+    assert_eq!(x, Some(7));
+    let v: Option<i64> = a.query_first("SELECT @mine").await.unwrap();
+    assert_eq!(v, Some(42));
+    assert!(
+        metric(
+            &s,
+            "shardcar_session_pins_total{reason=\"temporary_table\"}"
+        ) >= 1.0
+    );
+    a.disconnect().await.unwrap();
+    // The pinned connection was reset before anyone else got it.
+    for _ in 0..5 {
+        let e = b.query_drop("SELECT x FROM tmp_a").await.unwrap_err();
+        assert_eq!(server_code(&e), Some(1146), "{e}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn last_insert_id_and_connection_id_follow_the_session_across_connections() {
+    let c = shared_cluster();
+    let s = db_sidecar(c, "  pool:\n    statement_connections: 1\n");
+    let mut setup = connect(c, &s).await;
+    setup
+        .query_drop("CREATE TABLE IF NOT EXISTS lid_t (id INT AUTO_INCREMENT PRIMARY KEY, v INT)")
+        .await
+        .unwrap();
+    let mut a = connect(c, &s).await;
+    let mut b = connect(c, &s).await;
+    a.query_drop("INSERT INTO lid_t (v) VALUES (1)")
+        .await
+        .unwrap();
+    let a_id = a.last_insert_id().unwrap();
+    b.query_drop("INSERT INTO lid_t (v) VALUES (2)")
+        .await
+        .unwrap();
+    b.query_drop("INSERT INTO lid_t (v) VALUES (3)")
+        .await
+        .unwrap();
+    let seen: Option<u64> = a.query_first("SELECT LAST_INSERT_ID()").await.unwrap();
+    assert_eq!(seen, Some(a_id));
+    let fresh = connect(c, &s).await;
+    let mut fresh = fresh;
+    let none: Option<u64> = fresh.query_first("SELECT LAST_INSERT_ID()").await.unwrap();
+    assert_eq!(
+        none,
+        Some(0),
+        "a new session must not see another session's id"
+    );
+    // CONNECTION_ID() is the id the client was given, not a backend thread's.
+    let id: Option<u32> = a.query_first("SELECT CONNECTION_ID()").await.unwrap();
+    assert_eq!(id, Some(a.id()));
+    let u: Option<i64> = a.query_first("SELECT ROW_COUNT()").await.unwrap();
+    assert_eq!(u, Some(-1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exhausted_budget_gives_a_clear_error_naming_the_pool() {
+    let c = shared_cluster();
+    let s = db_sidecar(
+        c,
+        "  pool:\n    statement_connections: 1\n    transaction_connections: 1\n    wait_timeout_ms: 200\n",
+    );
+    let mut a = connect(c, &s).await;
+    let mut b = connect(c, &s).await;
+    a.query_drop("BEGIN").await.unwrap();
+    a.query_drop("SELECT 1").await.unwrap();
+    let started = Instant::now();
+    let e = b.query_drop("BEGIN").await.unwrap_err();
+    assert_eq!(server_code(&e), Some(1203), "{e}");
+    assert!(
+        e.to_string().contains("pool 'transaction' exhausted"),
+        "{e}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+    // Plain statements still run: their budget is separate.
+    b.query_drop("SELECT 1").await.unwrap();
+    a.query_drop("COMMIT").await.unwrap();
+    b.query_drop("BEGIN").await.unwrap();
+    b.query_drop("COMMIT").await.unwrap();
+    assert!(metric(&s, "shardcar_pool_exhausted_total{pool=\"transaction\"}") >= 1.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statements_past_their_timeout_are_killed_with_error_3024() {
+    let c = shared_cluster();
+    let s = db_sidecar(c, "  limits:\n    statement_timeout_ms: 300\n");
+    let mut a = connect(c, &s).await;
+    let started = Instant::now();
+    let e = a.query_drop("SELECT SLEEP(20)").await.unwrap_err();
+    assert_eq!(server_code(&e), Some(3024), "{e}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    // The session goes on.
+    let one: Option<i64> = a.query_first("SELECT 1").await.unwrap();
+    assert_eq!(one, Some(1));
+    // A hint lowers the timeout.
+    let e = a
+        .query_drop("SELECT /*+ MAX_EXECUTION_TIME(100) */ SLEEP(0.25) FROM DUAL")
+        .await
+        .unwrap_err();
+    assert_eq!(server_code(&e), Some(3024), "{e}");
+    // ... and raises it within the policy's ceiling.
+    let r: Option<i64> = a
+        .query_first("SELECT /* shardcar: timeout_ms=5000 */ SLEEP(0.5)")
+        .await
+        .unwrap();
+    assert_eq!(r, Some(0));
+    assert!(metric(&s, "shardcar_guard_timeouts_total{reason=\"statement\"}") >= 2.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transactions_past_their_timeout_are_rolled_back() {
+    let c = shared_cluster();
+    let s = db_sidecar(c, "  limits:\n    transaction_timeout_ms: 400\n");
+    let mut a = connect(c, &s).await;
+    a.query_drop("CREATE TABLE IF NOT EXISTS txt_t (v INT)")
+        .await
+        .unwrap();
+    a.query_drop("BEGIN").await.unwrap();
+    a.query_drop("INSERT INTO txt_t VALUES (99)").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let e = a.query_drop("COMMIT").await.unwrap_err();
+    assert_eq!(server_code(&e), Some(1317), "{e}");
+    assert!(e.to_string().contains("transaction_timeout_ms"), "{e}");
+    let n: Option<i64> = a
+        .query_first("SELECT COUNT(*) FROM txt_t WHERE v = 99")
+        .await
+        .unwrap();
+    assert_eq!(n, Some(0), "the timed-out transaction must be rolled back");
+    assert!(metric(&s, "shardcar_guard_timeouts_total{reason=\"transaction\"}") >= 1.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn row_limits_refuse_or_truncate_big_results_and_olap_lifts_them() {
+    let c = shared_cluster();
+    let s = db_sidecar(c, "  limits:\n    max_rows: 5\n");
+    let mut a = connect(c, &s).await;
+    a.query_drop("CREATE TABLE IF NOT EXISTS rows_t (v INT)")
+        .await
+        .unwrap();
+    a.query_drop("DELETE FROM rows_t WHERE v >= 0")
+        .await
+        .unwrap();
+    a.query_drop("INSERT INTO rows_t VALUES (1),(2),(3),(4),(5),(6),(7),(8),(9),(10)")
+        .await
+        .unwrap();
+    let e = a.query_drop("SELECT * FROM rows_t").await.unwrap_err();
+    assert_eq!(server_code(&e), Some(1104), "{e}");
+    assert!(e.to_string().contains("Row count exceeded 5"), "{e}");
+    // Within the limit, and exactly at it.
+    let v: Vec<i64> = a
+        .query("SELECT v FROM rows_t ORDER BY v LIMIT 3")
+        .await
+        .unwrap();
+    assert_eq!(v, vec![1, 2, 3]);
+    let v: Vec<i64> = a.query("SELECT v FROM rows_t WHERE v <= 5").await.unwrap();
+    assert_eq!(v.len(), 5);
+    // A UNION cannot take the rewrite; the relay still stops it.
+    let e = a
+        .query_drop("SELECT v FROM rows_t UNION ALL SELECT v FROM rows_t")
+        .await
+        .unwrap_err();
+    assert_eq!(server_code(&e), Some(1104), "{e}");
+    a.query_drop("SET workload = 'olap'").await.unwrap();
+    let v: Vec<i64> = a.query("SELECT v FROM rows_t").await.unwrap();
+    assert_eq!(v.len(), 10);
+    a.query_drop("SET workload = 'oltp'").await.unwrap();
+    let one: Option<i64> = a.query_first("SELECT 1").await.unwrap();
+    assert_eq!(one, Some(1));
+
+    let t = db_sidecar(
+        c,
+        "  limits:\n    max_rows: 4\n    max_rows_mode: truncate\n",
+    );
+    let mut b = connect(c, &t).await;
+    let v: Vec<i64> = b
+        .query("SELECT v FROM rows_t UNION ALL SELECT 0")
+        .await
+        .unwrap();
+    assert_eq!(v.len(), 4);
+    let v: Vec<i64> = b.query("SELECT v FROM rows_t").await.unwrap();
+    assert_eq!(v.len(), 4);
+    assert!(metric(&t, "shardcar_row_limit_total{reason=\"truncate\"}") >= 1.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn query_rules_deny_and_reload_without_dropping_connections() {
+    let c = shared_cluster();
+    let s = db_sidecar(c, "  reload_interval_ms: 100\n");
+    let mut a = connect(c, &s).await;
+    a.query_drop("CREATE TABLE IF NOT EXISTS rules_t (v INT)")
+        .await
+        .unwrap();
+    let e = a.query_drop("DELETE FROM rules_t").await.unwrap_err();
+    assert_eq!(server_code(&e), Some(1148), "{e}");
+    assert!(
+        e.to_string().contains("builtin:delete_without_where"),
+        "{e}"
+    );
+    a.query_drop("DELETE FROM rules_t WHERE v = 1")
+        .await
+        .unwrap();
+    a.query_drop("SELECT * FROM rules_t").await.unwrap();
+
+    // Add a rule to the running sidecar's file.
+    let path = s.config_path();
+    let mut config = std::fs::read_to_string(&path).unwrap();
+    config.push_str(
+        "  rules:\n    - name: no-rules-t-reads\n      match:\n        tables: [rules_t]\n        statements: [select]\n      action: deny\n      message: reads of rules_t are closed\n",
+    );
+    std::fs::write(&path, config).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match a.query_drop("SELECT * FROM rules_t").await {
+            Err(e) => {
+                assert_eq!(server_code(&e), Some(1148), "{e}");
+                assert!(e.to_string().contains("no-rules-t-reads"), "{e}");
+                break;
+            }
+            Ok(()) => {
+                assert!(
+                    Instant::now() < deadline,
+                    "the new rule never applied\n{}",
+                    s.stderr()
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+    // The same connection keeps working for everything else.
+    let one: Option<i64> = a.query_first("SELECT 1").await.unwrap();
+    assert_eq!(one, Some(1));
+    assert!(
+        metric(
+            &s,
+            "shardcar_rule_matches_total{rule=\"no-rules-t-reads\",action=\"deny\"}"
+        ) >= 1.0
+    );
+    // A broken file is not applied: the running rules stay.
+    std::fs::write(&path, "db:\n  rules: [{name: x, action: nonsense}]\n").unwrap();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let e = a.query_drop("SELECT * FROM rules_t").await.unwrap_err();
+    assert_eq!(server_code(&e), Some(1148), "{e}");
+}
