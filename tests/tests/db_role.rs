@@ -390,3 +390,110 @@ async fn query_rules_deny_and_reload_without_dropping_connections() {
     let e = a.query_drop("SELECT * FROM rules_t").await.unwrap_err();
     assert_eq!(server_code(&e), Some(1148), "{e}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transactions_on_one_hot_row_queue_instead_of_deadlocking() {
+    let c = shared_cluster();
+    let s = db_sidecar(c, "");
+    let mut setup = connect(c, &s).await;
+    setup
+        .query_drop("CREATE TABLE IF NOT EXISTS hot_t (id INT PRIMARY KEY, n INT) ENGINE=InnoDB")
+        .await
+        .unwrap();
+    setup
+        .query_drop("REPLACE INTO hot_t VALUES (1, 0)")
+        .await
+        .unwrap();
+    // Read with a shared lock, then write: the classic upgrade deadlock when two
+    // transactions interleave. Queued per row, they cannot.
+    let mut tasks = Vec::new();
+    for _ in 0..12 {
+        let mut conn = connect(c, &s).await;
+        tasks.push(tokio::spawn(async move {
+            conn.query_drop("BEGIN").await?;
+            let n: Option<i64> = conn
+                .query_first("SELECT n FROM hot_t WHERE id = 1 LOCK IN SHARE MODE")
+                .await?;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            conn.query_drop(format!(
+                "UPDATE hot_t SET n = {} WHERE id = 1",
+                n.unwrap_or(0) + 1
+            ))
+            .await?;
+            conn.query_drop("COMMIT").await?;
+            Ok::<_, mysql_async::Error>(())
+        }));
+    }
+    for t in tasks {
+        t.await
+            .unwrap()
+            .unwrap_or_else(|e| panic!("a hot-row transaction failed: {e}"));
+    }
+    let n: Option<i64> = setup
+        .query_first("SELECT n FROM hot_t WHERE id = 1")
+        .await
+        .unwrap();
+    assert_eq!(
+        n,
+        Some(12),
+        "every read-modify-write must have seen the previous one"
+    );
+    assert!(metric(&s, "shardcar_hot_row_waits_total") >= 1.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identical_concurrent_reads_share_one_execution() {
+    let c = shared_cluster();
+    let s = db_sidecar(c, "");
+    let sql = "SELECT SLEEP(1.5) AS s, 'shared' AS tag";
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let mut conn = connect(c, &s).await;
+        tasks.push(tokio::spawn(async move {
+            let row: Option<(i64, String)> = conn.query_first(sql).await.unwrap();
+            row
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let mut d = direct(c).await;
+    let running: Option<i64> = d
+        .exec_first(
+            "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE INFO LIKE ?",
+            ("SELECT SLEEP(1.5) AS s%",),
+        )
+        .await
+        .unwrap();
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), Some((0, "shared".to_owned())));
+    }
+    assert_eq!(
+        running,
+        Some(1),
+        "mysqld ran the identical reads more than once"
+    );
+    assert!(metric(&s, "shardcar_consolidated_total{reason=\"follower\"}") >= 7.0);
+    // Inside a transaction nothing is shared.
+    let mut a = connect(c, &s).await;
+    a.query_drop("BEGIN").await.unwrap();
+    let _: Option<i64> = a.query_first("SELECT 1").await.unwrap();
+    a.query_drop("COMMIT").await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_user_concurrency_limits_shed_load_with_a_retryable_error() {
+    let c = shared_cluster();
+    let s = db_sidecar(c, "  load:\n    max_per_user: 1\n");
+    let mut a = connect(c, &s).await;
+    let mut b = connect(c, &s).await;
+    let slow = tokio::spawn(async move {
+        a.query_drop("SELECT SLEEP(1.5), 'a'").await.unwrap();
+        a
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let e = b.query_drop("SELECT 'b'").await.unwrap_err();
+    assert_eq!(server_code(&e), Some(1203), "{e}");
+    assert!(e.to_string().contains("max_per_user"), "{e}");
+    slow.await.unwrap();
+    b.query_drop("SELECT 'b'").await.unwrap();
+    assert!(metric(&s, "shardcar_load_shed_total{reason=\"per_user\"}") >= 1.0);
+}

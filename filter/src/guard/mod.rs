@@ -1,8 +1,11 @@
 //! Decisions of the db role (the connection-protection sidecar beside mysqld), without
 //! I/O: what a statement is and which session state it touches (`statement`), which
 //! SET assignments a session carries (`vars`), when a session must keep its backend
-//! connection (`pins`), and the query rules (`rules`).
+//! connection (`pins`), the query rules (`rules`), hot-row keys (`hotrow`) and the
+//! adaptive concurrency limit (`limiter`).
 
+pub mod hotrow;
+pub mod limiter;
 pub mod pins;
 pub mod rules;
 pub mod statement;

@@ -110,6 +110,11 @@ pub struct Effects {
     pub global_read_lock: bool,
     /// More than one statement in the text (CLIENT_MULTI_STATEMENTS).
     pub multi: bool,
+    /// A locking read: SELECT ... FOR UPDATE, FOR SHARE, LOCK IN SHARE MODE.
+    pub locking_read: bool,
+    /// Calls a function whose result differs between identical calls (RAND, UUID, ...),
+    /// so identical statements must not share one result.
+    pub nondeterministic: bool,
 }
 
 /// A top-level LIMIT clause.
@@ -273,6 +278,9 @@ impl Scan {
                 if is_word(prev, "GET_LOCK") {
                     self.effects.named_lock = true;
                 }
+                if matches!(prev, Some(Token::Word(w)) if is_nondeterministic(w)) {
+                    self.effects.nondeterministic = true;
+                }
                 if self.depth == 1 && self.leading.is_empty() && self.statements == 0 {
                     // `(SELECT ..) UNION (SELECT ..)`
                     self.leading.push("(".to_owned());
@@ -435,9 +443,11 @@ impl Scan {
             // FOR UPDATE, FOR SHARE, LOCK IN SHARE MODE; not FOR SYSTEM_TIME.
             "UPDATE" | "SHARE" if self.pending_for.is_some() => {
                 self.locking_clause_at = self.locking_clause_at.or(self.pending_for);
+                self.effects.locking_read = true;
             }
             "IN" if self.pending_lock.is_some() => {
                 self.locking_clause_at = self.locking_clause_at.or(self.pending_lock);
+                self.effects.locking_read = true;
             }
             _ => {}
         }
@@ -528,6 +538,12 @@ fn ends_table_list(word: &str) -> bool {
     ]
     .iter()
     .any(|k| word.eq_ignore_ascii_case(k))
+}
+
+fn is_nondeterministic(word: &str) -> bool {
+    ["RAND", "UUID", "UUID_SHORT", "SYSDATE", "NEXTVAL"]
+        .iter()
+        .any(|f| word.eq_ignore_ascii_case(f))
 }
 
 fn is_keyword_after_from(word: &str) -> bool {

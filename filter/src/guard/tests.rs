@@ -518,3 +518,40 @@ fn globs() {
     assert!(glob("exact", "exact"));
     assert!(!glob("exact", "exactly"));
 }
+
+#[test]
+fn hot_row_keys_name_the_table_and_the_where_clause() {
+    use super::hotrow::row_key;
+    let key = |sql: &str| row_key(sql, &analyze(sql));
+    assert_eq!(
+        key("UPDATE counters SET n = n + 1 WHERE id = 7").as_deref(),
+        Some("counters: id = 7")
+    );
+    assert_eq!(
+        key("update `Counters` set n = 2 where ID = 7 limit 1").as_deref(),
+        Some("counters: id = 7")
+    );
+    assert_eq!(
+        key("SELECT n FROM counters WHERE id = 7 FOR UPDATE").as_deref(),
+        Some("counters: id = 7")
+    );
+    assert_eq!(
+        key("SELECT n FROM counters WHERE id = 7 LOCK IN SHARE MODE").as_deref(),
+        Some("counters: id = 7")
+    );
+    assert_eq!(key("SELECT n FROM counters WHERE id = 7"), None);
+    assert_eq!(key("UPDATE counters SET n = 1"), None);
+    assert_eq!(key("DELETE FROM a WHERE id IN (SELECT id FROM b)"), None);
+    assert_eq!(key("INSERT INTO counters VALUES (1)"), None);
+}
+
+#[test]
+fn nondeterministic_calls_are_flagged() {
+    assert!(analyze("SELECT RAND()").effects.nondeterministic);
+    assert!(analyze("select uuid()").effects.nondeterministic);
+    assert!(
+        !analyze("SELECT SLEEP(1), 'RAND()'")
+            .effects
+            .nondeterministic
+    );
+}

@@ -12,6 +12,7 @@ mod handshake;
 mod pool;
 mod pooled;
 mod prepared;
+mod protect;
 mod relay;
 mod reload;
 pub mod router;
@@ -189,7 +190,7 @@ impl AppServer {
                 let policy = pooled::Policy::from_config(&config.db)?;
                 let pool =
                     pool::Pool::new(upstream.clone(), config.db.pool.clone(), metrics.clone());
-                Some(pooled::Guard::new(pool, policy))
+                Some(pooled::Guard::new(pool, policy, &config.db))
             }
         };
         let listener = TcpListener::bind(config.listen)

@@ -11,13 +11,16 @@
 //! next-statement pin and roll back transactions past their timeouts.
 
 use super::pool::{Budget, FormatKey, Pool, Ticket, Want};
+use super::protect::{Consolidator, HotRows, Join, RowTurn, Shared, Shedder};
 use super::relay::{RelayGuard, Response};
 use super::router::{read_result, ShardResult};
+use super::session::Capture;
 use super::session::{End, Session, FORMAT_CAPABILITIES};
 use super::upstream::{self, Upstream};
 use crate::config::{DbConfig, LimitsConfig};
+use shardcar_filter::guard::hotrow::row_key;
 use shardcar_filter::guard::pins::{Outcome, PinReason, Pins};
-use shardcar_filter::guard::rules::{Decision, RuleSet, Subject};
+use shardcar_filter::guard::rules::{fingerprint_of, Decision, RuleSet, Subject};
 use shardcar_filter::guard::statement::{
     analyze, substitute_session_functions, with_limit, Kind, Limit, SessionValues, Statement,
 };
@@ -51,16 +54,30 @@ impl Policy {
 }
 
 /// State shared by every session of the db role.
-#[derive(Debug)]
 pub struct Guard {
     pub pool: Arc<Pool>,
     policy: RwLock<Arc<Policy>>,
+    hot_rows: Arc<HotRows>,
+    consolidator: Arc<Consolidator>,
+    shedder: Arc<Shedder>,
     epoch: Instant,
 }
 
+impl std::fmt::Debug for Guard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Guard")
+            .field("pool", &self.pool)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Guard {
-    pub fn new(pool: Arc<Pool>, policy: Policy) -> Arc<Self> {
+    pub fn new(pool: Arc<Pool>, policy: Policy, db: &DbConfig) -> Arc<Self> {
+        let metrics = pool.metrics().clone();
         Arc::new(Guard {
+            hot_rows: HotRows::new(db.hot_rows.clone(), metrics.clone()),
+            consolidator: Consolidator::new(db.consolidation.clone()),
+            shedder: Shedder::new(db.load.clone(), metrics),
             pool,
             policy: RwLock::new(Arc::new(policy)),
             epoch: Instant::now(),
@@ -86,6 +103,24 @@ impl Guard {
     pub fn debug_page(&self, page: &str) -> Option<String> {
         match page {
             "pool" => serde_json::to_string_pretty(&self.pool.snapshot()).ok(),
+            "hot_rows" => {
+                let rows: Vec<serde_json::Value> = self
+                    .hot_rows
+                    .snapshot()
+                    .into_iter()
+                    .map(|(row, waiting)| serde_json::json!({"row": row, "waiting": waiting}))
+                    .collect();
+                serde_json::to_string_pretty(&rows).ok()
+            }
+            "load" => {
+                let (inflight, adaptive) = self.shedder.snapshot();
+                serde_json::to_string_pretty(&serde_json::json!({
+                    "inflight": inflight,
+                    "adaptive_limit": adaptive.map(|a| a.0),
+                    "baseline_latency_us": adaptive.map(|a| a.1),
+                }))
+                .ok()
+            }
             "rules" => {
                 let policy = self.policy();
                 let rules: Vec<&str> = policy.rules.names().collect();
@@ -134,6 +169,8 @@ pub(super) struct Pooled {
     /// The error the next statement gets after the sidecar rolled back a transaction.
     aborted: Option<ErrPacket>,
     pinned: Option<PinReason>,
+    /// The hot row this session's transaction queued for (one per transaction).
+    row_turn: Option<RowTurn>,
 }
 
 impl Pooled {
@@ -154,6 +191,7 @@ impl Pooled {
             last_activity: Instant::now(),
             aborted: None,
             pinned: None,
+            row_turn: None,
         }
     }
 
@@ -473,8 +511,66 @@ impl Session {
         olap: bool,
     ) -> Result<(), End> {
         let set = (st.kind == Kind::Set).then(|| parse_set(text));
+        let guard = self.pooled()?.guard.clone();
+        let mut lead = None;
+        if let Some(key) = self.consolidation_key(st, &payload) {
+            match guard.consolidator.join(key) {
+                Join::Follow(follow) => match follow.result().await {
+                    Some(shared) => {
+                        self.shared.metrics.guard.consolidated("follower");
+                        if self
+                            .client
+                            .send(&shared.bytes, &self.shared.metrics)
+                            .await
+                            .is_err()
+                        {
+                            return Err(End::ClientGone);
+                        }
+                        return self
+                            .after_statement(Some(st), set.as_ref(), shared.response)
+                            .await;
+                    }
+                    None => self.shared.metrics.guard.consolidated("fallback"),
+                },
+                Join::Lead(l) => {
+                    self.capture = Some(Capture {
+                        max: guard.consolidator.max_bytes(),
+                        ..Default::default()
+                    });
+                    lead = Some(l);
+                }
+            }
+        }
+        let slot = if guard.shedder.active() && self.upstream.is_none() {
+            let fingerprint = guard
+                .shedder
+                .wants_fingerprint()
+                .then(|| fingerprint_of(text));
+            match guard.shedder.admit(&self.auth.user, fingerprint) {
+                Ok(slot) => Some(slot),
+                Err(e) => {
+                    self.capture = None;
+                    return self.send_err(&e).await;
+                }
+            }
+        } else {
+            None
+        };
+        if guard.hot_rows.enabled() && self.pooled()?.row_turn.is_none() {
+            if let Some(key) = row_key(text, st) {
+                match guard.hot_rows.turn(key).await {
+                    Ok(turn) => self.pooled()?.row_turn = Some(turn),
+                    Err(e) => {
+                        self.capture = None;
+                        return self.send_err(&e).await;
+                    }
+                }
+            }
+        }
         let budget = self.budget_for(st, olap)?;
         if let Err(e) = self.lend(budget).await {
+            self.capture = None;
+            self.pooled()?.row_turn = None;
             return self.send_err(&e).await;
         }
         let payload = match self.substituted(st, text) {
@@ -486,11 +582,32 @@ impl Session {
             }
             None => payload,
         };
-        let policy = self.pooled()?.guard.policy();
-        let guard = self.relay_guard(&policy, st.max_execution_ms, olap || !st.kind.reads_only());
+        let policy = guard.policy();
+        let relay_guard =
+            self.relay_guard(&policy, st.max_execution_ms, olap || !st.kind.reads_only());
+        let started = Instant::now();
         let response = self
-            .pooled_run(Command::Query, &payload, Some(&guard), budget)
-            .await?;
+            .pooled_run(Command::Query, &payload, Some(&relay_guard), budget)
+            .await;
+        if let Some(slot) = slot {
+            slot.done(started.elapsed());
+        }
+        let capture = self.capture.take();
+        let response = response?;
+        if let Some(lead) = lead {
+            let shared = capture
+                .filter(|c| !c.spoiled && !response.failed() && !response.killed)
+                .map(|c| Shared {
+                    bytes: c.bytes,
+                    response,
+                });
+            self.shared.metrics.guard.consolidated(if shared.is_some() {
+                "leader"
+            } else {
+                "fallback"
+            });
+            lead.finish(shared);
+        }
         if !response.failed() {
             if st.kind == Kind::Use {
                 let db = text
@@ -546,6 +663,38 @@ impl Session {
             max_bytes: (!unlimited && l.max_result_bytes > 0).then_some(l.max_result_bytes),
             mode: l.max_rows_mode,
         }
+    }
+
+    /// The key under which identical reads share one execution, when this one may: a
+    /// SELECT outside any transaction or pin, reading no session state and calling
+    /// nothing nondeterministic. The key holds everything the result depends on.
+    fn consolidation_key(&self, st: &Statement, payload: &[u8]) -> Option<Vec<u8>> {
+        let p = self.pooled.as_ref()?;
+        let e = &st.effects;
+        if !p.guard.consolidator.enabled()
+            || st.kind != Kind::Select
+            || self.upstream.is_some()
+            || e.session_functions
+            || e.nondeterministic
+            || e.locking_read
+            || e.sets_user_variable
+            || e.calc_found_rows
+            || e.multi
+            || p.status_flags() & status::AUTOCOMMIT == 0
+        {
+            return None;
+        }
+        let mut key = Vec::with_capacity(payload.len() + 64);
+        key.extend_from_slice(&(self.auth.capabilities & FORMAT_CAPABILITIES).to_le_bytes());
+        key.push(self.auth.collation);
+        key.extend_from_slice(&p.vars.key().to_le_bytes());
+        key.extend_from_slice(&[u8::from(p.olap)]);
+        key.extend_from_slice(p.database.as_deref().unwrap_or("").as_bytes());
+        key.push(0);
+        key.extend_from_slice(self.auth.user.as_bytes());
+        key.push(0);
+        key.extend_from_slice(payload);
+        Some(key)
     }
 
     /// Which budget a statement borrows from when the session holds no connection.
@@ -733,6 +882,8 @@ impl Session {
             p.tx_started.get_or_insert_with(Instant::now);
         } else {
             p.tx_started = None;
+            // The next one in the row's queue may go.
+            p.row_turn = None;
         }
         p.note_pin();
         if killed && p.pins.reason().is_none() {
@@ -786,6 +937,7 @@ impl Session {
         let Some(p) = self.pooled.as_mut() else {
             return;
         };
+        p.row_turn = None;
         let Some(mut ticket) = p.ticket.take() else {
             return;
         };
@@ -825,6 +977,7 @@ impl Session {
         p.olap = false;
         p.tx_started = None;
         p.aborted = None;
+        p.row_turn = None;
         p.note_pin();
         if held {
             self.give_back_if_free();
@@ -886,6 +1039,7 @@ impl Session {
                     },
                 );
                 p.tx_started = None;
+                p.row_turn = None;
                 p.note_pin();
                 self.give_back_if_free();
             }

@@ -96,6 +96,7 @@ pub async fn serve(
                 routed: None,
                 pooled: None,
                 connection_id,
+                capture: None,
             };
             if let Some(router) = &shared.router {
                 session.routed = Some(Routed::new(router.clone(), session.auth.database.clone()));
@@ -133,6 +134,28 @@ pub(super) struct Session {
     pub(super) pooled: Option<Pooled>,
     /// The id the client was given in the greeting.
     pub(super) connection_id: u32,
+    /// While a consolidated read runs: the bytes sent to the client, for its followers.
+    pub(super) capture: Option<Capture>,
+}
+
+/// Bytes of one response kept for sessions waiting on an identical read.
+#[derive(Debug, Default)]
+pub(super) struct Capture {
+    pub(super) bytes: Vec<u8>,
+    pub(super) max: usize,
+    /// More than `max` bytes, or a packet the sidecar injected: not shareable.
+    pub(super) spoiled: bool,
+}
+
+impl Capture {
+    fn keep(&mut self, bytes: &[u8]) {
+        if self.spoiled || self.bytes.len() + bytes.len() > self.max {
+            self.spoiled = true;
+            self.bytes = Vec::new();
+        } else {
+            self.bytes.extend_from_slice(bytes);
+        }
+    }
 }
 
 impl Session {
@@ -495,6 +518,9 @@ impl Session {
                         at_limit = None;
                         scanner.set_row_limit(None, None);
                         cut = Some(last);
+                        if let Some(c) = self.capture.as_mut() {
+                            c.spoiled = true;
+                        }
                         let err = guard.limit_error(scanner.rows());
                         match guard.mode {
                             RowLimitMode::Error => {
@@ -551,6 +577,12 @@ impl Session {
                 if self.client.send(send, &metrics).await.is_err() {
                     self.client_gone().await?;
                     return Err(End::ClientGone);
+                }
+                if let Some(c) = self.capture.as_mut() {
+                    c.keep(send);
+                    if replaced.is_some() {
+                        c.spoiled = true;
+                    }
                 }
                 if let Some(out) = replaced {
                     metrics.error(error_codes::ER_QUERY_TIMEOUT.code, ErrorOrigin::Sidecar);

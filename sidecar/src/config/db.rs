@@ -15,6 +15,9 @@ pub struct DbConfig {
     pub builtin_rules: BuiltinRules,
     /// Evaluated in order after the built-in rules.
     pub rules: Vec<RuleConfig>,
+    pub hot_rows: HotRowConfig,
+    pub consolidation: ConsolidationConfig,
+    pub load: LoadConfig,
     /// How often the configuration file is checked for changes to `limits`,
     /// `builtin_rules` and `rules`; 0 disables reloading.
     pub reload_interval_ms: u64,
@@ -56,6 +59,79 @@ impl Default for PoolConfig {
             max_age_ms: 30 * 60_000,
             idle_timeout_ms: 5 * 60_000,
             hold_next_statement_ms: 1_000,
+        }
+    }
+}
+
+/// Hot-row protection: transactions writing (or lock-reading) the same row queue in the
+/// sidecar and run one at a time. Applies from the next restart.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HotRowConfig {
+    pub enabled: bool,
+    /// Transactions that may wait for one row; beyond, ERR 1203 at once.
+    pub max_queue_per_row: usize,
+    /// Transactions that may wait for any row, in total.
+    pub max_queued: usize,
+    /// How long one may wait; then ERR 1205 (lock wait timeout), which clients retry.
+    pub wait_timeout_ms: u64,
+}
+
+impl Default for HotRowConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            max_queue_per_row: 20,
+            max_queued: 1_000,
+            wait_timeout_ms: 5_000,
+        }
+    }
+}
+
+/// Consolidation: identical concurrent reads outside transactions share one execution.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConsolidationConfig {
+    pub enabled: bool,
+    /// Largest result shared; a bigger one makes the waiting sessions run their own.
+    pub max_result_bytes: usize,
+}
+
+impl Default for ConsolidationConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            max_result_bytes: 1024 * 1024,
+        }
+    }
+}
+
+/// Load shedding: statements beyond these limits get ERR 1203 at once (retryable)
+/// instead of queueing inside mysqld. 0 disables a limit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LoadConfig {
+    /// Statements one MySQL user may have running at once.
+    pub max_per_user: usize,
+    /// Statements with one normalized fingerprint that may run at once.
+    pub max_per_fingerprint: usize,
+    /// An adaptive limit on all running statements that backs off when mysqld's latency
+    /// rises past `latency_tolerance` times its baseline (AIMD).
+    pub adaptive: bool,
+    pub adaptive_min: usize,
+    pub adaptive_max: usize,
+    pub latency_tolerance: f64,
+}
+
+impl Default for LoadConfig {
+    fn default() -> Self {
+        Self {
+            max_per_user: 0,
+            max_per_fingerprint: 0,
+            adaptive: false,
+            adaptive_min: 8,
+            adaptive_max: 256,
+            latency_tolerance: 3.0,
         }
     }
 }
@@ -146,6 +222,7 @@ impl DbConfig {
                 self.limits.idle_in_transaction_timeout_ms,
             ),
             ("db.reload_interval_ms", self.reload_interval_ms),
+            ("db.hot_rows.wait_timeout_ms", self.hot_rows.wait_timeout_ms),
         ] {
             if v > MAX_MS {
                 return Err(ConfigError::invalid(
@@ -153,6 +230,18 @@ impl DbConfig {
                     format!("must be at most {MAX_MS} (one day)"),
                 ));
             }
+        }
+        if !(self.load.latency_tolerance >= 1.1 && self.load.latency_tolerance <= 100.0) {
+            return Err(ConfigError::invalid(
+                "db.load.latency_tolerance",
+                "must be between 1.1 and 100",
+            ));
+        }
+        if self.load.adaptive && self.load.adaptive_min > self.load.adaptive_max {
+            return Err(ConfigError::invalid(
+                "db.load.adaptive_min",
+                "must not exceed db.load.adaptive_max",
+            ));
         }
         RuleSet::compile(&self.builtin_rules, &self.rules).map_err(|e| {
             ConfigError::invalid(

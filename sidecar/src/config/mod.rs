@@ -20,7 +20,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use shardcar_filter::protocol::auth::AuthPlugin;
 
-pub use db::{DbConfig, LimitsConfig, PoolConfig, RowLimitMode};
+pub use db::{
+    ConsolidationConfig, DbConfig, HotRowConfig, LimitsConfig, LoadConfig, PoolConfig, RowLimitMode,
+};
 pub use error::ConfigError;
 pub use overrides::AppOverrides;
 pub use sharding::{KeyspaceConfig, ShardConfig, ShardingConfig, TransactionMode};

@@ -90,6 +90,12 @@ pub(super) static APP: Shape = Shape::Struct(&[
                 )),
             ),
             ("reload_interval_ms", Shape::Leaf(is::<u64>)),
+            ("hot_rows", Shape::Leaf(is::<super::HotRowConfig>)),
+            (
+                "consolidation",
+                Shape::Leaf(is::<super::ConsolidationConfig>),
+            ),
+            ("load", Shape::Leaf(is::<super::LoadConfig>)),
         ]),
     ),
     (

@@ -45,6 +45,8 @@ pub struct GuardMetrics {
     rules: Family<RuleLabels, Counter>,
     shed: Family<ReasonLabels, Counter>,
     reloads: Family<ReasonLabels, Counter>,
+    hot_row_waits: Counter,
+    consolidated: Family<ReasonLabels, Counter>,
 }
 
 impl std::fmt::Debug for GuardMetrics {
@@ -70,7 +72,19 @@ impl GuardMetrics {
             rules: Family::default(),
             shed: Family::default(),
             reloads: Family::default(),
+            hot_row_waits: Counter::default(),
+            consolidated: Family::default(),
         };
+        reg.register(
+            "shardcar_hot_row_waits",
+            "Transactions that queued behind another one for the same row",
+            m.hot_row_waits.clone(),
+        );
+        reg.register(
+            "shardcar_consolidated",
+            "Reads that ran for others (leader), got another's result (follower), or ran alone after a failed share (fallback)",
+            m.consolidated.clone(),
+        );
         reg.register(
             "shardcar_policy_reloads",
             "Configuration reloads of the protection policy, by result",
@@ -202,6 +216,16 @@ impl GuardMetrics {
                 rule: rule.to_owned(),
                 action,
             })
+            .inc();
+    }
+
+    pub fn hot_row_wait(&self) {
+        self.hot_row_waits.inc();
+    }
+
+    pub fn consolidated(&self, reason: &'static str) {
+        self.consolidated
+            .get_or_create(&ReasonLabels { reason })
             .inc();
     }
 
