@@ -30,6 +30,8 @@ pub enum TlsError {
         #[source]
         source: std::io::Error,
     },
+    #[error("tls.client_ca_file: {0}")]
+    ClientVerifier(String),
     #[error("{}: no PEM certificate found", path.display())]
     NoCertificate { path: PathBuf },
     #[error("{}: no PEM private key (PKCS#1, PKCS#8 or SEC1) found", path.display())]
@@ -96,11 +98,81 @@ pub fn load_private_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError>
 pub fn server_config(c: &ServerTlsConfig) -> Result<Arc<rustls::ServerConfig>, TlsError> {
     let certs = load_certs(&c.cert_file)?;
     let key = load_private_key(&c.key_file)?;
-    let config = rustls::ServerConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)?;
+    let builder = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?;
+    let config = match &c.client_ca_file {
+        None => builder.with_no_client_auth().with_single_cert(certs, key)?,
+        Some(path) => {
+            let roots = Arc::new(load_roots(path)?);
+            let verifier =
+                rustls::server::WebPkiClientVerifier::builder_with_provider(roots, provider());
+            let verifier = if c.require_client_certificate {
+                verifier
+            } else {
+                verifier.allow_unauthenticated()
+            };
+            let verifier = verifier
+                .build()
+                .map_err(|e| TlsError::ClientVerifier(e.to_string()))?;
+            builder
+                .with_client_cert_verifier(verifier)
+                .with_single_cert(certs, key)?
+        }
+    };
     Ok(Arc::new(config))
+}
+
+fn load_roots(path: &Path) -> Result<RootCertStore, TlsError> {
+    let mut roots = RootCertStore::empty();
+    for cert in load_certs(path)? {
+        roots.add(cert).map_err(|source| TlsError::BadRoot {
+            path: path.to_owned(),
+            source,
+        })?;
+    }
+    Ok(roots)
+}
+
+/// The identity a verified client certificate names: its first URI SAN (a SPIFFE id),
+/// else its first DNS SAN, else its subject's common name.
+pub fn certificate_identity(der: &[u8]) -> Option<String> {
+    use x509_cert::der::Decode;
+    use x509_cert::ext::pkix::name::GeneralName;
+    use x509_cert::ext::pkix::SubjectAltName;
+    let cert = x509_cert::Certificate::from_der(der).ok()?;
+    let tbs = &cert.tbs_certificate;
+    if let Some(Ok(Some((_, san)))) = Some(tbs.get::<SubjectAltName>()) {
+        let uri = san.0.iter().find_map(|n| match n {
+            GeneralName::UniformResourceIdentifier(u) => Some(u.to_string()),
+            _ => None,
+        });
+        let dns = san.0.iter().find_map(|n| match n {
+            GeneralName::DnsName(d) => Some(d.to_string()),
+            _ => None,
+        });
+        if let Some(id) = uri.or(dns) {
+            return Some(id);
+        }
+    }
+    const CN: x509_cert::der::asn1::ObjectIdentifier =
+        x509_cert::der::asn1::ObjectIdentifier::new_unwrap("2.5.4.3");
+    tbs.subject
+        .0
+        .iter()
+        .flat_map(|rdn| rdn.0.iter())
+        .find_map(|atv| {
+            (atv.oid == CN).then(|| {
+                atv.value
+                    .decode_as::<x509_cert::der::asn1::Utf8StringRef>()
+                    .map(|s| s.as_str().to_owned())
+                    .or_else(|_| {
+                        atv.value
+                            .decode_as::<x509_cert::der::asn1::PrintableStringRef>()
+                            .map(|s| s.as_str().to_owned())
+                    })
+                    .ok()
+            })?
+        })
 }
 
 /// The client side, toward mysqld: roots from `ca_file`, or, with `verify: false`, a
@@ -110,14 +182,9 @@ pub fn client_config(c: &UpstreamTlsConfig) -> Result<Arc<rustls::ClientConfig>,
         .with_safe_default_protocol_versions()?;
     let config = if c.verify {
         let path = c.ca_file.as_deref().ok_or(TlsError::NoTrustRoots)?;
-        let mut roots = RootCertStore::empty();
-        for cert in load_certs(path)? {
-            roots.add(cert).map_err(|source| TlsError::BadRoot {
-                path: path.to_owned(),
-                source,
-            })?;
-        }
-        builder.with_root_certificates(roots).with_no_client_auth()
+        builder
+            .with_root_certificates(load_roots(path)?)
+            .with_no_client_auth()
     } else {
         tracing::warn!(
             "upstream.tls.verify is false: the upstream's certificate is not checked, so the \
@@ -255,6 +322,8 @@ mod tests {
             cert_file: cert.clone(),
             key_file: key.clone(),
             required: true,
+            client_ca_file: None,
+            require_client_certificate: false,
         })?;
         assert!(server.alpn_protocols.is_empty());
         use std::os::unix::fs::PermissionsExt;
@@ -273,6 +342,8 @@ mod tests {
             cert_file: cert.clone(),
             key_file: key,
             required: false,
+            client_ca_file: None,
+            require_client_certificate: false,
         })?;
         let cases = [
             (upstream_tls(true, Some(cert.clone())), "localhost", true),
@@ -341,6 +412,8 @@ mod tests {
             cert_file: empty.clone(),
             key_file: empty.clone(),
             required: false,
+            client_ca_file: None,
+            require_client_certificate: false,
         };
         let err = server_config(&cfg).err().map(|e| e.to_string());
         assert!(
@@ -373,5 +446,32 @@ mod tests {
         cfg.server_name = Some("bad name".into());
         assert!(server_name(&cfg, "x").is_err());
         Ok(())
+    }
+
+    #[test]
+    fn certificate_identity_prefers_uri_then_dns_then_common_name() {
+        use rcgen::{CertificateParams, DnType, KeyPair, SanType};
+        let der = |sans: Vec<SanType>, cn: &str| {
+            let mut params = CertificateParams::default();
+            params.subject_alt_names = sans;
+            params.distinguished_name.push(DnType::CommonName, cn);
+            let key = KeyPair::generate().unwrap();
+            params.self_signed(&key).unwrap().der().to_vec()
+        };
+        let uri = SanType::URI("spiffe://shop/ns/web/sa/api".try_into().unwrap());
+        let dns = SanType::DnsName("web.shop.svc".try_into().unwrap());
+        assert_eq!(
+            certificate_identity(&der(vec![dns.clone(), uri], "cn")).as_deref(),
+            Some("spiffe://shop/ns/web/sa/api")
+        );
+        assert_eq!(
+            certificate_identity(&der(vec![dns], "cn")).as_deref(),
+            Some("web.shop.svc")
+        );
+        assert_eq!(
+            certificate_identity(&der(vec![], "batch-job")).as_deref(),
+            Some("batch-job")
+        );
+        assert_eq!(certificate_identity(b"not a certificate"), None);
     }
 }

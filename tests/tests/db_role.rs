@@ -497,3 +497,103 @@ async fn per_user_concurrency_limits_shed_load_with_a_retryable_error() {
     b.query_drop("SELECT 'b'").await.unwrap();
     assert!(metric(&s, "shardcar_load_shed_total{reason=\"per_user\"}") >= 1.0);
 }
+
+/// Writes a CA, a server certificate for 127.0.0.1 and a client certificate whose URI SAN
+/// is `identity`, all PEM, into `dir`.
+fn mtls_files(dir: &std::path::Path, identity: &str) -> [std::path::PathBuf; 5] {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, SanType};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::default();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(DnType::CommonName, "shardcar test CA");
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let issue = |sans: Vec<SanType>| {
+        let key = KeyPair::generate().unwrap();
+        let mut p = CertificateParams::default();
+        p.subject_alt_names = sans;
+        let cert = p.signed_by(&key, &ca_cert, &ca_key).unwrap();
+        (cert.pem(), key.serialize_pem())
+    };
+    let (server_pem, server_key) = issue(vec![SanType::IpAddress(
+        std::net::Ipv4Addr::LOCALHOST.into(),
+    )]);
+    let (client_pem, client_key) = issue(vec![SanType::URI(identity.try_into().unwrap())]);
+    let files = [
+        ("ca.pem", ca_cert.pem()),
+        ("server.pem", server_pem),
+        ("server.key", server_key),
+        ("client.pem", client_pem),
+        ("client.key", client_key),
+    ];
+    files.map(|(name, body)| {
+        let p = dir.join(name);
+        std::fs::write(&p, body).unwrap();
+        p
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_access_policy_grants_tables_by_user_and_by_client_certificate() {
+    use shardcar_tests::client::{cli, run};
+    let c = shared_cluster();
+    let dir = tempfile::tempdir().unwrap();
+    let [ca, server, server_key, client, client_key] =
+        mtls_files(dir.path(), "spiffe://test/sa/reporter");
+    let mut setup = direct(c).await;
+    setup
+        .query_drop("CREATE TABLE IF NOT EXISTS acl_public (v INT)")
+        .await
+        .unwrap();
+    setup
+        .query_drop("CREATE TABLE IF NOT EXISTS acl_secret (v INT)")
+        .await
+        .unwrap();
+    let mut options = c.sidecar_options(format!(
+        "tls:\n  cert_file: {}\n  key_file: {}\n  client_ca_file: {}\n\
+         db:\n  access:\n    - name: app\n      identities: [\"user:{user}\"]\n      read: [acl_public]\n      write: [acl_public]\n\
+         \x20   - name: reporter\n      identities: [\"cert:spiffe://test/sa/*\"]\n      read: [\"acl_*\"]\n",
+        server.display(),
+        server_key.display(),
+        ca.display(),
+        user = c.app_user,
+    ));
+    options.role = "db";
+    let s = SidecarProcess::start(options).unwrap();
+    let mut a = connect(c, &s).await;
+    a.query_drop("INSERT INTO acl_public VALUES (1)")
+        .await
+        .unwrap();
+    let _: Vec<i64> = a.query("SELECT v FROM acl_public").await.unwrap();
+    let e = a.query_drop("SELECT * FROM acl_secret").await.unwrap_err();
+    assert_eq!(server_code(&e), Some(1142), "{e}");
+    assert!(e.to_string().contains("for table 'acl_secret'"), "{e}");
+    let e = a
+        .query_drop("SELECT * FROM acl_public WHERE v IN (SELECT v FROM acl_secret)")
+        .await
+        .unwrap_err();
+    assert_eq!(server_code(&e), Some(1142), "{e}");
+    let e = a.query_drop("DROP TABLE acl_public").await.unwrap_err();
+    assert_eq!(server_code(&e), Some(1227), "{e}");
+    // Statements without tables are not policed.
+    a.query_drop("SET sql_mode = ''").await.unwrap();
+
+    // The same user over mTLS with the reporter's certificate gets the reporter's reads,
+    // and still no writes to acl_secret.
+    let with_cert = |sql: &str| {
+        let mut cmd = cli(s.port(), &c.app_user, &c.app_password);
+        cmd.arg(format!("--ssl-ca={}", ca.display()))
+            .arg(format!("--ssl-cert={}", client.display()))
+            .arg(format!("--ssl-key={}", client_key.display()))
+            .arg(&c.database)
+            .arg("-N")
+            .arg("-e")
+            .arg(sql);
+        run(cmd, None, Duration::from_secs(30))
+    };
+    let (ok, out, err) = with_cert("SELECT COUNT(*) FROM acl_secret");
+    assert!(ok, "reporter read refused: {err}\n{}", s.stderr());
+    assert_eq!(out.trim(), "0");
+    let (ok, _, err) = with_cert("INSERT INTO acl_secret VALUES (1)");
+    assert!(!ok && err.contains("1142"), "reporter write allowed: {err}");
+}

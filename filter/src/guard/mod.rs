@@ -4,6 +4,7 @@
 //! connection (`pins`), the query rules (`rules`), hot-row keys (`hotrow`) and the
 //! adaptive concurrency limit (`limiter`).
 
+pub mod access;
 pub mod hotrow;
 pub mod limiter;
 pub mod pins;

@@ -26,6 +26,8 @@ pub(super) struct Client {
     pub(super) stream: Stream,
     pub(super) assembler: PacketAssembler,
     pub(super) peer: SocketAddr,
+    /// The identity of a verified TLS client certificate (mTLS).
+    pub(super) certificate: Option<String>,
 }
 
 impl Client {
@@ -35,6 +37,7 @@ impl Client {
             stream,
             assembler: PacketAssembler::new(FIRST_PACKET_MAX),
             peer,
+            certificate: None,
         }
     }
 

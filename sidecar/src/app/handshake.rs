@@ -117,6 +117,15 @@ pub(super) async fn accept(mut client: Client, shared: &Shared) -> Result<Logged
                 };
                 match acceptor.accept(tcp).await {
                     Ok(tls) => {
+                        client.certificate = tls
+                            .get_ref()
+                            .1
+                            .peer_certificates()
+                            .and_then(|c| c.first())
+                            .and_then(|c| crate::tls::certificate_identity(c));
+                        if let Some(id) = &client.certificate {
+                            debug!(peer = %client.peer, identity = %id, "client certificate verified");
+                        }
                         client.stream = Stream::ServerTls(Box::new(tls));
                         metrics.tls_handshake("client");
                         hs.tls_established();

@@ -18,6 +18,7 @@ use super::session::Capture;
 use super::session::{End, Session, FORMAT_CAPABILITIES};
 use super::upstream::{self, Upstream};
 use crate::config::{DbConfig, LimitsConfig};
+use shardcar_filter::guard::access::{table_access, AccessPolicy, Denied, Identity};
 use shardcar_filter::guard::hotrow::row_key;
 use shardcar_filter::guard::pins::{Outcome, PinReason, Pins};
 use shardcar_filter::guard::rules::{fingerprint_of, Decision, RuleSet, Subject};
@@ -39,6 +40,7 @@ use tracing::{info, warn};
 pub struct Policy {
     pub limits: LimitsConfig,
     pub rules: RuleSet,
+    pub access: AccessPolicy,
     pub hold_next: Duration,
 }
 
@@ -48,6 +50,7 @@ impl Policy {
         Ok(Policy {
             limits: db.limits.clone(),
             rules: db.validate()?,
+            access: AccessPolicy::new(db.access.clone()),
             hold_next: Duration::from_millis(db.pool.hold_next_statement_ms),
         })
     }
@@ -418,6 +421,11 @@ impl Session {
             }
         }
         let text = owned.as_deref().unwrap_or(text);
+        if !policy.access.is_empty() {
+            if let Err(e) = self.check_access(&policy.access, text, &st) {
+                return self.send_err(&e).await;
+            }
+        }
         if st.kind == Kind::Kill {
             let e = err(
                 error_codes::ER_NOT_SUPPORTED_YET,
@@ -1047,10 +1055,51 @@ impl Session {
         Ok(())
     }
 
-    /// Who the client is for query rules: the peer address (mTLS identities arrive with
-    /// the access policy).
+    /// The access policy's verdict on a statement, as the ERR a refusal sends.
+    fn check_access(
+        &self,
+        access: &AccessPolicy,
+        text: &str,
+        st: &Statement,
+    ) -> Result<(), ErrPacket> {
+        let database = self.pooled.as_ref().and_then(|p| p.database.as_deref());
+        let tables = table_access(text, st, database);
+        let who = Identity {
+            user: &self.auth.user,
+            certificate: self.client.certificate.as_deref(),
+        };
+        let host = self.client.peer.ip();
+        match access.check(who, &tables, st) {
+            Ok(()) => Ok(()),
+            Err(denied) => {
+                self.shared.metrics.guard.shed("access_denied");
+                Err(match denied {
+                    Denied::Table { command, table } => {
+                        let name = table.rsplit('.').next().unwrap_or(&table);
+                        err(
+                            error_codes::ER_TABLEACCESS_DENIED_ERROR,
+                            format!(
+                                "{command} command denied to user '{}'@'{host}' for table '{name}' (Shardcar access policy)",
+                                self.auth.user
+                            ),
+                        )
+                    }
+                    Denied::Admin { what } => err(
+                        error_codes::ER_SPECIFIC_ACCESS_DENIED_ERROR,
+                        format!("Access denied; the Shardcar access policy grants no admin to user '{}' for {what}", self.auth.user),
+                    ),
+                })
+            }
+        }
+    }
+
+    /// Who the client is for query rules: its certificate identity under mTLS, else its
+    /// address.
     fn client_identity(&self) -> String {
-        self.client.peer.ip().to_string()
+        match &self.client.certificate {
+            Some(c) => c.clone(),
+            None => self.client.peer.ip().to_string(),
+        }
     }
 }
 

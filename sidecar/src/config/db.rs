@@ -3,6 +3,7 @@
 //! rules, limits and timeouts reload from the file without dropping connections.
 
 use serde::{Deserialize, Serialize};
+use shardcar_filter::guard::access::AccessRule;
 use shardcar_filter::guard::rules::{BuiltinRules, RuleConfig, RuleSet};
 
 use super::ConfigError;
@@ -15,6 +16,9 @@ pub struct DbConfig {
     pub builtin_rules: BuiltinRules,
     /// Evaluated in order after the built-in rules.
     pub rules: Vec<RuleConfig>,
+    /// Which identities may read and write which tables; once one rule exists,
+    /// everything not granted is denied. Reloads with the rules.
+    pub access: Vec<AccessRule>,
     pub hot_rows: HotRowConfig,
     pub consolidation: ConsolidationConfig,
     pub load: LoadConfig,
@@ -228,6 +232,24 @@ impl DbConfig {
                 return Err(ConfigError::invalid(
                     field,
                     format!("must be at most {MAX_MS} (one day)"),
+                ));
+            }
+        }
+        for (i, a) in self.access.iter().enumerate() {
+            if a.identities.is_empty() {
+                return Err(ConfigError::invalid(
+                    format!("db.access[{i}].identities"),
+                    "must name at least one identity",
+                ));
+            }
+            if let Some(bad) = a
+                .identities
+                .iter()
+                .find(|id| !(id.starts_with("user:") || id.starts_with("cert:")))
+            {
+                return Err(ConfigError::invalid(
+                    format!("db.access[{i}].identities"),
+                    format!("{bad:?} must start with user: or cert:"),
                 ));
             }
         }

@@ -146,6 +146,14 @@ pub struct ServerTlsConfig {
     /// Refuse clients that do not upgrade with ER_SECURE_TRANSPORT_REQUIRED.
     #[serde(default)]
     pub required: bool,
+    /// PEM trust roots for client certificates (mTLS). A verified certificate's identity
+    /// (URI SAN such as a SPIFFE id, else DNS SAN, else subject CN) is the `cert:`
+    /// identity of the db role's access policy.
+    #[serde(default)]
+    pub client_ca_file: Option<PathBuf>,
+    /// Refuse TLS clients without a certificate signed by `client_ca_file`.
+    #[serde(default)]
+    pub require_client_certificate: bool,
 }
 
 /// The mysqld (or db sidecar) this sidecar forwards to.

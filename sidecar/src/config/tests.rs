@@ -259,6 +259,8 @@ fn each_validation_failure_names_its_field() {
         cert_file: "/nonexistent/cert.pem".into(),
         key_file: "/nonexistent/key.pem".into(),
         required: false,
+        client_ca_file: None,
+        require_client_certificate: false,
     });
     assert_eq!(field_of(c.validate()), "tls.cert_file");
 

@@ -78,6 +78,16 @@ pub(super) fn validate(c: &AppConfig) -> Result<(), ConfigError> {
     if let Some(tls) = &c.tls {
         file_exists("tls.cert_file", &tls.cert_file)?;
         file_exists("tls.key_file", &tls.key_file)?;
+        match &tls.client_ca_file {
+            Some(ca) => file_exists("tls.client_ca_file", ca)?,
+            None if tls.require_client_certificate => {
+                return Err(ConfigError::invalid(
+                    "tls.require_client_certificate",
+                    "needs tls.client_ca_file",
+                ))
+            }
+            None => {}
+        }
     }
 
     let up = &c.upstream;

@@ -45,6 +45,8 @@ static SERVER_TLS: Shape = Shape::Struct(&[
     ("cert_file", Shape::Req(&PATH)),
     ("key_file", Shape::Req(&PATH)),
     ("required", Shape::Leaf(is::<bool>)),
+    ("client_ca_file", Shape::Leaf(is::<Option<PathBuf>>)),
+    ("require_client_certificate", Shape::Leaf(is::<bool>)),
 ]);
 
 static UPSTREAM_TLS: Shape = Shape::Struct(&[
@@ -90,6 +92,12 @@ pub(super) static APP: Shape = Shape::Struct(&[
                 )),
             ),
             ("reload_interval_ms", Shape::Leaf(is::<u64>)),
+            (
+                "access",
+                Shape::Seq(&Shape::Leaf(
+                    is::<shardcar_filter::guard::access::AccessRule>,
+                )),
+            ),
             ("hot_rows", Shape::Leaf(is::<super::HotRowConfig>)),
             (
                 "consolidation",
