@@ -437,8 +437,10 @@ class Sidecar:
 
 
 class SidecarFactory:
-    def __init__(self, binary: str, root: str, db: MariaDB):
+    def __init__(self, binary: str, root: str, db: MariaDB, role: str = "app", extra_yaml: str = ""):
         self.binary = binary
+        self.role = role
+        self.extra_yaml = extra_yaml
         self.root = root
         self.db = db
         self.n = 0
@@ -470,6 +472,7 @@ class SidecarFactory:
                 f"  address: \"127.0.0.1:{self.db.port}\"\n"
                 f"  user: {UP_USER}\n"
                 f"  password_file: \"{self.pw_file}\"\n"
+                + self.extra_yaml
             )
         return path, port, admin
 
@@ -480,7 +483,7 @@ class SidecarFactory:
         logf = open(log_path, "w")
         env = dict(os.environ, RUST_LOG=os.environ.get("BENCH_RUST_LOG", "warn"))
         t0 = time.perf_counter()
-        p = PROCS.start("shardcar", [self.binary, "app", "--config", cfg], pdeathsig=pdeathsig,
+        p = PROCS.start("shardcar", [self.binary, self.role, "--config", cfg], pdeathsig=pdeathsig,
                         stdout=logf, stderr=subprocess.STDOUT, env=env)
         logf.close()
         return Sidecar(p, port, admin, log_path), t0
@@ -885,6 +888,10 @@ def parse_args(argv=None):
     ap.add_argument("--startup-runs", type=int, default=5, help="fresh processes for the start-up figure (default 5)")
     ap.add_argument("--warmup", type=int, default=5, help="seconds of direct oltp_read_only before the sweep (default 5)")
     ap.add_argument("--binary", default=DEFAULT_BIN, help="shardcar binary (default target/release/shardcar)")
+    ap.add_argument("--role", choices=["app", "db"], default="app",
+                    help="which role of the sidecar to measure (default app)")
+    ap.add_argument("--db-yaml", default="",
+                    help="YAML appended to the sidecar config for --role db (e.g. a db: section)")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir (logs, sysbench outputs) on exit")
     a = ap.parse_args(argv)
     for m in a.ps_modes:
@@ -959,7 +966,7 @@ def main(argv=None) -> int:
             run_cmd(sb_base(tools, db.port) + ["--threads=4", f"--time={args.warmup}", "oltp_read_only", "run"],
                     timeout=args.warmup + 120)
 
-        factory = SidecarFactory(binary, root, db)
+        factory = SidecarFactory(binary, root, db, args.role, args.db_yaml.replace("\\n", "\n"))
         log(f"start-up: {args.startup_runs} fresh sidecars to first SELECT 1, {args.startup_runs} to /ready")
         startup = measure_startup(factory, args.startup_runs)
         log("start-up ms (SELECT 1): " + ", ".join(f"{x:.1f}" for x in startup["select1_ms"]))

@@ -655,6 +655,9 @@ fn scan(
     chunks: &mut dyn FnMut(usize) -> usize,
 ) -> ScanOutcome {
     let mut s = ResponseScanner::new(kind, caps);
+    // Stops at the first row (or 64 bytes of rows); cleared when hit, so the outcome is
+    // the same as without it.
+    s.set_row_limit(Some(1), Some(64));
     assert_eq!(s.is_done(), kind == ResponseKind::None);
     let mut events = Vec::new();
     let mut at = 0;
@@ -680,6 +683,13 @@ fn scan(
                 events.push(ScanEvent::LocalInfile(at + consumed));
                 // The client sends its (empty) file with the next sequence id.
                 s.local_infile_sent(s.last_seq().wrapping_add(1));
+                at += consumed;
+            }
+            Ok(Scan::RowLimit { consumed }) => {
+                // Only with a row limit set; the scan goes on past it.
+                assert!(consumed <= n, "consumed {consumed} of {n}");
+                assert!(s.at_packet_boundary(), "row limit inside a packet");
+                s.set_row_limit(None, None);
                 at += consumed;
             }
             Err(e) => {
@@ -961,7 +971,11 @@ pub fn planner(data: &[u8]) {
     let ctx = PlanContext {
         default_keyspace: [None, Some("user"), Some("main")][usize::from(control % 3)],
     };
-    let values = [Value::Int(i64::from(control)), Value::Bytes(b"x'y".to_vec()), Value::Null];
+    let values = [
+        Value::Int(i64::from(control)),
+        Value::Bytes(b"x'y".to_vec()),
+        Value::Null,
+    ];
     let _ = plan::plan(schema, &text, &ctx);
     let vindex_values: Vec<_> = values.iter().map(params::vindex_value).collect();
     let _ = plan::plan_with_params(schema, &text, &ctx, &vindex_values);
@@ -980,8 +994,96 @@ fn planner_schema() -> Option<shardcar_filter::plan::RoutingSchema> {
     let mut shards = std::collections::BTreeMap::new();
     shards.insert(
         "user".to_string(),
-        ["-40", "40-80", "80-c0", "c0-"].iter().map(|s| s.to_string()).collect(),
+        ["-40", "40-80", "80-c0", "c0-"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
     );
     shards.insert("main".to_string(), vec!["0".to_string()]);
-    shardcar_filter::plan::RoutingSchema::build(vschema, &shards, &shardcar_filter::vindex::NoFiles).ok()
+    shardcar_filter::plan::RoutingSchema::build(vschema, &shards, &shardcar_filter::vindex::NoFiles)
+        .ok()
+}
+
+/// The db role's statement analysis: the lexer-based analysis, SET tracking, pin
+/// updates, hot-row keys, row-limit insertion, session-function substitution, query rules
+/// and the access policy's table reading never panic, and rewrites keep the text valid
+/// UTF-8 with the insertion inside it.
+pub fn guard(data: &[u8]) {
+    use shardcar_filter::guard::access::{table_access, AccessPolicy, AccessRule, Identity};
+    use shardcar_filter::guard::hotrow::row_key;
+    use shardcar_filter::guard::pins::{Outcome, Pins};
+    use shardcar_filter::guard::rules::{BuiltinRules, RuleSet, Subject};
+    use shardcar_filter::guard::statement::{
+        analyze, substitute_session_functions, with_limit, SessionValues,
+    };
+    use shardcar_filter::guard::vars::{parse_set, SessionVars, SetEffect};
+    let (control, text) = match data.split_first() {
+        Some((c, rest)) => (*c, String::from_utf8_lossy(rest).into_owned()),
+        None => return,
+    };
+    let st = analyze(&text);
+    if let Some(at) = st.limit_at {
+        assert!(
+            at <= text.len() && text.is_char_boundary(at),
+            "limit_at {at} outside the text"
+        );
+        let limited = with_limit(&text, at, 10_001);
+        assert_eq!(limited.len(), text.len() + " LIMIT 10001".len());
+    }
+    let set = parse_set(&text);
+    let mut vars = SessionVars::default();
+    if let SetEffect::Session(a) = &set {
+        let _ = vars.apply(a);
+        let _ = vars.replay();
+    }
+    let mut pins = Pins::default();
+    pins.after_query(
+        &st,
+        Some(&set),
+        Outcome {
+            status: u16::from(control),
+            warnings: u16::from(control & 1),
+            failed: control & 2 != 0,
+        },
+    );
+    let _ = pins.reason();
+    let _ = row_key(&text, &st);
+    let _ = substitute_session_functions(
+        &text,
+        &SessionValues {
+            last_insert_id: Some(u64::from(control)),
+            row_count: Some(-1),
+            found_rows: None,
+            connection_id: Some(7),
+        },
+    );
+    static RULES: OnceLock<Option<RuleSet>> = OnceLock::new();
+    if let Some(rules) = RULES.get_or_init(|| RuleSet::compile(&BuiltinRules::default(), &[]).ok())
+    {
+        let _ = rules.evaluate(
+            Subject {
+                user: "app",
+                client: "127.0.0.1",
+            },
+            &text,
+            &st,
+            u64::from(control),
+        );
+    }
+    let access = table_access(&text, &st, Some("db"));
+    let policy = AccessPolicy::new(vec![AccessRule {
+        name: "r".into(),
+        identities: vec!["user:app".into()],
+        read: vec!["t*".into()],
+        write: vec!["t".into()],
+        admin: control & 4 != 0,
+    }]);
+    let _ = policy.check(
+        Identity {
+            user: "app",
+            certificate: None,
+        },
+        &access,
+        &st,
+    );
 }

@@ -39,6 +39,7 @@ pub fn for_target(name: &str) -> Vec<Vec<u8>> {
         "response_scanner" => response_scanner(),
         "decoders" => decoders(),
         "planner" => planner(),
+        "guard" => guard(),
         _ => Vec::new(),
     }
 }
@@ -51,6 +52,7 @@ pub fn body(name: &str) -> fn(&[u8]) {
         "client_handshake" => crate::client_handshake,
         "response_scanner" => crate::response_scanner,
         "planner" => crate::planner,
+        "guard" => crate::guard,
         _ => crate::decoders,
     }
 }
@@ -571,6 +573,34 @@ pub const PLANNER_VSCHEMA: &str = r#"{"keyspaces": {
       "events": {"column_vindexes": [{"column": "name", "name": "xx"}]},
       "countries": {"type": "reference"}}},
   "main": {"tables": {"products": {}, "seq": {"type": "sequence"}}}}}"#;
+
+fn guard() -> Vec<Vec<u8>> {
+    let statements = [
+        "SELECT * FROM t WHERE a = 1 FOR UPDATE",
+        "SELECT SQL_CALC_FOUND_ROWS a INTO @x FROM t LOCK IN SHARE MODE",
+        "SET sql_mode = CONCAT(@@sql_mode, ',ANSI'), NAMES utf8mb4, @u := 1",
+        "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED",
+        "UPDATE `t` SET n = n + 1 WHERE id = 7 LIMIT 1",
+        "DELETE a FROM t a JOIN u ON a.id = u.id WHERE u.x IN (SELECT 1)",
+        "WITH c AS (SELECT 1) UPDATE t SET a = (SELECT * FROM c)",
+        "(SELECT 1) UNION (SELECT LAST_INSERT_ID(), ROW_COUNT ( ), CONNECTION_ID())",
+        "SELECT /*+ MAX_EXECUTION_TIME(5) */ 1 /* shardcar: timeout_ms=9 */; SELECT 2",
+        "CREATE TEMPORARY TABLE x (a int); SELECT GET_LOCK('l', 1)",
+        "FLUSH TABLES t WITH READ LOCK",
+        "INSERT INTO t SELECT * FROM db2.u WHERE 'it''s' = \"x\"",
+        "SELECT ( ( ( 1",
+        "SELECT 'é' FROM `tä` WHERE x = 'ü' -- ö",
+    ];
+    statements
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let mut v = vec![i as u8];
+            v.extend_from_slice(s.as_bytes());
+            v
+        })
+        .collect()
+}
 
 fn planner() -> Vec<Vec<u8>> {
     let statements = [

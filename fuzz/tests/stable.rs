@@ -143,3 +143,8 @@ fn decoders() {
 fn planner() {
     run("planner");
 }
+
+#[test]
+fn guard() {
+    run("guard");
+}

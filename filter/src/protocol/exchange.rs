@@ -301,8 +301,14 @@ impl ResponseScanner {
                     return Ok(Scan::NeedMore);
                 }
                 self.start_packet()?;
-                if self.remaining == 0 && self.finish_packet()? {
-                    return Ok(self.complete(at));
+                if self.remaining == 0 {
+                    if self.finish_packet()? {
+                        return Ok(self.complete(at));
+                    }
+                    if self.limit_hit {
+                        self.limit_hit = false;
+                        return Ok(Scan::RowLimit { consumed: at });
+                    }
                 }
                 continue;
             }
