@@ -574,6 +574,19 @@ pub const PLANNER_VSCHEMA: &str = r#"{"keyspaces": {
       "countries": {"type": "reference"}}},
   "main": {"tables": {"products": {}, "seq": {"type": "sequence"}}}}}"#;
 
+/// Each statement behind a control byte (its index), the input shape of the SQL targets.
+fn with_control_byte(statements: &[&str]) -> Vec<Vec<u8>> {
+    statements
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let mut v = vec![i as u8];
+            v.extend_from_slice(s.as_bytes());
+            v
+        })
+        .collect()
+}
+
 fn guard() -> Vec<Vec<u8>> {
     let statements = [
         "SELECT * FROM t WHERE a = 1 FOR UPDATE",
@@ -591,15 +604,7 @@ fn guard() -> Vec<Vec<u8>> {
         "SELECT ( ( ( 1",
         "SELECT 'é' FROM `tä` WHERE x = 'ü' -- ö",
     ];
-    statements
-        .iter()
-        .enumerate()
-        .map(|(i, s)| {
-            let mut v = vec![i as u8];
-            v.extend_from_slice(s.as_bytes());
-            v
-        })
-        .collect()
+    with_control_byte(&statements)
 }
 
 fn planner() -> Vec<Vec<u8>> {
@@ -620,13 +625,5 @@ fn planner() -> Vec<Vec<u8>> {
         "SELECT * FROM events WHERE name = 0x41 OR name = x'42'",
         "select /* c */ `id` from `customers` where `id`=18446744073709551615 # x",
     ];
-    statements
-        .iter()
-        .enumerate()
-        .map(|(i, s)| {
-            let mut v = vec![i as u8];
-            v.extend_from_slice(s.as_bytes());
-            v
-        })
-        .collect()
+    with_control_byte(&statements)
 }

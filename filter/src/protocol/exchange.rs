@@ -302,12 +302,8 @@ impl ResponseScanner {
                 }
                 self.start_packet()?;
                 if self.remaining == 0 {
-                    if self.finish_packet()? {
-                        return Ok(self.complete(at));
-                    }
-                    if self.limit_hit {
-                        self.limit_hit = false;
-                        return Ok(Scan::RowLimit { consumed: at });
+                    if let Some(scan) = self.end_of_packet(at)? {
+                        return Ok(scan);
                     }
                 }
                 continue;
@@ -321,16 +317,25 @@ impl ResponseScanner {
             self.remaining -= n;
             at += n;
             if self.remaining == 0 {
-                if self.finish_packet()? {
-                    return Ok(self.complete(at));
-                }
-                if self.limit_hit {
-                    self.limit_hit = false;
-                    return Ok(Scan::RowLimit { consumed: at });
+                if let Some(scan) = self.end_of_packet(at)? {
+                    return Ok(scan);
                 }
             }
         }
         Ok(Scan::NeedMore)
+    }
+
+    /// A physical packet ended after `at` bytes of the slice being fed: whether the scan
+    /// stops there (end of response, LOCAL INFILE request, or the row limit).
+    fn end_of_packet(&mut self, at: usize) -> Result<Option<Scan>, ScanError> {
+        if self.finish_packet()? {
+            return Ok(Some(self.complete(at)));
+        }
+        if self.limit_hit {
+            self.limit_hit = false;
+            return Ok(Some(Scan::RowLimit { consumed: at }));
+        }
+        Ok(None)
     }
 
     fn complete(&self, consumed: usize) -> Scan {

@@ -223,6 +223,11 @@ impl Pooled {
 
     /// The next timer to wait on while no statement runs, if any.
     pub(super) fn next_timer(&self, holding: bool) -> Option<(Instant, Timer)> {
+        // Most sessions between statements have no timer: skip the policy lock for them.
+        let holding_next = holding && self.pins.reason() == Some(PinReason::NextStatement);
+        if !self.pins.in_transaction() && !holding_next {
+            return None;
+        }
         let policy = self.guard.policy();
         let l = &policy.limits;
         let mut best: Option<(Instant, Timer)> = None;
@@ -262,20 +267,23 @@ impl Pooled {
     fn note_pin(&mut self) {
         let now = self.pins.reason();
         if let (Some(r), None) = (now, self.pinned) {
-            self.guard.pool_metrics_pinned(r);
+            self.guard.pool.metrics().guard.pinned(r.name());
         }
         self.pinned = now;
     }
 }
 
-impl Guard {
-    fn pool_metrics_pinned(&self, r: PinReason) {
-        self.pool.metrics().guard.pinned(r.name());
-    }
-}
-
 fn err(code: error_codes::ErrorCode, message: impl Into<String>) -> ErrPacket {
     ErrPacket::new(code, message)
+}
+
+/// KILL (statement or COM_PROCESS_KILL) is refused: the ids clients see are the
+/// sidecar's, not mysqld's.
+fn kill_refused() -> ErrPacket {
+    err(
+        error_codes::ER_NOT_SUPPORTED_YET,
+        "This version of Shardcar doesn't yet support 'KILL through the db role' (connection ids are the sidecar's, not mysqld's)",
+    )
 }
 
 impl Session {
@@ -335,13 +343,7 @@ impl Session {
                 }
                 Ok(())
             }
-            Command::ProcessKill => {
-                let e = err(
-                    error_codes::ER_NOT_SUPPORTED_YET,
-                    "This version of Shardcar doesn't yet support 'KILL through the db role'",
-                );
-                self.send_err(&e).await
-            }
+            Command::ProcessKill => self.send_err(&kill_refused()).await,
             Command::StmtExecute | Command::StmtFetch => {
                 let policy = self.pooled()?.guard.policy();
                 let guard = self.relay_guard(&policy, None, false);
@@ -427,11 +429,7 @@ impl Session {
             }
         }
         if st.kind == Kind::Kill {
-            let e = err(
-                error_codes::ER_NOT_SUPPORTED_YET,
-                "This version of Shardcar doesn't yet support 'KILL through the db role' (connection ids are the sidecar's, not mysqld's)",
-            );
-            return self.send_err(&e).await;
+            return self.send_err(&kill_refused()).await;
         }
         if st.kind == Kind::Set {
             if let SetEffect::Session(a) = parse_set(text) {
