@@ -1,4 +1,4 @@
-//! A minimal HTTP/1.0 GET over a raw `TcpStream`, enough for the admin endpoints and etcd's
+//! A minimal HTTP/1.0 GET (and body-less POST) over a raw `TcpStream`, enough for the admin endpoints and etcd's
 //! `/health` without pulling an HTTP client into the tests.
 
 use std::io::{Read, Write};
@@ -9,6 +9,15 @@ use anyhow::{bail, Context};
 
 /// GETs `path` from `127.0.0.1:port`; returns the status code and the body.
 pub fn http_get(port: u16, path: &str) -> anyhow::Result<(u16, String)> {
+    http_request(port, "GET", path)
+}
+
+/// POSTs to `path` (no body) on `127.0.0.1:port`; returns the status code and the body.
+pub fn http_post(port: u16, path: &str) -> anyhow::Result<(u16, String)> {
+    http_request(port, "POST", path)
+}
+
+fn http_request(port: u16, method: &str, path: &str) -> anyhow::Result<(u16, String)> {
     let timeout = Duration::from_secs(5);
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
     let mut stream = TcpStream::connect_timeout(&addr, timeout)
@@ -17,21 +26,21 @@ pub fn http_get(port: u16, path: &str) -> anyhow::Result<(u16, String)> {
     stream.set_write_timeout(Some(timeout))?;
     write!(
         stream,
-        "GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
     )?;
     let mut raw = Vec::new();
     stream
         .read_to_end(&mut raw)
-        .with_context(|| format!("reading the response to GET {path} from {addr}"))?;
+        .with_context(|| format!("reading the response to {method} {path} from {addr}"))?;
     let text = String::from_utf8_lossy(&raw);
     let Some((head, body)) = text.split_once("\r\n\r\n") else {
-        bail!("GET {path} from {addr}: no header end in {text:?}");
+        bail!("{method} {path} from {addr}: no header end in {text:?}");
     };
     let status = head
         .split_whitespace()
         .nth(1)
         .and_then(|s| s.parse::<u16>().ok())
-        .with_context(|| format!("GET {path} from {addr}: bad status line in {head:?}"))?;
+        .with_context(|| format!("{method} {path} from {addr}: bad status line in {head:?}"))?;
     let body = if head
         .to_ascii_lowercase()
         .contains("transfer-encoding: chunked")

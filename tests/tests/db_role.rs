@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 use mysql_async::prelude::*;
 use mysql_async::Conn;
 use shardcar_tests::client::{opts, server_code};
-use shardcar_tests::{metric_or_zero, shared_cluster, Cluster, SidecarProcess};
+use shardcar_tests::{
+    http_get, http_post, metric_or_zero, shared_cluster, Cluster, SidecarProcess,
+};
 
 /// A db-role sidecar in front of the shared cluster's MariaDB with `db_yaml` as its
 /// `db:` section (indented by two spaces).
@@ -97,7 +99,8 @@ async fn many_sessions_share_a_few_backend_connections_with_their_own_session_st
     }
     // 40 idle client sessions hold no backend connection; at most the budgets' total
     // was ever open.
-    assert!(backend_connections(c).await <= 5, "{}", s.stderr());
+    // The budgets (5) plus the health probe.
+    assert!(backend_connections(c).await <= 6, "{}", s.stderr());
     assert!(metric(&s, "shardcar_pool_open") <= 5.0);
     assert!(metric(&s, "shardcar_pool_replays_total") > 0.0);
     for conn in conns {
@@ -596,4 +599,135 @@ async fn the_access_policy_grants_tables_by_user_and_by_client_certificate() {
     assert_eq!(out.trim(), "0");
     let (ok, _, err) = with_cert("INSERT INTO acl_secret VALUES (1)");
     assert!(!ok && err.contains("1142"), "reporter write allowed: {err}");
+}
+
+/// The session's running statement as `/debug/queries` lists it, once it shows up.
+fn wait_listed(s: &SidecarProcess, id: u32) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, body) = http_get(s.admin_port(), "/debug/queries").unwrap();
+        assert_eq!(status, 200, "{body}");
+        let list: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
+        if let Some(q) = list.into_iter().find(|q| q["id"] == id) {
+            return q;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "session {id} never listed running"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_reaches_the_session_by_its_sidecar_id_from_sql_and_the_admin_endpoint() {
+    let c = shared_cluster();
+    let s = db_sidecar(c, TINY);
+    let mut victim = connect(c, &s).await;
+    let id: u32 = victim
+        .query_first("SELECT CONNECTION_ID()")
+        .await
+        .unwrap()
+        .unwrap();
+    let sleeper = tokio::spawn(async move {
+        let started = Instant::now();
+        let r = victim.query_drop("SELECT SLEEP(30)").await;
+        (victim, r, started.elapsed())
+    });
+    let listed = wait_listed(&s, id);
+    // As sent to mysqld (with the row limit).
+    let text = listed["statement"].as_str().unwrap_or_default();
+    assert!(text.starts_with("SELECT SLEEP(30)"), "{listed}");
+    assert!(
+        listed["backend_connection_id"].as_u64().is_some(),
+        "{listed}"
+    );
+
+    // KILL QUERY with the id the client sees: mysqld's own "interrupted" error, and the
+    // session carries on.
+    let mut killer = connect(c, &s).await;
+    killer.query_drop(format!("KILL QUERY {id}")).await.unwrap();
+    let (mut victim, r, took) = sleeper.await.unwrap();
+    let e = r.unwrap_err();
+    assert_eq!(server_code(&e), Some(1317), "{e}");
+    assert!(took < Duration::from_secs(20), "{took:?}");
+    let one: Option<i64> = victim.query_first("SELECT 1").await.unwrap();
+    assert_eq!(one, Some(1));
+    assert!(http_get(s.admin_port(), "/debug/queries").unwrap().1.trim() == "[]");
+
+    let e = killer.query_drop("KILL 999999").await.unwrap_err();
+    assert_eq!(server_code(&e), Some(1094), "{e}");
+    let e = killer.query_drop("KILL QUERY ID 5").await.unwrap_err();
+    assert_eq!(server_code(&e), Some(1235), "{e}");
+
+    // The operator ends the whole session from the admin endpoint.
+    let sleeper = tokio::spawn(async move {
+        let r = victim.query_drop("SELECT SLEEP(30)").await;
+        (victim, r)
+    });
+    wait_listed(&s, id);
+    let (status, _) = http_get(s.admin_port(), &format!("/debug/queries/kill?id={id}")).unwrap();
+    assert_eq!(status, 405, "a kill needs POST");
+    let (status, body) = http_post(
+        s.admin_port(),
+        &format!("/debug/queries/kill?id={id}&connection=true"),
+    )
+    .unwrap();
+    assert_eq!(status, 200, "{body}");
+    let (mut victim, r) = sleeper.await.unwrap();
+    assert!(r.is_err());
+    assert!(
+        victim.query_drop("SELECT 1").await.is_err(),
+        "the session is gone"
+    );
+    assert_eq!(
+        http_post(s.admin_port(), &format!("/debug/queries/kill?id={id}"))
+            .unwrap()
+            .0,
+        404
+    );
+    assert!(metric(&s, "shardcar_guard_kills_total{reason=\"client\"}") >= 1.0);
+    assert!(metric(&s, "shardcar_guard_kills_total{reason=\"admin\"}") >= 1.0);
+    // The killed statements' connections were not lent again: the pool still serves.
+    let one: Option<i64> = killer.query_first("SELECT 1").await.unwrap();
+    assert_eq!(one, Some(1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ready_follows_mysqld() {
+    let c = shared_cluster();
+    let s = db_sidecar(c, TINY);
+    let ready = || http_get(s.admin_port(), "/ready").unwrap();
+    assert_eq!(ready().0, 200);
+    let signal = |sig: &str| {
+        let ok = std::process::Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(c.mariadb.pid().to_string())
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -{sig}");
+    };
+    // A hung mysqld: the probe times out and /ready turns 503, then recovers.
+    signal("STOP");
+    let wait = |want: u16| {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let (status, body) = ready();
+            if status == want {
+                return body;
+            }
+            if Instant::now() > deadline {
+                signal("CONT");
+                panic!("/ready stayed {status} ({body})\n{}", s.stderr());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let body = wait(503);
+    signal("CONT");
+    assert!(body.contains("upstream unreachable"), "{body}");
+    assert_eq!(metric(&s, "shardcar_upstream_up"), 0.0);
+    wait(200);
+    assert_eq!(metric(&s, "shardcar_upstream_up"), 1.0);
 }

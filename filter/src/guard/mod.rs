@@ -6,6 +6,7 @@
 
 pub mod access;
 pub mod hotrow;
+pub mod kill;
 pub mod limiter;
 pub mod pins;
 pub mod rules;

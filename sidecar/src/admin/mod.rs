@@ -23,17 +23,52 @@ const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=
 const TEXT: &str = "text/plain; charset=utf-8";
 const JSON: &str = "application/json";
 
-/// A role's `/debug/<name>` pages: given `<name>`, the page's JSON, or `None` for 404.
-pub type DebugPages = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+/// A role's `/debug/<name>` pages and actions.
+pub type DebugPages = Arc<dyn Fn(&DebugRequest<'_>) -> DebugReply + Send + Sync>;
+
+/// A request for `/debug/<name>`: a page (GET) or an action (POST).
+#[derive(Debug, Clone, Copy)]
+pub struct DebugRequest<'a> {
+    pub name: &'a str,
+    /// The query string, without `?` (empty when there is none).
+    pub query: &'a str,
+    pub post: bool,
+}
+
+impl DebugRequest<'_> {
+    /// The value of `key` in the query string (no percent-decoding: values are numbers
+    /// and words).
+    pub fn param(&self, key: &str) -> Option<&str> {
+        self.query
+            .split('&')
+            .filter_map(|kv| kv.split_once('=').or(Some((kv, ""))))
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v)
+    }
+}
+
+/// What a debug page or action answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DebugReply {
+    Json(String),
+    NotFound,
+    /// 400 with the message.
+    BadRequest(String),
+    /// 405: an action asked with GET, or a page with POST.
+    WrongMethod,
+}
 /// A client that has not sent its request headers by then is dropped.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Whether the sidecar should receive traffic: ready (set once listening and able to
-/// reach the upstream) and not draining.
+/// reach the upstream), the upstream still answering where the role probes it, and not
+/// draining.
 #[derive(Debug, Default)]
 pub struct Health {
     ready: AtomicBool,
     draining: AtomicBool,
+    /// Set by a role that probes its upstream (the db role) while the probe fails.
+    upstream_down: AtomicBool,
 }
 
 impl Health {
@@ -50,6 +85,10 @@ impl Health {
         self.draining.store(draining, Ordering::Release);
     }
 
+    pub fn set_upstream_down(&self, down: bool) {
+        self.upstream_down.store(down, Ordering::Release);
+    }
+
     /// Ready and not draining.
     pub fn is_ready(&self) -> bool {
         self.not_ready_reason().is_none()
@@ -61,6 +100,8 @@ impl Health {
             Some("draining")
         } else if !self.ready.load(Ordering::Acquire) {
             Some("starting")
+        } else if self.upstream_down.load(Ordering::Acquire) {
+            Some("upstream unreachable")
         } else {
             None
         }
@@ -138,11 +179,10 @@ fn route(
     health: &Health,
     pages: Option<&DebugPages>,
 ) -> Response<Full<Bytes>> {
-    if req.method() != Method::GET && req.method() != Method::HEAD {
-        let mut r = reply(StatusCode::METHOD_NOT_ALLOWED, TEXT, "method not allowed\n");
-        r.headers_mut()
-            .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
-        return r;
+    let post = req.method() == Method::POST;
+    let debug = req.uri().path().strip_prefix("/debug/");
+    if req.method() != Method::GET && req.method() != Method::HEAD && !(post && debug.is_some()) {
+        return method_not_allowed();
     }
     match req.uri().path() {
         "/metrics" => reply(StatusCode::OK, OPENMETRICS, metrics.encode()),
@@ -155,14 +195,35 @@ fn route(
                 format!("not ready: {reason}\n"),
             ),
         },
-        path => match (path.strip_prefix("/debug/"), pages) {
-            (Some(name), Some(pages)) => match pages(name) {
-                Some(json) => reply(StatusCode::OK, JSON, json),
-                None => reply(StatusCode::NOT_FOUND, TEXT, "not found\n"),
-            },
+        _ if post && debug.is_none() => method_not_allowed(),
+        _ => match (debug, pages) {
+            (Some(name), Some(pages)) => {
+                let request = DebugRequest {
+                    name,
+                    query: req.uri().query().unwrap_or(""),
+                    post,
+                };
+                match pages(&request) {
+                    DebugReply::Json(json) => reply(StatusCode::OK, JSON, json),
+                    DebugReply::NotFound => reply(StatusCode::NOT_FOUND, TEXT, "not found\n"),
+                    DebugReply::BadRequest(m) => {
+                        reply(StatusCode::BAD_REQUEST, TEXT, format!("{m}\n"))
+                    }
+                    DebugReply::WrongMethod => method_not_allowed(),
+                }
+            }
             _ => reply(StatusCode::NOT_FOUND, TEXT, "not found\n"),
         },
     }
+}
+
+fn method_not_allowed() -> Response<Full<Bytes>> {
+    let mut r = reply(StatusCode::METHOD_NOT_ALLOWED, TEXT, "method not allowed\n");
+    r.headers_mut().insert(
+        ALLOW,
+        HeaderValue::from_static("GET, HEAD; POST for /debug actions"),
+    );
+    r
 }
 
 fn reply(

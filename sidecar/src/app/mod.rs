@@ -12,10 +12,12 @@ mod handshake;
 mod pool;
 mod pooled;
 mod prepared;
+mod probe;
 mod protect;
 mod relay;
 mod reload;
 pub mod router;
+mod running;
 mod session;
 mod sharded;
 pub mod upstream;
@@ -238,7 +240,7 @@ impl AppServer {
         // The admin server outlives the drain, so probes see `/ready` turn 503.
         let (admin_stop, admin_stopped) = watch::channel(false);
         let pages = shared.guard.clone().map(|guard| -> admin::DebugPages {
-            Arc::new(move |page: &str| guard.debug_page(page))
+            Arc::new(move |request: &admin::DebugRequest<'_>| guard.debug_page(request))
         });
         let admin_task = tokio::spawn(admin::serve_with(
             admin,
@@ -250,6 +252,11 @@ impl AppServer {
         tokio::spawn(warm_up(shared.clone(), health.clone(), shutdown.clone()));
         if let Some(guard) = &shared.guard {
             tokio::spawn(guard.pool.clone().reaper(shutdown.clone()));
+            tokio::spawn(probe::watch(
+                shared.clone(),
+                health.clone(),
+                shutdown.clone(),
+            ));
         }
         let max = shared.config.max_connections.max(1);
         let permits = Arc::new(Semaphore::new(max));

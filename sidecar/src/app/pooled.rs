@@ -14,12 +14,15 @@ use super::pool::{Budget, FormatKey, Pool, Ticket, Want};
 use super::protect::{Consolidator, HotRows, Join, RowTurn, Shared, Shedder};
 use super::relay::{RelayGuard, Response};
 use super::router::{read_result, ShardResult};
+use super::running::{KillRefusal, Registration, Sessions};
 use super::session::Capture;
 use super::session::{End, Session, FORMAT_CAPABILITIES};
 use super::upstream::{self, Upstream};
+use crate::admin::{DebugReply, DebugRequest};
 use crate::config::{DbConfig, LimitsConfig};
 use shardcar_filter::guard::access::{table_access, AccessPolicy, Denied, Identity};
 use shardcar_filter::guard::hotrow::row_key;
+use shardcar_filter::guard::kill::{parse_kill, Kill, KillError, KillScope};
 use shardcar_filter::guard::pins::{Outcome, PinReason, Pins};
 use shardcar_filter::guard::rules::{fingerprint_of, Decision, RuleSet, Subject};
 use shardcar_filter::guard::statement::{
@@ -63,6 +66,7 @@ pub struct Guard {
     hot_rows: Arc<HotRows>,
     consolidator: Arc<Consolidator>,
     shedder: Arc<Shedder>,
+    pub sessions: Arc<Sessions>,
     epoch: Instant,
 }
 
@@ -83,6 +87,7 @@ impl Guard {
             shedder: Shedder::new(db.load.clone(), metrics),
             pool,
             policy: RwLock::new(Arc::new(policy)),
+            sessions: Sessions::new(),
             epoch: Instant::now(),
         })
     }
@@ -102,10 +107,22 @@ impl Guard {
         }
     }
 
-    /// `/debug/pool` and `/debug/rules` as JSON.
-    pub fn debug_page(&self, page: &str) -> Option<String> {
-        match page {
+    /// `/debug/pool`, `hot_rows`, `load`, `queries` and `rules` as JSON, and the action
+    /// `POST /debug/queries/kill?id=N[&connection=true]`.
+    pub fn debug_page(&self, request: &DebugRequest<'_>) -> DebugReply {
+        if request.name == "queries/kill" {
+            return if request.post {
+                self.debug_kill(request)
+            } else {
+                DebugReply::WrongMethod
+            };
+        }
+        if request.post {
+            return DebugReply::WrongMethod;
+        }
+        let page = match request.name {
             "pool" => serde_json::to_string_pretty(&self.pool.snapshot()).ok(),
+            "queries" => serde_json::to_string_pretty(&self.sessions.running()).ok(),
             "hot_rows" => {
                 let rows: Vec<serde_json::Value> = self
                     .hot_rows
@@ -134,6 +151,26 @@ impl Guard {
                 .ok()
             }
             _ => None,
+        };
+        page.map_or(DebugReply::NotFound, DebugReply::Json)
+    }
+
+    /// Kills a session's statement (or, with `connection=true`, the session) for an
+    /// operator.
+    fn debug_kill(&self, request: &DebugRequest<'_>) -> DebugReply {
+        let Some(id) = request.param("id").and_then(|v| v.parse::<u32>().ok()) else {
+            return DebugReply::BadRequest("id=<session id> is required".to_string());
+        };
+        let connection = matches!(request.param("connection"), Some("true" | "1" | ""));
+        match self.sessions.kill(id, connection, None) {
+            Ok(()) => {
+                self.pool.metrics().guard.killed("admin");
+                info!(session = id, connection, "killed from the admin endpoint");
+                DebugReply::Json(
+                    serde_json::json!({"killed": id, "connection": connection}).to_string(),
+                )
+            }
+            Err(_) => DebugReply::NotFound,
         }
     }
 
@@ -174,11 +211,19 @@ pub(super) struct Pooled {
     pinned: Option<PinReason>,
     /// The hot row this session's transaction queued for (one per transaction).
     row_turn: Option<RowTurn>,
+    /// This session in the registry that KILL and `/debug/queries` use.
+    pub(super) registration: Registration,
 }
 
 impl Pooled {
-    pub(super) fn new(guard: Arc<Guard>, database: Option<String>, connection_id: u32) -> Self {
+    fn new(
+        guard: Arc<Guard>,
+        database: Option<String>,
+        connection_id: u32,
+        registration: Registration,
+    ) -> Self {
         Pooled {
+            registration,
             guard,
             ticket: None,
             pins: Pins::default(),
@@ -277,16 +322,78 @@ fn err(code: error_codes::ErrorCode, message: impl Into<String>) -> ErrPacket {
     ErrPacket::new(code, message)
 }
 
-/// KILL (statement or COM_PROCESS_KILL) is refused: the ids clients see are the
-/// sidecar's, not mysqld's.
-fn kill_refused() -> ErrPacket {
-    err(
-        error_codes::ER_NOT_SUPPORTED_YET,
-        "This version of Shardcar doesn't yet support 'KILL through the db role' (connection ids are the sidecar's, not mysqld's)",
-    )
-}
-
 impl Session {
+    /// The db-role state for this session, registered under its connection id.
+    pub(super) fn new_pooled(&self, guard: Arc<Guard>, database: Option<String>) -> Pooled {
+        let registration = guard.sessions.register(
+            self.connection_id,
+            &self.auth.user,
+            &self.client_identity(),
+            self.client.peer,
+        );
+        Pooled::new(guard, database, self.connection_id, registration)
+    }
+
+    /// `KILL [QUERY] id` or COM_PROCESS_KILL: the ids clients see are the sidecar's
+    /// sessions, so the sidecar applies it to the session named, which kills its own
+    /// statement on mysqld. A session may kill its own user's sessions, as in MySQL
+    /// without the PROCESS privilege.
+    async fn pooled_kill(&mut self, kill: Result<Kill, KillError>) -> Result<(), End> {
+        let kill = match kill {
+            Ok(k) => k,
+            Err(KillError::Unsupported(form)) => {
+                let e = err(
+                    error_codes::ER_NOT_SUPPORTED_YET,
+                    format!("This version of Shardcar doesn't yet support 'KILL {form}'"),
+                );
+                return self.send_err(&e).await;
+            }
+            Err(KillError::Malformed) => {
+                let e = err(
+                    error_codes::ER_PARSE_ERROR,
+                    "You have an error in your SQL syntax near 'KILL': expected KILL [CONNECTION | QUERY] <id>",
+                );
+                return self.send_err(&e).await;
+            }
+        };
+        let connection = kill.scope == KillScope::Connection;
+        if kill.id == self.connection_id {
+            if !connection {
+                return self.send_ok(OkPacket::default()).await;
+            }
+            self.shared.metrics.guard.killed("client");
+            let e = err(error_codes::ER_CONNECTION_KILLED, "Connection was killed");
+            self.send_err(&e).await?;
+            return Err(End::Killed);
+        }
+        let sessions = self.pooled()?.guard.sessions.clone();
+        match sessions.kill(kill.id, connection, Some(&self.auth.user)) {
+            Ok(()) => {
+                self.shared.metrics.guard.killed("client");
+                let status = self.pooled()?.status_flags();
+                self.send_ok(OkPacket {
+                    status,
+                    ..Default::default()
+                })
+                .await
+            }
+            Err(KillRefusal::NoSuchSession) => {
+                let e = err(
+                    error_codes::ER_NO_SUCH_THREAD,
+                    format!("Unknown thread id: {}", kill.id),
+                );
+                self.send_err(&e).await
+            }
+            Err(KillRefusal::NotOwner) => {
+                let e = err(
+                    error_codes::ER_KILL_DENIED_ERROR,
+                    format!("You are not owner of thread {}", kill.id),
+                );
+                self.send_err(&e).await
+            }
+        }
+    }
+
     fn pooled(&mut self) -> Result<&mut Pooled, End> {
         self.pooled
             .as_mut()
@@ -343,7 +450,20 @@ impl Session {
                 }
                 Ok(())
             }
-            Command::ProcessKill => self.send_err(&kill_refused()).await,
+            Command::ProcessKill => {
+                let id = packet
+                    .payload
+                    .get(1..5)
+                    .and_then(|b| <[u8; 4]>::try_from(b).ok())
+                    .map(u32::from_le_bytes);
+                let kill = id
+                    .map(|id| Kill {
+                        id,
+                        scope: KillScope::Connection,
+                    })
+                    .ok_or(KillError::Malformed);
+                self.pooled_kill(kill).await
+            }
             Command::StmtExecute | Command::StmtFetch => {
                 let policy = self.pooled()?.guard.policy();
                 let guard = self.relay_guard(&policy, None, false);
@@ -429,7 +549,7 @@ impl Session {
             }
         }
         if st.kind == Kind::Kill {
-            return self.send_err(&kill_refused()).await;
+            return self.pooled_kill(parse_kill(text)).await;
         }
         if st.kind == Kind::Set {
             if let SetEffect::Session(a) = parse_set(text) {
@@ -829,9 +949,21 @@ impl Session {
             return Ok(Response::refused(e.code));
         }
         let default = RelayGuard::default();
+        if let Some(p) = self.pooled.as_ref() {
+            let text = match command {
+                Command::Query => payload.get(1..).unwrap_or_default(),
+                other => other.name().as_bytes(),
+            };
+            let backend = self.upstream.as_ref().map(|u| u.session.connection_id);
+            p.registration.entry.started(text, backend);
+        }
         let response = self
             .forward_with(command, payload, guard.unwrap_or(&default))
-            .await?;
+            .await;
+        if let Some(p) = self.pooled.as_ref() {
+            p.registration.entry.finished();
+        }
+        let response = response?;
         if let Some(p) = self.pooled.as_mut() {
             if let Some(t) = p.ticket.as_mut() {
                 t.state.uses += 1;
@@ -1103,7 +1235,11 @@ impl Session {
 
 /// Runs one command on a backend connection the session is preparing and reads its
 /// whole answer; an ERR is returned as the error the client gets.
-async fn backend(conn: &mut Upstream, payload: &[u8], caps: u32) -> Result<(), ErrPacket> {
+pub(super) async fn backend(
+    conn: &mut Upstream,
+    payload: &[u8],
+    caps: u32,
+) -> Result<(), ErrPacket> {
     let mut out = Vec::with_capacity(payload.len() + 4);
     let mut seq = 0;
     write_packet(&mut out, &mut seq, payload);

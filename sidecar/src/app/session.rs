@@ -54,6 +54,8 @@ pub(super) enum End {
     IdleTimeout,
     Refused(&'static str),
     UpstreamLost,
+    /// KILL CONNECTION of this session, by a client or the admin endpoint.
+    Killed,
 }
 
 /// Serves one accepted application connection until it ends.
@@ -102,11 +104,8 @@ pub async fn serve(
                 session.routed = Some(Routed::new(router.clone(), session.auth.database.clone()));
             }
             if let Some(guard) = &shared.guard {
-                session.pooled = Some(Pooled::new(
-                    guard.clone(),
-                    session.auth.database.clone(),
-                    connection_id,
-                ));
+                let database = session.auth.database.clone();
+                session.pooled = Some(session.new_pooled(guard.clone(), database));
             }
             match session.finish_login(ok).await {
                 Ok(()) => session.run(shutdown).await,
@@ -278,10 +277,18 @@ impl Session {
                     None => std::future::pending().await,
                 }
             };
+            let entry = self.pooled.as_ref().map(|p| p.registration.entry.clone());
+            let killed = async {
+                match &entry {
+                    Some(e) => e.connection_killed().await,
+                    None => std::future::pending().await,
+                }
+            };
             let packet = tokio::select! {
                 biased;
                 r = read => r,
                 _ = shutdown.changed() => continue,
+                () = killed => break End::Killed,
                 _ = sleep => {
                     if let Some((_, t)) = timer {
                         if let Err(end) = self.pooled_timer(t).await {
@@ -314,6 +321,9 @@ impl Session {
             match self.dispatch(packet).await {
                 Ok(()) => {}
                 Err(end) => break end,
+            }
+            if entry.is_some_and(|e| e.is_connection_killed()) {
+                break End::Killed;
             }
         };
         if self.pooled.is_some() {
@@ -454,6 +464,10 @@ impl Session {
         let mut forwarded = false;
         let mut deadline = guard.deadline;
         let mut kill: Option<tokio::task::JoinHandle<()>> = None;
+        // The kill came from a KILL statement or the admin endpoint, not the deadline:
+        // the client gets mysqld's own "interrupted" error.
+        let mut external = false;
+        let entry = self.pooled.as_ref().map(|p| p.registration.entry.clone());
         // Set once the row limit was reached: the sequence id of the last row sent.
         let mut at_limit: Option<u8> = None;
         let mut cut: Option<u8> = None;
@@ -473,6 +487,12 @@ impl Session {
                         None => std::future::pending().await,
                     }
                 };
+                let killed = async {
+                    match (&entry, &kill) {
+                        (Some(e), None) => e.query_killed().await,
+                        _ => std::future::pending().await,
+                    }
+                };
                 let read = tokio::select! {
                     biased;
                     r = up.stream.read_buf(&mut buf) => r,
@@ -484,14 +504,13 @@ impl Session {
                     _ = sleep => {
                         deadline = None;
                         metrics.guard.timeout("statement");
-                        metrics.kill_sent();
-                        let id = up.session.connection_id;
-                        let settings = up.settings.clone();
-                        kill = Some(tokio::spawn(async move {
-                            if let Err(e) = upstream::kill_query(settings, id).await {
-                                warn!(connection_id = id, error = %e, "KILL QUERY for a statement past its timeout failed");
-                            }
-                        }));
+                        kill = Some(spawn_kill(up, &metrics, "a statement past its timeout"));
+                        continue;
+                    }
+                    () = killed => {
+                        deadline = None;
+                        external = true;
+                        kill = Some(spawn_kill(up, &metrics, "a KILL request"));
                         continue;
                     }
                 };
@@ -560,7 +579,7 @@ impl Session {
             if cut.is_none() {
                 let mut send = &buf[..upto];
                 let mut replaced = None;
-                if kill.is_some() && matches!(scan, Scan::Complete { .. }) {
+                if kill.is_some() && !external && matches!(scan, Scan::Complete { .. }) {
                     // The statement was killed for its timeout: say so, as MySQL does
                     // for MAX_EXECUTION_TIME, instead of mysqld's "interrupted".
                     let len = HEADER_LEN + scanner.last_packet_len();
@@ -730,15 +749,11 @@ impl Session {
     async fn client_gone(&mut self) -> Result<(), End> {
         self.pooled_connection_lost();
         if let Some(up) = self.upstream.take() {
-            let id = up.session.connection_id;
-            let settings = up.settings.clone();
-            drop(up);
-            self.shared.metrics.kill_sent();
-            tokio::spawn(async move {
-                if let Err(e) = upstream::kill_query(settings, id).await {
-                    warn!(connection_id = id, error = %e, "KILL QUERY for an abandoned statement failed");
-                }
-            });
+            drop(spawn_kill(
+                &up,
+                &self.shared.metrics,
+                "an abandoned statement",
+            ));
         }
         Err(End::ClientGone)
     }
@@ -806,15 +821,9 @@ impl Session {
                     return Err(End::Refused("COM_CHANGE_USER refused"));
                 }
                 Step::Done(ok, auth) => {
-                    if self.pooled.is_some() {
+                    let pooled = self.pooled.is_some();
+                    if pooled {
                         self.pooled_end().await;
-                        if let Some(guard) = &self.shared.guard {
-                            self.pooled = Some(Pooled::new(
-                                guard.clone(),
-                                auth.database.clone(),
-                                self.connection_id,
-                            ));
-                        }
                     }
                     if let Some(up) = self.upstream.take() {
                         up.quit().await;
@@ -829,6 +838,11 @@ impl Session {
                         tls: self.auth.tls,
                         ..auth
                     };
+                    if let (true, Some(guard)) = (pooled, self.shared.guard.clone()) {
+                        // Registered under the new user.
+                        let database = self.auth.database.clone();
+                        self.pooled = Some(self.new_pooled(guard, database));
+                    }
                     return self
                         .finish_login(ok)
                         .await
@@ -837,4 +851,21 @@ impl Session {
             }
         }
     }
+}
+
+/// Kills the statement running on `up` with `KILL QUERY` from a side connection, in the
+/// background; `why` is for the log line when that fails.
+fn spawn_kill(
+    up: &Upstream,
+    metrics: &crate::metrics::Metrics,
+    why: &'static str,
+) -> tokio::task::JoinHandle<()> {
+    metrics.kill_sent();
+    let id = up.session.connection_id;
+    let settings = up.settings.clone();
+    tokio::spawn(async move {
+        if let Err(e) = upstream::kill_query(settings, id).await {
+            warn!(connection_id = id, error = %e, "KILL QUERY for {why} failed");
+        }
+    })
 }

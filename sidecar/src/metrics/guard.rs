@@ -41,6 +41,7 @@ pub struct GuardMetrics {
     replays: Counter,
     pins: Family<ReasonLabels, Counter>,
     timeouts: Family<ReasonLabels, Counter>,
+    kills: Family<ReasonLabels, Counter>,
     row_limits: Family<ReasonLabels, Counter>,
     rules: Family<RuleLabels, Counter>,
     shed: Family<ReasonLabels, Counter>,
@@ -68,6 +69,7 @@ impl GuardMetrics {
             replays: Counter::default(),
             pins: Family::default(),
             timeouts: Family::default(),
+            kills: Family::default(),
             row_limits: Family::default(),
             rules: Family::default(),
             shed: Family::default(),
@@ -137,6 +139,11 @@ impl GuardMetrics {
             m.pins.clone(),
         );
         reg.register(
+            "shardcar_guard_kills",
+            "KILL requests applied to sessions, by who asked (client, admin)",
+            m.kills.clone(),
+        );
+        reg.register(
             "shardcar_guard_timeouts",
             "Statements killed and transactions rolled back by timeouts, by kind",
             m.timeouts.clone(),
@@ -202,6 +209,10 @@ impl GuardMetrics {
 
     pub fn timeout(&self, reason: &'static str) {
         self.timeouts.get_or_create(&ReasonLabels { reason }).inc();
+    }
+
+    pub fn killed(&self, reason: &'static str) {
+        self.kills.get_or_create(&ReasonLabels { reason }).inc();
     }
 
     pub fn row_limit(&self, reason: &'static str) {

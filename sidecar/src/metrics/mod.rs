@@ -134,6 +134,7 @@ pub struct Metrics {
     upstream_lost: Counter,
     kills: Counter,
     draining: Gauge,
+    upstream_up: Gauge,
     process: Mutex<ProcessMetrics>,
     /// Connection protection (pool, timeouts, rules); zero unless the db role runs.
     pub guard: GuardMetrics,
@@ -291,6 +292,12 @@ impl Metrics {
             "1 while the sidecar drains connections before exiting",
             draining.clone(),
         );
+        let upstream_up = Gauge::default();
+        reg.register(
+            "shardcar_upstream_up",
+            "db role: 1 while mysqld answers the health probe",
+            upstream_up.clone(),
+        );
 
         let process = ProcessMetrics {
             resident_bytes: Gauge::default(),
@@ -339,6 +346,7 @@ impl Metrics {
             upstream_lost,
             kills,
             draining,
+            upstream_up,
             process: Mutex::new(process),
             guard,
         })
@@ -453,6 +461,10 @@ impl Metrics {
 
     pub fn draining(&self, on: bool) {
         self.draining.set(i64::from(on));
+    }
+
+    pub fn upstream_up(&self, up: bool) {
+        self.upstream_up.set(i64::from(up));
     }
 
     fn refresh_process(&self) {
