@@ -1,5 +1,6 @@
-//! `shardcar local` end to end: the demo keyspace comes up behind the sidecar, answers through
-//! it, and everything stops and is cleaned up on shutdown.
+//! `shardcar local` end to end: the demo keyspace comes up behind the sidecars (app role in
+//! front, db role beside every mariadbd), answers through them, and everything stops and is
+//! cleaned up on shutdown.
 
 // Test code: a failed step should stop the test with its message.
 #![allow(clippy::expect_used)]
@@ -57,6 +58,18 @@ async fn local_demo_serves_the_dog_ratings_and_stops_cleanly() {
         .await
         .expect("a join across shards");
     assert_eq!(top.len(), 2);
+    // Every shard's mariadbd has a db-role sidecar in front: its built-in rule refuses a
+    // DELETE without WHERE, and nothing was deleted.
+    let e = conn
+        .query_drop("DELETE FROM ratings")
+        .await
+        .expect_err("the db role refuses DELETE without WHERE");
+    assert_eq!(shardcar_tests::client::server_code(&e), Some(1148), "{e}");
+    let left: Option<u64> = conn
+        .query_first("SELECT COUNT(*) FROM ratings")
+        .await
+        .expect("counting");
+    assert_eq!(left, Some(40));
     conn.disconnect().await.expect("disconnect");
 
     stop.send(true).expect("signalling shutdown");

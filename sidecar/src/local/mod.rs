@@ -2,9 +2,9 @@
 //! Vitess users use vttestserver — a real `mariadbd` per shard, the app sidecar in front.
 //!
 //! The cluster is planned as keyspaces → shards → tablets before anything starts, so that
-//! sharded keyspaces, replicas, the db role and etcd slot in later; this release runs one
-//! unsharded shard with one primary tablet per keyspace, and one keyspace (the app role has
-//! one upstream).
+//! replicas and etcd slot in later. Each shard has one primary tablet: a mariadbd with a
+//! db-role sidecar beside it (unless `--no-db-role`), and one app sidecar routes every
+//! keyspace in front of them, all in this process.
 
 pub mod mariadb;
 pub mod process;
@@ -107,6 +107,10 @@ pub struct LocalArgs {
     /// Rows a scatter query may hold while merging.
     #[arg(long, default_value_t = 100_000)]
     pub max_merge_rows: usize,
+    /// Connect the app sidecar straight to each mariadbd instead of through a db-role
+    /// sidecar beside it (the default runs one per tablet, as in production).
+    #[arg(long)]
+    pub no_db_role: bool,
 }
 
 impl Default for LocalArgs {
@@ -123,6 +127,7 @@ impl Default for LocalArgs {
             vschema: None,
             transaction_mode: TransactionMode::Multi,
             max_merge_rows: 100_000,
+            no_db_role: false,
         }
     }
 }
@@ -514,24 +519,17 @@ fn sql_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-/// Starts the app sidecar in-process in front of the (one) keyspace and runs until shutdown.
+/// Starts a db-role sidecar beside every primary (unless `--no-db-role`) and the app
+/// sidecar in front of them, in-process, and runs until shutdown.
 async fn serve(
     args: &LocalArgs,
     keyspaces: &[KeyspacePlan],
     tablets: &[Tablet],
     root: &Path,
     data: &[(String, String, String)],
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
     started: Instant,
 ) -> anyhow::Result<()> {
-    let (Some(ks), Some(primary)) = (
-        keyspaces.first(),
-        tablets
-            .iter()
-            .find(|t| t.tablet_type == TabletType::Primary),
-    ) else {
-        bail!("no primary tablet to serve");
-    };
     let upstream_password = Alphanumeric.sample_string(&mut rand::thread_rng(), 24);
     for tablet in tablets
         .iter()
@@ -545,10 +543,82 @@ async fn serve(
     let password_file = root.join("upstream-password");
     write_secret(&password_file, &upstream_password)?;
 
-    let mut config = app_config(args, primary, &ks.name, &password_file);
+    // Where the app sidecar reaches each primary: its db-role sidecar, or mariadbd itself.
+    let mut db_sidecars = Vec::new();
+    let mut addresses = std::collections::HashMap::new();
+    for tablet in tablets
+        .iter()
+        .filter(|t| t.tablet_type == TabletType::Primary)
+    {
+        let address = if args.no_db_role {
+            // Every tablet runs on this machine: its Unix socket skips the TCP stack.
+            format!("unix:{}", tablet.db.socket().display())
+        } else {
+            let config = db_config(tablet, &upstream_password, &password_file);
+            let server = crate::app::AppServer::bind_role(config, crate::app::Role::Db)
+                .await
+                .with_context(|| format!("starting the db sidecar of tablet {}", tablet.alias))?;
+            let (addr, admin) = (server.local_addr()?, server.admin_addr()?);
+            tracing::info!(
+                tablet = %tablet.alias, %addr, %admin,
+                "db sidecar in front of mariadbd"
+            );
+            db_sidecars.push(tokio::spawn(server.serve(shutdown.clone())));
+            addr.to_string()
+        };
+        addresses.insert(tablet.alias.clone(), address);
+    }
+    let result = serve_app(
+        args,
+        keyspaces,
+        tablets,
+        &addresses,
+        root,
+        data,
+        &password_file,
+        shutdown,
+        started,
+    )
+    .await;
+    for db in db_sidecars {
+        if let Ok(Err(e)) = db.await {
+            tracing::warn!(error = %e, "a db sidecar failed");
+        }
+    }
+    result
+}
+
+/// Runs the app sidecar in front of the primaries at `addresses` until shutdown.
+#[allow(clippy::too_many_arguments)]
+async fn serve_app(
+    args: &LocalArgs,
+    keyspaces: &[KeyspacePlan],
+    tablets: &[Tablet],
+    addresses: &std::collections::HashMap<String, String>,
+    root: &Path,
+    data: &[(String, String, String)],
+    password_file: &Path,
+    mut shutdown: watch::Receiver<bool>,
+    started: Instant,
+) -> anyhow::Result<()> {
+    let (Some(ks), Some(primary)) = (
+        keyspaces.first(),
+        tablets
+            .iter()
+            .find(|t| t.tablet_type == TabletType::Primary),
+    ) else {
+        bail!("no primary tablet to serve");
+    };
+    let address = |t: &Tablet| {
+        addresses
+            .get(&t.alias)
+            .cloned()
+            .unwrap_or_else(|| t.db.address())
+    };
+    let mut config = app_config(args, address(primary), &ks.name, password_file);
     if keyspaces.len() > 1 || keyspaces.iter().any(|k| k.shards.len() > 1) || args.vschema.is_some()
     {
-        let mut sharding = sharding_config(args, tablets);
+        let mut sharding = sharding_config(args, tablets, address);
         if sharding.vschema_file.is_none() && demo_mode(args) {
             let path = root.join("demo-vschema.json");
             std::fs::write(&path, DEMO_VSCHEMA)
@@ -627,23 +697,17 @@ async fn serve(
 
 fn app_config(
     args: &LocalArgs,
-    primary: &Tablet,
+    primary_address: String,
     database: &str,
     password_file: &Path,
 ) -> AppConfig {
-    let password = args.password.as_bytes();
     AppConfig {
         listen: SocketAddr::from((Ipv4Addr::LOCALHOST, args.port)),
         admin_listen: SocketAddr::from((Ipv4Addr::LOCALHOST, args.admin_port)),
         drain_timeout_ms: LOCAL_DRAIN_TIMEOUT_MS,
-        users: vec![UserConfig {
-            name: args.user.clone(),
-            native_hash: Some(format_native_hash(&native_password_hash(password))),
-            sha2_hash: Some(hex::encode(sha2_password_hash(password))),
-            ..UserConfig::default()
-        }],
+        users: vec![user(&args.user, &args.password)],
         upstream: UpstreamConfig {
-            address: primary.db.address(),
+            address: primary_address,
             user: UPSTREAM_USER.to_string(),
             password_file: Some(password_file.to_path_buf()),
             database: Some(database.to_string()),
@@ -653,8 +717,42 @@ fn app_config(
     }
 }
 
-/// The `sharding` section for the planned keyspaces: one entry per shard primary.
-fn sharding_config(args: &LocalArgs, tablets: &[Tablet]) -> ShardingConfig {
+/// A configured account with both password hashes.
+fn user(name: &str, password: &str) -> UserConfig {
+    let password = password.as_bytes();
+    UserConfig {
+        name: name.to_string(),
+        native_hash: Some(format_native_hash(&native_password_hash(password))),
+        sha2_hash: Some(hex::encode(sha2_password_hash(password))),
+        ..UserConfig::default()
+    }
+}
+
+/// The db-role sidecar of one tablet: on loopback ports of its own, accepting the app
+/// sidecar's account and logging in to mariadbd with it over the Unix socket.
+fn db_config(tablet: &Tablet, upstream_password: &str, password_file: &Path) -> AppConfig {
+    AppConfig {
+        listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+        admin_listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+        drain_timeout_ms: LOCAL_DRAIN_TIMEOUT_MS,
+        users: vec![user(UPSTREAM_USER, upstream_password)],
+        upstream: UpstreamConfig {
+            address: format!("unix:{}", tablet.db.socket().display()),
+            user: UPSTREAM_USER.to_string(),
+            password_file: Some(password_file.to_path_buf()),
+            ..UpstreamConfig::default()
+        },
+        ..AppConfig::default()
+    }
+}
+
+/// The `sharding` section for the planned keyspaces: one entry per shard primary, at
+/// the address `address` gives.
+fn sharding_config(
+    args: &LocalArgs,
+    tablets: &[Tablet],
+    address: impl Fn(&Tablet) -> String,
+) -> ShardingConfig {
     let mut keyspaces: std::collections::BTreeMap<String, KeyspaceConfig> = Default::default();
     for t in tablets
         .iter()
@@ -666,8 +764,7 @@ fn sharding_config(args: &LocalArgs, tablets: &[Tablet]) -> ShardingConfig {
             .shards
             .push(ShardConfig {
                 name: t.shard.clone(),
-                // Every tablet runs on this machine: its Unix socket skips the TCP stack.
-                address: format!("unix:{}", t.db.socket().display()),
+                address: address(t),
                 database: Some(t.keyspace.clone()),
             });
     }
