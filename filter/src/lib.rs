@@ -6,6 +6,7 @@
 //! decisions come out. Nothing here touches a socket, a clock or an async runtime, so the
 //! same code runs in the native sidecar, in unit tests, in fuzz targets and inside Envoy.
 
+pub mod cache;
 pub mod guard;
 pub mod key;
 pub mod plan;

@@ -133,17 +133,7 @@ impl Pins {
     /// Updates the state after a COM_QUERY statement finished. `set` is the SET analysis
     /// for SET statements.
     pub fn after_query(&mut self, st: &Statement, set: Option<&SetEffect>, outcome: Outcome) {
-        let was_in_transaction = self.in_transaction;
-        self.in_transaction = outcome.status & status::IN_TRANS != 0;
-        self.next_statement = false;
-        if self.next_transaction {
-            if self.in_transaction {
-                self.next_transaction_started = true;
-            } else if self.next_transaction_started || was_in_transaction {
-                self.next_transaction = false;
-                self.next_transaction_started = false;
-            }
-        }
+        self.after_command(outcome);
         if outcome.failed {
             return;
         }
@@ -185,6 +175,22 @@ impl Pins {
             _ => {}
         }
         self.next_statement = e.calc_found_rows || outcome.warnings > 0;
+    }
+
+    /// After any command: follows the transaction flag mysqld reported, and ends the
+    /// next-statement hold (a statement that needs one sets it again).
+    pub fn after_command(&mut self, outcome: Outcome) {
+        let was_in_transaction = self.in_transaction;
+        self.in_transaction = outcome.status & status::IN_TRANS != 0;
+        self.next_statement = false;
+        if self.next_transaction {
+            if self.in_transaction {
+                self.next_transaction_started = true;
+            } else if self.next_transaction_started || was_in_transaction {
+                self.next_transaction = false;
+                self.next_transaction_started = false;
+            }
+        }
     }
 
     /// After a successful COM_STMT_PREPARE.

@@ -4,11 +4,8 @@
 //! statement (always the same shard) and a point statement on one sharded table (the
 //! shard of its primary-vindex literal) — so a hit never rewrites SQL.
 //!
-//! The cache holds two generations: lookups promote entries from the older one, and when
-//! the newer one fills up it becomes the older one. Memory stays bounded and recently used
-//! statements stay in.
-
-use std::collections::HashMap;
+//! The cache is a [`crate::cache::Generations`] map: bounded, recently planned shapes
+//! stay in.
 
 use sqlparser::ast::{BinaryOperator, Expr, SetExpr, Statement};
 
@@ -233,49 +230,9 @@ pub fn template(
     None
 }
 
-/// A bounded two-generation map from cache keys to templates.
-#[derive(Debug)]
-pub struct PlanCache {
-    capacity: usize,
-    current: HashMap<String, Option<Template>>,
-    previous: HashMap<String, Option<Template>>,
-}
-
-impl PlanCache {
-    /// A cache holding about `capacity` statements (at most twice that).
-    pub fn new(capacity: usize) -> Self {
-        PlanCache {
-            capacity: capacity.max(1),
-            current: HashMap::new(),
-            previous: HashMap::new(),
-        }
-    }
-
-    /// `Some(template)` for a known shape, `Some(None)` for a shape known not to be
-    /// cacheable, `None` when unknown.
-    pub fn get(&self, key: &str) -> Option<Option<&Template>> {
-        self.current
-            .get(key)
-            .or_else(|| self.previous.get(key))
-            .map(Option::as_ref)
-    }
-
-    /// Records what `key` plans to.
-    pub fn insert(&mut self, key: String, template: Option<Template>) {
-        if self.current.len() >= self.capacity {
-            self.previous = std::mem::take(&mut self.current);
-        }
-        self.current.insert(key, template);
-    }
-
-    pub fn len(&self) -> usize {
-        self.current.len() + self.previous.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
+/// Statement shapes (cache keys) to their templates; `None` records a shape known not
+/// to be cacheable.
+pub type PlanCache = crate::cache::Generations<Option<Template>>;
 
 #[cfg(test)]
 mod tests {

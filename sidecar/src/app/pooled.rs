@@ -20,7 +20,8 @@ use super::session::{End, Session, FORMAT_CAPABILITIES};
 use super::upstream::{self, Upstream};
 use crate::admin::{DebugReply, DebugRequest};
 use crate::config::{DbConfig, LimitsConfig};
-use shardcar_filter::guard::access::{table_access, AccessPolicy, Denied, Identity};
+use shardcar_filter::cache::Generations;
+use shardcar_filter::guard::access::{table_access, AccessPolicy, Denied, Identity, TableAccess};
 use shardcar_filter::guard::hotrow::row_key;
 use shardcar_filter::guard::kill::{parse_kill, Kill, KillError, KillScope};
 use shardcar_filter::guard::pins::{Outcome, PinReason, Pins};
@@ -33,7 +34,7 @@ use shardcar_filter::protocol::constants::status;
 use shardcar_filter::protocol::error_codes;
 use shardcar_filter::protocol::packet::{write_packet, Packet};
 use shardcar_filter::protocol::{Command, ErrPacket, OkPacket};
-use shardcar_filter::sql::lexer::shardcar_hint;
+use shardcar_filter::sql::lexer::{normalize, shardcar_hint};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 use tracing::{info, warn};
@@ -67,8 +68,13 @@ pub struct Guard {
     consolidator: Arc<Consolidator>,
     shedder: Arc<Shedder>,
     pub sessions: Arc<Sessions>,
+    /// What each statement shape reads and writes, for the access policy.
+    access_cache: RwLock<Generations<Arc<TableAccess>>>,
     epoch: Instant,
 }
+
+/// Statement shapes whose table access is remembered.
+const ACCESS_CACHE_SIZE: usize = 4_096;
 
 impl std::fmt::Debug for Guard {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -88,6 +94,7 @@ impl Guard {
             pool,
             policy: RwLock::new(Arc::new(policy)),
             sessions: Sessions::new(),
+            access_cache: RwLock::new(Generations::new(ACCESS_CACHE_SIZE)),
             epoch: Instant::now(),
         })
     }
@@ -172,6 +179,29 @@ impl Guard {
             }
             Err(_) => DebugReply::NotFound,
         }
+    }
+
+    /// The tables a statement reads and writes, parsed once per statement shape (the
+    /// literals do not change which tables a statement touches).
+    fn table_access(&self, text: &str, st: &Statement, database: Option<&str>) -> Arc<TableAccess> {
+        let Some((mut key, _)) = normalize(text) else {
+            return Arc::new(table_access(text, st, database));
+        };
+        key.push('\u{0}');
+        key.push_str(database.unwrap_or(""));
+        let known = match self.access_cache.read() {
+            Ok(c) => c.get(&key).cloned(),
+            Err(poisoned) => poisoned.into_inner().get(&key).cloned(),
+        };
+        if let Some(hit) = known {
+            return hit;
+        }
+        let access = Arc::new(table_access(text, st, database));
+        match self.access_cache.write() {
+            Ok(mut c) => c.insert(key, access.clone()),
+            Err(poisoned) => poisoned.into_inner().insert(key, access.clone()),
+        }
+        access
     }
 
     fn now_ms(&self) -> u64 {
@@ -1011,8 +1041,7 @@ impl Session {
             None => {
                 // Other commands only change the transaction flag when they succeed.
                 if !response.failed() && response.status != 0 {
-                    let synthetic = analyze("");
-                    p.pins.after_query(&synthetic, None, outcome);
+                    p.pins.after_command(outcome);
                 }
             }
         }
@@ -1192,8 +1221,10 @@ impl Session {
         text: &str,
         st: &Statement,
     ) -> Result<(), ErrPacket> {
-        let database = self.pooled.as_ref().and_then(|p| p.database.as_deref());
-        let tables = table_access(text, st, database);
+        let Some(p) = self.pooled.as_ref() else {
+            return Ok(());
+        };
+        let tables = p.guard.table_access(text, st, p.database.as_deref());
         let who = Identity {
             user: &self.auth.user,
             certificate: self.client.certificate.as_deref(),

@@ -112,7 +112,7 @@ impl Router {
             return Err(None);
         };
         let known = match self.cache.read() {
-            Ok(c) => c.get(&key).map(|t| t.cloned()),
+            Ok(c) => c.get(&key).map(|t| t.as_ref().cloned()),
             Err(_) => return Err(None),
         };
         match known {
