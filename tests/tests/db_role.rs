@@ -731,3 +731,108 @@ async fn ready_follows_mysqld() {
     wait(200);
     assert_eq!(metric(&s, "shardcar_upstream_up"), 1.0);
 }
+
+#[test]
+fn two_thousand_sysbench_clients_share_a_pool_of_32() {
+    use shardcar_tests::client::run_output;
+    use std::process::Command;
+    let c = shared_cluster();
+    let s = db_sidecar(
+        c,
+        "  pool:\n    statement_connections: 16\n    transaction_connections: 15\n    stream_connections: 1\n    max_waiters: 4000\n    wait_timeout_ms: 60000\n",
+    );
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let sysbench = |port: u16, args: &[&str]| {
+        let mut cmd = Command::new("sysbench");
+        cmd.args([
+            "oltp_read_write",
+            "--db-driver=mysql",
+            "--mysql-host=127.0.0.1",
+            &format!("--mysql-port={port}"),
+            &format!("--mysql-user={}", c.app_user),
+            &format!("--mysql-password={}", c.app_password),
+            &format!("--mysql-db={}", c.database),
+            "--tables=1",
+            "--table-size=10000",
+        ]);
+        cmd.args(args);
+        let out = run_output(cmd, None, Duration::from_secs(300), "sysbench");
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(
+            out.status.success() && !stdout.contains("FATAL"),
+            "sysbench {args:?} failed:\n{stdout}\n{stderr}\n{}",
+            s.stderr()
+        );
+        stdout
+    };
+    sysbench(c.mariadb.port(), &["prepare"]);
+
+    // Sample mysqld's connections from the sidecar's account while sysbench runs.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let stop = stop.clone();
+        let mut conn = rt.block_on(direct(c));
+        let user = c.upstream_user.clone();
+        let handle = rt.handle().clone();
+        std::thread::spawn(move || {
+            let mut peak = (0usize, 0usize);
+            while !stop.load(std::sync::atomic::Ordering::Acquire) {
+                let (ours, all): (usize, usize) = handle.block_on(async {
+                    let ours: Option<usize> = conn
+                        .exec_first(
+                            "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE USER = ?",
+                            (user.as_str(),),
+                        )
+                        .await
+                        .unwrap();
+                    let all: Option<(String, usize)> = conn
+                        .query_first("SHOW GLOBAL STATUS LIKE 'Threads_connected'")
+                        .await
+                        .unwrap();
+                    (ours.unwrap_or(0), all.map_or(0, |a| a.1))
+                });
+                peak = (peak.0.max(ours), peak.1.max(all));
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            peak
+        })
+    };
+    let out = sysbench(
+        s.port(),
+        &[
+            "--threads=2000",
+            "--time=8",
+            // Server-side prepared statements pin their connection (docs/db-role.md), so
+            // 2,000 sessions holding them could not share 32 connections.
+            "--db-ps-mode=disable",
+            "--report-interval=0",
+            // InnoDB deadlocks between transactions writing several rows are this
+            // workload's own (they happen directly against MariaDB too); they are
+            // mysqld's answers relayed, and sysbench retries them. Anything else is
+            // fatal.
+            "--mysql-ignore-errors=1213,1205",
+            "--rand-type=uniform",
+            "run",
+        ],
+    );
+    stop.store(true, std::sync::atomic::Ordering::Release);
+    let (ours, all) = sampler.join().unwrap();
+    eprintln!("{out}");
+    let field = |key: &str| -> u64 {
+        out.lines()
+            .map(str::trim)
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no {key} line in\n{out}"))
+    };
+    let transactions = field("transactions:");
+    assert!(transactions > 0);
+    assert!(field("ignored errors:") * 100 <= transactions, "{out}");
+    assert_eq!(field("reconnects:"), 0);
+    // The pool (32) plus the health probe; Threads_connected adds this test's own
+    // sampling connection.
+    assert!(ours <= 33, "{ours} backend connections");
+    assert!(all <= 34, "Threads_connected reached {all}");
+}
