@@ -36,7 +36,7 @@ class ConnectionSampler:
     minus the sampler's own connection."""
 
     def __init__(self, tools, db: rb.MariaDB):
-        self.argv = [tools["mariadb"], "--no-defaults", f"--socket={db.sock}", "-uroot", "-N", "-B"]
+        self.argv = [tools["mariadb"], "--no-defaults", f"--socket={db.sock}", "-uroot", "-N", "-B", "--unbuffered"]
         self.stop = threading.Event()
         self.samples: list[int] = []
         self.thread: threading.Thread | None = None
@@ -74,6 +74,25 @@ class ConnectionSampler:
     @property
     def peak(self) -> int | None:
         return max(self.samples) if self.samples else None
+
+
+class DbSidecarFactory(rb.SidecarFactory):
+    """run.py's sidecar factory, optionally reaching mariadbd over its Unix socket (how a
+    db sidecar beside mysqld in the same pod would)."""
+
+    def __init__(self, *a, socket: bool = False, **kw):
+        super().__init__(*a, **kw)
+        self.socket = socket
+
+    def write_config(self):
+        path, port, admin = super().write_config()
+        if self.socket:
+            with open(path) as f:
+                text = f.read()
+            text = text.replace(f'address: "127.0.0.1:{self.db.port}"', f'address: "unix:{self.db.sock}"')
+            with open(path, "w") as f:
+                f.write(text)
+        return path, port, admin
 
 
 def write_app_config(root: str, factory: rb.SidecarFactory, db_port: int) -> tuple[str, int, int]:
@@ -120,6 +139,8 @@ def parse_args(argv=None):
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--db-yaml", default="db:\n  pool:\n    statement_connections: 16\n    transaction_connections: 15\n    stream_connections: 1\n",
                     help="YAML appended to the db sidecar's config (default: a pool of 32)")
+    ap.add_argument("--db-upstream", choices=["tcp", "socket"], default="tcp",
+                    help="how the db sidecar reaches mariadbd (default loopback TCP)")
     ap.add_argument("--out", default="BENCHMARKS-chain.md")
     ap.add_argument("--binary", default=rb.DEFAULT_BIN)
     ap.add_argument("--keep", action="store_true")
@@ -149,7 +170,8 @@ def main(argv=None) -> int:
         rb.log(f"mariadbd on {db.port}; sysbench prepare")
         rb.run_cmd(rb.sb_base(tools, db.port) + ["--threads=4", "oltp_read_write", "prepare"], timeout=1800)
         rb.run_cmd(rb.sb_base(tools, db.port) + ["--threads=4", "--time=5", "oltp_read_only", "run"], timeout=120)
-        factory = rb.SidecarFactory(binary, root, db, "db", args.db_yaml.replace("\\n", "\n"))
+        factory = DbSidecarFactory(binary, root, db, "db", args.db_yaml.replace("\\n", "\n"),
+                                   socket=args.db_upstream == "socket")
         dbsc, _ = factory.start()
         factory.wait_ready(dbsc)
         app = start_app(binary, root, factory, dbsc.port)
@@ -182,7 +204,9 @@ def main(argv=None) -> int:
         L = ["# Two hops: app sidecar → db sidecar → mariadbd vs direct", "",
              f"Command: `{env['cmdline']}`  ", f"Date {env['date']}, git {env['git']}, {env['nproc']} cores "
              f"({env['cpu']}), {env['mariadbd']}, {env['sysbench']}; ps-mode {args.ps_mode}, "
-             f"{args.seconds} s per run, {args.repeat} interleaved sweeps; db sidecar config `{args.db_yaml.strip()}`.",
+             f"{args.seconds} s per run, {args.repeat} interleaved sweeps; db sidecar → mariadbd over "
+             f"{'its Unix socket' if args.db_upstream == 'socket' else 'loopback TCP'}; db sidecar config "
+             f"`{args.db_yaml.strip()}`.",
              "", "Medians over the sweeps. Errors are sysbench's (any error fails the run). "
              "`mysqld conns` is the most Threads_connected seen (200 ms samples).", "",
              "| test | threads | direct QPS | chain QPS | ratio (min..max) | direct p99 ms | chain p99 ms | "

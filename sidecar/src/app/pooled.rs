@@ -534,10 +534,11 @@ impl Session {
         let mut st = analyze(text);
         let mut owned: Option<String> = None;
         if !policy.rules.is_empty() {
-            let client = self.client_identity();
+            let entry = self.pooled()?.registration.entry.clone();
+            let client = entry.client.as_str();
             let who = Subject {
                 user: &self.auth.user,
-                client: &client,
+                client,
             };
             let verdict = policy.rules.evaluate(who, text, &st, guard.now_ms());
             let metrics = self.shared.metrics.clone();

@@ -38,12 +38,14 @@ pub struct Entry {
     started: Instant,
     kill: AtomicU8,
     wake: Notify,
-    current: Mutex<Option<Current>>,
+    current: Mutex<Current>,
 }
 
-/// The statement a session is running.
+/// The statement a session is running, if `running`; the text buffer is reused from
+/// statement to statement.
 #[derive(Debug, Clone)]
 struct Current {
+    running: bool,
     text: String,
     started: Instant,
     backend_id: Option<u32>,
@@ -118,7 +120,12 @@ impl Sessions {
             started: Instant::now(),
             kill: AtomicU8::new(0),
             wake: Notify::new(),
-            current: Mutex::new(None),
+            current: Mutex::new(Current {
+                running: false,
+                text: String::new(),
+                started: Instant::now(),
+                backend_id: None,
+            }),
         });
         self.lock().insert(id, entry.clone());
         Registration {
@@ -133,13 +140,16 @@ impl Sessions {
         let mut out: Vec<RunningStatement> = entries
             .iter()
             .filter_map(|e| {
-                let current = e.current().clone()?;
+                let current = e.current();
+                if !current.running {
+                    return None;
+                }
                 Some(RunningStatement {
                     id: e.id,
                     user: e.user.clone(),
                     client: e.client.clone(),
                     peer: e.peer.to_string(),
-                    statement: current.text,
+                    statement: current.text.clone(),
                     age_ms: millis(current.started),
                     session_age_ms: millis(e.started),
                     backend_connection_id: current.backend_id,
@@ -181,7 +191,7 @@ fn millis(since: Instant) -> u64 {
 }
 
 impl Entry {
-    fn current(&self) -> MutexGuard<'_, Option<Current>> {
+    fn current(&self) -> MutexGuard<'_, Current> {
         match self.current.lock() {
             Ok(c) => c,
             Err(poisoned) => poisoned.into_inner(),
@@ -198,16 +208,19 @@ impl Entry {
     pub fn started(&self, text: &[u8], backend_id: Option<u32>) {
         self.kill.fetch_and(!KILL_QUERY, Ordering::AcqRel);
         let end = text.len().min(MAX_TEXT);
-        *self.current() = Some(Current {
-            text: String::from_utf8_lossy(&text[..end]).into_owned(),
-            started: Instant::now(),
-            backend_id,
-        });
+        let mut current = self.current();
+        current.running = true;
+        current.text.clear();
+        current
+            .text
+            .push_str(&String::from_utf8_lossy(&text[..end]));
+        current.started = Instant::now();
+        current.backend_id = backend_id;
     }
 
     /// The statement ended.
     pub fn finished(&self) {
-        *self.current() = None;
+        self.current().running = false;
     }
 
     /// Resolves when someone asks to kill the running statement (consuming the request).
