@@ -1,0 +1,369 @@
+//! The production topology store: etcd through its v3 API (etcd-client). Versions are
+//! etcd's `mod_revision`; compare-and-set is a transaction comparing it; leased keys use an
+//! etcd lease renewed at a third of its TTL; locks are etcd's lock service under a lease,
+//! so a holder that dies releases its lock when the lease expires.
+
+use std::time::Duration;
+
+use etcd_client::{
+    Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, LockOptions, PutOptions,
+    Txn, TxnOp, WatchOptions,
+};
+use tokio::sync::{mpsc, oneshot, watch};
+use tracing::{debug, warn};
+
+use crate::store::{Entry, Lease, LockGuard, Store, TopoError, Version, Watch, WatchEvent};
+
+const WATCH_BUFFER: usize = 4_096;
+/// How long a call keeps retrying while members are unreachable (the client moves to
+/// another endpoint meanwhile).
+const RETRY_FOR: Duration = Duration::from_secs(5);
+const RETRY_DELAY: Duration = Duration::from_millis(100);
+
+/// A member that is down or unreachable: another may answer.
+fn transient(e: &etcd_client::Error) -> bool {
+    match e {
+        etcd_client::Error::TransportError(_) | etcd_client::Error::IoError(_) => true,
+        etcd_client::Error::GRpcStatus(s) => matches!(
+            s.code(),
+            tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::DeadlineExceeded
+        ),
+        _ => false,
+    }
+}
+
+/// Runs `op` again while it fails with a transient error, for up to [`RETRY_FOR`]. Every
+/// operation retried is idempotent or conditional (a repeated create reports `Exists`).
+async fn retry<T, F, Fut>(mut op: F) -> Result<T, TopoError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, etcd_client::Error>>,
+{
+    let deadline = tokio::time::Instant::now() + RETRY_FOR;
+    loop {
+        match op().await {
+            Err(e) if transient(&e) && tokio::time::Instant::now() < deadline => {
+                debug!(error = %e, "etcd call failed; retrying");
+                tokio::time::sleep(RETRY_DELAY).await;
+            }
+            r => return r.map_err(backend),
+        }
+    }
+}
+
+/// A connection to an etcd cluster (any member; the client fails over between them).
+#[derive(Clone)]
+pub struct EtcdStore {
+    client: Client,
+    endpoints: Vec<String>,
+}
+
+impl std::fmt::Debug for EtcdStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EtcdStore")
+            .field("endpoints", &self.endpoints)
+            .finish_non_exhaustive()
+    }
+}
+
+fn backend(e: etcd_client::Error) -> TopoError {
+    TopoError::Backend(e.to_string())
+}
+
+fn entry(kv: &etcd_client::KeyValue) -> Entry {
+    Entry {
+        key: String::from_utf8_lossy(kv.key()).into_owned(),
+        value: kv.value().to_vec(),
+        version: kv.mod_revision(),
+    }
+}
+
+/// Whole seconds for an etcd TTL, at least 1.
+fn ttl_seconds(ttl: Duration) -> i64 {
+    i64::try_from(ttl.as_secs().max(1)).unwrap_or(i64::MAX)
+}
+
+impl EtcdStore {
+    /// Connects to `endpoints` (`http://127.0.0.1:2379`, ...).
+    pub async fn connect(endpoints: &[String]) -> Result<Self, TopoError> {
+        let options = ConnectOptions::new()
+            .with_connect_timeout(Duration::from_secs(5))
+            .with_timeout(Duration::from_secs(10))
+            .with_keep_alive(Duration::from_secs(5), Duration::from_secs(5));
+        let client = Client::connect(endpoints, Some(options))
+            .await
+            .map_err(backend)?;
+        Ok(EtcdStore {
+            client,
+            endpoints: endpoints.to_vec(),
+        })
+    }
+
+    async fn txn(&self, txn: Txn) -> Result<etcd_client::TxnResponse, TopoError> {
+        retry(|| {
+            let mut c = self.client.clone();
+            let txn = txn.clone();
+            async move { c.txn(txn).await }
+        })
+        .await
+    }
+
+    /// Grants a lease and renews it in the background until `stop`; the returned receiver
+    /// turns false if renewal fails for longer than the TTL.
+    async fn lease(
+        &self,
+        ttl: Duration,
+    ) -> Result<
+        (
+            i64,
+            oneshot::Sender<()>,
+            watch::Receiver<bool>,
+            tokio::task::JoinHandle<()>,
+        ),
+        TopoError,
+    > {
+        let mut client = self.client.clone();
+        let id = retry(|| {
+            let mut c = client.clone();
+            async move { c.lease_grant(ttl_seconds(ttl), None).await }
+        })
+        .await?
+        .id();
+        let (stop, mut stopped) = oneshot::channel::<()>();
+        let (alive_tx, alive) = watch::channel(true);
+        let period =
+            Duration::from_millis(u64::try_from(ttl.as_millis() / 3).unwrap_or(1000).max(100));
+        let done = tokio::spawn(async move {
+            let mut last_ok = tokio::time::Instant::now();
+            let mut keeper = None;
+            loop {
+                tokio::select! {
+                    _ = &mut stopped => break,
+                    _ = tokio::time::sleep(period) => {}
+                }
+                if keeper.is_none() {
+                    keeper = client.lease_keep_alive(id).await.ok();
+                }
+                let renewed = match keeper.as_mut() {
+                    Some((k, stream)) => match k.keep_alive().await {
+                        Ok(()) => matches!(stream.message().await, Ok(Some(r)) if r.ttl() > 0),
+                        Err(_) => false,
+                    },
+                    None => false,
+                };
+                if renewed {
+                    last_ok = tokio::time::Instant::now();
+                } else {
+                    keeper = None;
+                    if last_ok.elapsed() >= ttl {
+                        warn!(lease = id, "topology lease lost");
+                        let _ = alive_tx.send(false);
+                        break;
+                    }
+                }
+            }
+            if let Err(e) = client.lease_revoke(id).await {
+                debug!(lease = id, error = %e, "revoking a topology lease failed (it expires by itself)");
+            }
+        });
+        Ok((id, stop, alive, done))
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for EtcdStore {
+    async fn get(&self, key: &str) -> Result<Option<Entry>, TopoError> {
+        let r = retry(|| {
+            let mut c = self.client.clone();
+            async move { c.get(key, None).await }
+        })
+        .await?;
+        Ok(r.kvs().first().map(entry))
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<Entry>, TopoError> {
+        let r = retry(|| {
+            let mut c = self.client.clone();
+            async move { c.get(prefix, Some(GetOptions::new().with_prefix())).await }
+        })
+        .await?;
+        Ok(r.kvs().iter().map(entry).collect())
+    }
+
+    async fn create(&self, key: &str, value: Vec<u8>) -> Result<Version, TopoError> {
+        let txn = Txn::new()
+            .when([Compare::version(key, CompareOp::Equal, 0)])
+            .and_then([TxnOp::put(key, value, None)]);
+        let r = self.txn(txn).await?;
+        if !r.succeeded() {
+            return Err(TopoError::Exists(key.to_string()));
+        }
+        Ok(r.header().map_or(0, |h| h.revision()))
+    }
+
+    async fn update(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        expected: Option<Version>,
+    ) -> Result<Version, TopoError> {
+        let Some(expected) = expected else {
+            let r = retry(|| {
+                let mut c = self.client.clone();
+                let value = value.clone();
+                async move { c.put(key, value, None).await }
+            })
+            .await?;
+            return Ok(r.header().map_or(0, |h| h.revision()));
+        };
+        let txn = Txn::new()
+            .when([Compare::mod_revision(key, CompareOp::Equal, expected)])
+            .and_then([TxnOp::put(key, value, None)])
+            .or_else([TxnOp::get(key, None)]);
+        let r = self.txn(txn).await?;
+        if r.succeeded() {
+            return Ok(r.header().map_or(0, |h| h.revision()));
+        }
+        Err(missing_or_changed(key, &r))
+    }
+
+    async fn delete(&self, key: &str, expected: Option<Version>) -> Result<(), TopoError> {
+        let compare = match expected {
+            Some(v) => Compare::mod_revision(key, CompareOp::Equal, v),
+            None => Compare::version(key, CompareOp::Greater, 0),
+        };
+        let txn = Txn::new()
+            .when([compare])
+            .and_then([TxnOp::delete(key, None)])
+            .or_else([TxnOp::get(key, None)]);
+        let r = self.txn(txn).await?;
+        if r.succeeded() {
+            return Ok(());
+        }
+        Err(missing_or_changed(key, &r))
+    }
+
+    async fn put_leased(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        ttl: Duration,
+    ) -> Result<Lease, TopoError> {
+        let (id, stop, alive, done) = self.lease(ttl).await?;
+        let put = retry(|| {
+            let mut c = self.client.clone();
+            let value = value.clone();
+            async move {
+                c.put(key, value, Some(PutOptions::new().with_lease(id)))
+                    .await
+            }
+        })
+        .await;
+        if let Err(e) = put {
+            let _ = stop.send(());
+            return Err(e);
+        }
+        Ok(Lease {
+            alive,
+            stop: Some(stop),
+            done: Some(done),
+        })
+    }
+
+    async fn watch(&self, prefix: &str) -> Result<Watch, TopoError> {
+        let listed = retry(|| {
+            let mut c = self.client.clone();
+            async move { c.get(prefix, Some(GetOptions::new().with_prefix())).await }
+        })
+        .await?;
+        let revision = listed.header().map_or(0, |h| h.revision());
+        let initial = listed.kvs().iter().map(entry).collect();
+        let options = WatchOptions::new()
+            .with_prefix()
+            .with_start_revision(revision + 1);
+        let (watcher, mut stream) = retry(|| {
+            let mut c = self.client.clone();
+            let options = options.clone();
+            async move { c.watch(prefix, Some(options)).await }
+        })
+        .await?;
+        let (tx, events) = mpsc::channel(WATCH_BUFFER);
+        tokio::spawn(async move {
+            // The watcher cancels the etcd watch when dropped: keep it for the stream's life.
+            let _watcher = watcher;
+            while let Ok(Some(response)) = stream.message().await {
+                if response.canceled() {
+                    break;
+                }
+                for event in response.events() {
+                    let Some(kv) = event.kv() else { continue };
+                    let out = match event.event_type() {
+                        EventType::Put => WatchEvent::Put(entry(kv)),
+                        EventType::Delete => WatchEvent::Delete {
+                            key: String::from_utf8_lossy(kv.key()).into_owned(),
+                            version: kv.mod_revision(),
+                        },
+                    };
+                    if tx.send(out).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(Watch { initial, events })
+    }
+
+    async fn lock(
+        &self,
+        name: &str,
+        ttl: Duration,
+        timeout: Duration,
+    ) -> Result<LockGuard, TopoError> {
+        let (id, stop, _alive, done) = self.lease(ttl).await?;
+        let mut client = self.client.clone();
+        let locked = tokio::time::timeout(
+            timeout,
+            retry(|| {
+                let mut c = self.client.clone();
+                async move { c.lock(name, Some(LockOptions::new().with_lease(id))).await }
+            }),
+        )
+        .await;
+        let key = match locked {
+            Ok(Ok(r)) => r.key().to_vec(),
+            Ok(Err(e)) => {
+                let _ = stop.send(());
+                return Err(e);
+            }
+            Err(_) => {
+                let _ = stop.send(());
+                return Err(TopoError::LockTimeout(name.to_string()));
+            }
+        };
+        Ok(LockGuard {
+            name: name.to_string(),
+            release: Some(Box::new(move || {
+                Some(tokio::spawn(async move {
+                    if let Err(e) = client.unlock(key).await {
+                        debug!(error = %e, "unlocking failed; the lease revocation releases it");
+                    }
+                    let _ = stop.send(());
+                    let _ = done.await;
+                }))
+            })),
+        })
+    }
+}
+
+/// After a failed compare: the key is gone, or it has another version.
+fn missing_or_changed(key: &str, r: &etcd_client::TxnResponse) -> TopoError {
+    let exists = r.op_responses().iter().any(|op| match op {
+        etcd_client::TxnOpResponse::Get(g) => !g.kvs().is_empty(),
+        _ => false,
+    });
+    if exists {
+        TopoError::BadVersion(key.to_string())
+    } else {
+        TopoError::NoNode(key.to_string())
+    }
+}

@@ -1,0 +1,79 @@
+//! Where each record lives (the layout in the crate docs).
+
+/// The key layout under one root.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layout {
+    root: String,
+}
+
+impl Default for Layout {
+    fn default() -> Self {
+        Layout::new("/shardcar")
+    }
+}
+
+impl Layout {
+    /// A layout under `root` (a trailing `/` is dropped).
+    pub fn new(root: &str) -> Self {
+        Layout {
+            root: root.trim_end_matches('/').to_string(),
+        }
+    }
+
+    pub fn keyspaces(&self) -> String {
+        format!("{}/global/keyspaces/", self.root)
+    }
+
+    pub fn keyspace(&self, keyspace: &str) -> String {
+        format!("{}{keyspace}/keyspace", self.keyspaces())
+    }
+
+    pub fn shards(&self, keyspace: &str) -> String {
+        format!("{}{keyspace}/shards/", self.keyspaces())
+    }
+
+    pub fn shard(&self, keyspace: &str, shard: &str) -> String {
+        format!("{}{shard}/shard", self.shards(keyspace))
+    }
+
+    pub fn shard_lock(&self, keyspace: &str, shard: &str) -> String {
+        format!(
+            "{}/global/locks/keyspaces/{keyspace}/shards/{shard}",
+            self.root
+        )
+    }
+
+    /// Every cell's tablets.
+    pub fn cells(&self) -> String {
+        format!("{}/cells/", self.root)
+    }
+
+    pub fn tablets(&self, cell: &str) -> String {
+        format!("{}{cell}/tablets/", self.cells())
+    }
+
+    pub fn tablet(&self, cell: &str, alias: &str) -> String {
+        format!("{}{alias}", self.tablets(cell))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_follow_the_documented_layout() {
+        let l = Layout::new("/sc/");
+        assert_eq!(l.keyspace("shop"), "/sc/global/keyspaces/shop/keyspace");
+        assert_eq!(
+            l.shard("shop", "-80"),
+            "/sc/global/keyspaces/shop/shards/-80/shard"
+        );
+        assert!(l.shard("shop", "-80").starts_with(&l.shards("shop")));
+        assert_eq!(
+            l.tablet("zone1", "zone1-0000000100"),
+            "/sc/cells/zone1/tablets/zone1-0000000100"
+        );
+        assert!(l.tablet("zone1", "x").starts_with(&l.cells()));
+    }
+}

@@ -1,0 +1,64 @@
+//! The records the topology holds, as JSON values.
+
+use serde::{Deserialize, Serialize};
+
+/// A keyspace: a logical database.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct KeyspaceRecord {
+    /// `none`, `semi_sync` or `cross_cell`.
+    pub durability_policy: String,
+    /// The keyspace's Vitess VSchema JSON, if it has one.
+    pub vschema: Option<serde_json::Value>,
+}
+
+/// A shard's global record: who the primary is, and since which term.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ShardRecord {
+    /// The primary tablet's alias (`cell-uid`), when there is one.
+    pub primary_alias: Option<String>,
+    /// Grows by one with every change of primary; a tablet that finds a higher term than
+    /// the one it was promoted in is no longer the primary and must not take writes.
+    pub term: u64,
+    /// Set while a reparent moves the primary: app sidecars buffer this shard's writes.
+    pub reparenting: bool,
+}
+
+/// A tablet's type, as in Vitess.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TabletType {
+    Primary,
+    #[default]
+    Replica,
+    Rdonly,
+    /// Not serving (being restored, repaired, or a fenced old primary).
+    Spare,
+}
+
+/// One tablet (a mysqld with its db sidecar), as it registers itself.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TabletRecord {
+    /// `cell-uid`, e.g. `zone1-0000000100`.
+    pub alias: String,
+    pub cell: String,
+    pub keyspace: String,
+    pub shard: String,
+    pub tablet_type: TabletType,
+    pub hostname: String,
+    /// Where the db sidecar accepts MySQL connections.
+    pub mysql_port: u16,
+    /// The db sidecar's admin HTTP port.
+    pub admin_port: u16,
+    /// The term this tablet was promoted in (primaries only).
+    pub primary_term: u64,
+}
+
+impl TabletRecord {
+    /// `cell-uid` with the uid zero-padded to 10 digits, as Vitess prints aliases.
+    pub fn alias_of(cell: &str, uid: u32) -> String {
+        format!("{cell}-{uid:010}")
+    }
+}
