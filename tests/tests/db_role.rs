@@ -836,3 +836,73 @@ fn two_thousand_sysbench_clients_share_a_pool_of_32() {
     assert!(ours <= 33, "{ours} backend connections");
     assert!(all <= 34, "Threads_connected reached {all}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tablet_registers_in_etcd_with_its_health_and_leaves_with_its_lease() {
+    use shardcar_topo::{EtcdStore, Layout, TabletType, Topology};
+    let c = shared_cluster();
+    let etcd = shardcar_tests::etcd_cluster(1).await.unwrap();
+    let topo = Topology::new(
+        std::sync::Arc::new(EtcdStore::connect(&etcd.endpoints()).await.unwrap()),
+        Layout::default(),
+    );
+    let start = |uid: u32| {
+        let mut options = c.sidecar_options(format!(
+            "topology:\n  etcd_endpoints: [\"{}\"]\n  cell: zone1\n  uid: {uid}\n  keyspace: shop\n  shard: \"-80\"\n  tablet_type: primary\n  lease_ttl_ms: 2000\n  health_interval_ms: 200\n",
+            etcd.endpoints()[0]
+        ));
+        options.role = "db";
+        SidecarProcess::start(options).unwrap()
+    };
+    let wait_tablets = |want: usize| {
+        let topo = topo.clone();
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                let tablets = topo.tablets(Some("zone1")).await.unwrap();
+                if tablets.len() == want && tablets.iter().all(|t| t.health.serving) {
+                    return tablets;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "expected {want} serving tablets, have {tablets:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    let mut a = start(100);
+    let tablets = wait_tablets(1).await;
+    let t = &tablets[0];
+    assert_eq!(t.alias, "zone1-0000000100");
+    assert_eq!((t.keyspace.as_str(), t.shard.as_str()), ("shop", "-80"));
+    assert_eq!(t.tablet_type, TabletType::Primary);
+    assert_eq!(t.mysql_port, a.port());
+    assert_eq!(t.admin_port, a.admin_port());
+    assert!(!t.health.read_only);
+    assert_eq!(
+        t.health.replication_lag_seconds, None,
+        "a primary has no lag"
+    );
+
+    // A clean stop revokes the lease at once; a crash lets it expire after its TTL.
+    let b = start(101);
+    wait_tablets(2).await;
+    a.terminate();
+    a.wait_exit(Duration::from_secs(20));
+    let left = wait_tablets(1).await;
+    assert_eq!(left[0].alias, "zone1-0000000101");
+    let killed = std::process::Command::new("kill")
+        .args(["-9", &b.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !topo.tablets(Some("zone1")).await.unwrap().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "a crashed tablet stayed past its lease"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

@@ -197,6 +197,7 @@ async fn records(topo: &Topology) {
         mysql_port: 3306,
         admin_port: 15000,
         primary_term: 1,
+        health: Default::default(),
     };
     let replica = TabletRecord {
         alias: TabletRecord::alias_of("zone2", 101),

@@ -264,10 +264,30 @@ impl Store for EtcdStore {
             return Err(e);
         }
         Ok(Lease {
+            id,
             alive,
             stop: Some(stop),
             done: Some(done),
         })
+    }
+
+    async fn put_in_lease(
+        &self,
+        lease: &Lease,
+        key: &str,
+        value: Vec<u8>,
+    ) -> Result<Version, TopoError> {
+        let id = lease.id;
+        let r = retry(|| {
+            let mut c = self.client.clone();
+            let value = value.clone();
+            async move {
+                c.put(key, value, Some(PutOptions::new().with_lease(id)))
+                    .await
+            }
+        })
+        .await?;
+        Ok(r.header().map_or(0, |h| h.revision()))
     }
 
     async fn watch(&self, prefix: &str) -> Result<Watch, TopoError> {

@@ -34,6 +34,6 @@ mod topology;
 pub use etcd::EtcdStore;
 pub use keys::Layout;
 pub use memory::MemoryStore;
-pub use model::{KeyspaceRecord, ShardRecord, TabletRecord, TabletType};
+pub use model::{KeyspaceRecord, ShardRecord, TabletHealth, TabletRecord, TabletType};
 pub use store::{Entry, Lease, LockGuard, Store, TopoError, Version, Watch, WatchEvent};
 pub use topology::Topology;

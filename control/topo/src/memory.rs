@@ -176,10 +176,21 @@ impl Store for MemoryStore {
             drop(alive_tx);
         });
         Ok(Lease {
+            id: i64::try_from(id).unwrap_or(i64::MAX),
             alive,
             stop: Some(stop),
             done: Some(done),
         })
+    }
+
+    async fn put_in_lease(
+        &self,
+        lease: &Lease,
+        key: &str,
+        value: Vec<u8>,
+    ) -> Result<Version, TopoError> {
+        let id = u64::try_from(lease.id).unwrap_or(0);
+        Ok(self.lock().put(key, value, Some(id)))
     }
 
     async fn watch(&self, prefix: &str) -> Result<Watch, TopoError> {

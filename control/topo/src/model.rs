@@ -54,6 +54,26 @@ pub struct TabletRecord {
     pub admin_port: u16,
     /// The term this tablet was promoted in (primaries only).
     pub primary_term: u64,
+    /// What the db sidecar last measured; refreshed every second.
+    pub health: TabletHealth,
+}
+
+/// A tablet's health as its db sidecar reports it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TabletHealth {
+    /// mysqld answers and the sidecar accepts traffic.
+    pub serving: bool,
+    pub read_only: bool,
+    /// Seconds behind the primary (`Seconds_Behind_Master`); `None` on a primary or when
+    /// replication is stopped.
+    pub replication_lag_seconds: Option<u64>,
+    /// Replication threads running (replicas only).
+    pub replicating: bool,
+    /// The GTID position (MariaDB `gtid_current_pos`, MySQL `gtid_executed`).
+    pub gtid_position: String,
+    /// A message when the last check failed.
+    pub error: Option<String>,
 }
 
 impl TabletRecord {

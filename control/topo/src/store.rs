@@ -55,6 +55,8 @@ pub struct Watch {
 /// [`Lease::lost`] turns true when renewal failed and the keys may be gone; dropping the
 /// handle (or [`Lease::revoke`]) revokes it and deletes its keys.
 pub struct Lease {
+    /// The backend's lease id.
+    pub(crate) id: i64,
     pub(crate) alive: watch::Receiver<bool>,
     pub(crate) stop: Option<oneshot::Sender<()>>,
     pub(crate) done: Option<tokio::task::JoinHandle<()>>,
@@ -179,6 +181,14 @@ pub trait Store: Send + Sync + fmt::Debug {
         value: Vec<u8>,
         ttl: Duration,
     ) -> Result<Lease, TopoError>;
+
+    /// Rewrites `key` under an existing lease (a tablet updating its own record).
+    async fn put_in_lease(
+        &self,
+        lease: &Lease,
+        key: &str,
+        value: Vec<u8>,
+    ) -> Result<Version, TopoError>;
 
     /// Watches every key under `prefix`.
     async fn watch(&self, prefix: &str) -> Result<Watch, TopoError>;

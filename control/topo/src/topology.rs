@@ -190,6 +190,22 @@ impl Topology {
             .await
     }
 
+    /// Rewrites a registered tablet's record (its health) under its lease.
+    pub async fn update_tablet(
+        &self,
+        lease: &Lease,
+        tablet: &TabletRecord,
+    ) -> Result<(), TopoError> {
+        self.store
+            .put_in_lease(
+                lease,
+                &self.layout.tablet(&tablet.cell, &tablet.alias),
+                encode(tablet),
+            )
+            .await
+            .map(|_| ())
+    }
+
     /// The live tablets of one cell, or of every cell with `None`.
     pub async fn tablets(&self, cell: Option<&str>) -> Result<Vec<TabletRecord>, TopoError> {
         let prefix = match cell {

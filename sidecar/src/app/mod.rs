@@ -135,6 +135,11 @@ impl AppServer {
     /// As [`AppServer::bind`], for either role.
     pub async fn bind_role(config: AppConfig, role: Role) -> anyhow::Result<Self> {
         config.validate()?;
+        if role == Role::App && config.topology.is_some() {
+            anyhow::bail!(
+                "topology: only the db role registers a tablet; the app role reads the topology through its sharding section"
+            );
+        }
         if role == Role::Db && config.sharding.is_some() {
             anyhow::bail!(
                 "sharding: the db role serves one mysqld; shard routing belongs to the app role"
@@ -237,6 +242,7 @@ impl AppServer {
             health,
         } = self;
         let addr = listener.local_addr()?;
+        let admin_addr = admin.local_addr()?;
         // The admin server outlives the drain, so probes see `/ready` turn 503.
         let (admin_stop, admin_stopped) = watch::channel(false);
         let pages = shared.guard.clone().map(|guard| -> admin::DebugPages {
@@ -255,6 +261,7 @@ impl AppServer {
             tokio::spawn(probe::watch(
                 shared.clone(),
                 health.clone(),
+                (addr, admin_addr),
                 shutdown.clone(),
             ));
         }

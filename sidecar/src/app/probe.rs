@@ -1,71 +1,112 @@
-//! The db role's health probe: one connection of its own pings mysqld every second, so
-//! that `/ready` turns 503 (and `shardcar_upstream_up` 0) while mysqld does not answer and
-//! traffic moves elsewhere, then recovers by itself.
+//! The db role's health probe and tablet registration. A connection of its own checks
+//! mysqld every interval (1 s by default): a ping, and with a `topology` section also the
+//! read-only flag, the GTID position and replication state. `/ready` turns 503 (and
+//! `shardcar_upstream_up` 0) while mysqld does not answer, then recovers by itself; with
+//! a topology the tablet's record is registered under a lease and rewritten with each
+//! measurement, and revoked at shutdown so the tablet leaves the topology at once.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use shardcar_filter::plan::merge::Row;
+use shardcar_filter::protocol::packet::write_packet;
 use shardcar_filter::protocol::Command;
+use shardcar_topo::{EtcdStore, Layout, Lease, TabletHealth, TabletRecord, Topology};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
 use super::pooled::backend;
-use super::upstream::{LoginParams, Upstream};
+use super::router::{read_result, ShardResult};
+use super::upstream::{self, LoginParams, Upstream};
 use super::Shared;
 use crate::admin::Health;
+use crate::config::TopologyConfig;
 
-/// Time between probes.
+/// Time between probes without a topology section.
 const INTERVAL: Duration = Duration::from_secs(1);
 /// A probe that takes longer counts as failed.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Probes mysqld until `shutdown`, keeping `health` and the gauge in step.
+/// Probes mysqld until `shutdown`, keeping `health`, the gauge and the tablet record in
+/// step. `addrs` are the bound MySQL and admin addresses, for the tablet record.
 pub(super) async fn watch(
     shared: Arc<Shared>,
     health: Arc<Health>,
+    addrs: (SocketAddr, SocketAddr),
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut conn: Option<Upstream> = None;
     let mut up = true;
     shared.metrics.upstream_up(true);
+    let mut tablet = shared
+        .config
+        .topology
+        .as_ref()
+        .map(|t| Registration::new(t, addrs));
+    let interval = shared
+        .config
+        .topology
+        .as_ref()
+        .map_or(INTERVAL, |t| Duration::from_millis(t.health_interval_ms));
     loop {
         tokio::select! {
-            _ = tokio::time::sleep(INTERVAL) => {}
+            _ = tokio::time::sleep(interval) => {}
             _ = shutdown.changed() => break,
         }
-        let ok = match tokio::time::timeout(PROBE_TIMEOUT, probe(&shared, &mut conn)).await {
-            Ok(Ok(())) => true,
+        let detailed = tablet.is_some();
+        let measured =
+            tokio::time::timeout(PROBE_TIMEOUT, probe(&shared, &mut conn, detailed)).await;
+        let state = match measured {
+            Ok(Ok(h)) => h,
             Ok(Err(e)) => {
                 if up {
                     warn!(error = %e, "mysqld does not answer the health probe; not ready");
                 }
                 conn = None;
-                false
+                TabletHealth {
+                    error: Some(e.to_string()),
+                    ..TabletHealth::default()
+                }
             }
             Err(_) => {
                 if up {
                     warn!("the mysqld health probe timed out; not ready");
                 }
                 conn = None;
-                false
+                TabletHealth {
+                    error: Some("health probe timed out".to_string()),
+                    ..TabletHealth::default()
+                }
             }
         };
-        if ok != up {
-            if ok {
+        if state.serving != up {
+            if state.serving {
                 info!("mysqld answers the health probe again; ready");
             }
-            up = ok;
-            health.set_upstream_down(!ok);
-            shared.metrics.upstream_up(ok);
+            up = state.serving;
+            health.set_upstream_down(!up);
+            shared.metrics.upstream_up(up);
         }
+        if let Some(t) = tablet.as_mut() {
+            t.publish(state).await;
+        }
+    }
+    if let Some(t) = tablet {
+        t.leave().await;
     }
     if let Some(c) = conn {
         c.quit().await;
     }
 }
 
-/// One COM_PING, on the kept connection or a new one.
-async fn probe(shared: &Shared, conn: &mut Option<Upstream>) -> anyhow::Result<()> {
+/// One measurement, on the kept connection or a new one: a ping, and with `detailed`
+/// the read-only flag, GTID position and replication state.
+async fn probe(
+    shared: &Shared,
+    conn: &mut Option<Upstream>,
+    detailed: bool,
+) -> anyhow::Result<TabletHealth> {
     if conn.is_none() {
         *conn = Some(Upstream::connect(&shared.upstream, LoginParams::default()).await?);
     }
@@ -75,5 +116,160 @@ async fn probe(shared: &Shared, conn: &mut Option<Upstream>) -> anyhow::Result<(
     let caps = c.session.capabilities;
     backend(c, &[Command::Ping as u8], caps)
         .await
-        .map_err(|e| anyhow::anyhow!("{}", e.message))
+        .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+    let mut health = TabletHealth {
+        serving: true,
+        ..TabletHealth::default()
+    };
+    if !detailed {
+        return Ok(health);
+    }
+    let mariadb = c.session.server_version.contains("MariaDB");
+    let position = if mariadb {
+        "SELECT @@global.gtid_current_pos, @@global.read_only"
+    } else {
+        "SELECT @@global.gtid_executed, @@global.read_only"
+    };
+    let (_, rows) = query(c, position).await?;
+    let cell = |row: &Row, i: usize| -> String {
+        row.get(i)
+            .and_then(|v| v.as_deref())
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+            .unwrap_or_default()
+    };
+    if let Some(row) = rows.first() {
+        health.gtid_position = cell(row, 0);
+        health.read_only = cell(row, 1) == "1";
+    }
+    let status = if mariadb {
+        "SHOW ALL SLAVES STATUS"
+    } else {
+        "SHOW REPLICA STATUS"
+    };
+    let (names, rows) = query(c, status).await?;
+    if let Some(row) = rows.first() {
+        let column = |wanted: &[&str]| -> String {
+            names
+                .iter()
+                .position(|n| wanted.contains(&n.as_str()))
+                .map(|i| cell(row, i))
+                .unwrap_or_default()
+        };
+        let io = column(&["Slave_IO_Running", "Replica_IO_Running"]);
+        let sql = column(&["Slave_SQL_Running", "Replica_SQL_Running"]);
+        health.replicating = io == "Yes" && sql == "Yes";
+        health.replication_lag_seconds =
+            column(&["Seconds_Behind_Master", "Seconds_Behind_Source"])
+                .parse::<u64>()
+                .ok();
+    }
+    Ok(health)
+}
+
+/// Runs a statement on the probe connection; its column names and rows.
+async fn query(c: &mut Upstream, sql: &str) -> anyhow::Result<(Vec<String>, Vec<Row>)> {
+    let mut payload = vec![Command::Query as u8];
+    payload.extend_from_slice(sql.as_bytes());
+    let mut out = Vec::new();
+    let mut seq = 0;
+    write_packet(&mut out, &mut seq, &payload);
+    upstream::write_flush(&mut c.stream, &out).await?;
+    let caps = c.session.capabilities;
+    match read_result(c, caps, 64).await? {
+        ShardResult::Rows { columns, rows, .. } => Ok((
+            columns
+                .iter()
+                .map(|c| String::from_utf8_lossy(&c.name).into_owned())
+                .collect(),
+            rows,
+        )),
+        ShardResult::Ok(_) => Ok((Vec::new(), Vec::new())),
+        ShardResult::Err(e) => anyhow::bail!("{sql}: {}", e.message),
+    }
+}
+
+/// The tablet's record in the topology and the lease it lives under.
+struct Registration {
+    config: TopologyConfig,
+    record: TabletRecord,
+    topology: Option<Topology>,
+    lease: Option<Lease>,
+}
+
+impl Registration {
+    fn new(config: &TopologyConfig, (addr, admin): (SocketAddr, SocketAddr)) -> Self {
+        let record = TabletRecord {
+            alias: TabletRecord::alias_of(&config.cell, config.uid),
+            cell: config.cell.clone(),
+            keyspace: config.keyspace.clone(),
+            shard: config.shard.clone(),
+            tablet_type: config.tablet_type,
+            hostname: config
+                .hostname
+                .clone()
+                .unwrap_or_else(|| addr.ip().to_string()),
+            mysql_port: addr.port(),
+            admin_port: admin.port(),
+            ..TabletRecord::default()
+        };
+        Registration {
+            config: config.clone(),
+            record,
+            topology: None,
+            lease: None,
+        }
+    }
+
+    /// Writes the record with `health`, connecting and registering first when needed.
+    /// Failures are logged and retried at the next measurement: serving never depends on
+    /// the topology being reachable.
+    async fn publish(&mut self, health: TabletHealth) {
+        self.record.health = health;
+        if self.topology.is_none() {
+            match EtcdStore::connect(&self.config.etcd_endpoints).await {
+                Ok(store) => {
+                    self.topology = Some(Topology::new(
+                        Arc::new(store),
+                        Layout::new(&self.config.root),
+                    ));
+                }
+                Err(e) => {
+                    warn!(error = %e, "cannot reach the topology; retrying");
+                    return;
+                }
+            }
+        }
+        let Some(topology) = &self.topology else {
+            return;
+        };
+        if self.lease.as_ref().is_some_and(Lease::lost) {
+            warn!(tablet = %self.record.alias, "the tablet's topology lease was lost; registering again");
+            self.lease = None;
+        }
+        let result = match &self.lease {
+            Some(lease) => topology.update_tablet(lease, &self.record).await,
+            None => {
+                let ttl = Duration::from_millis(self.config.lease_ttl_ms);
+                match topology.register_tablet(&self.record, ttl).await {
+                    Ok(lease) => {
+                        info!(tablet = %self.record.alias, keyspace = %self.record.keyspace, shard = %self.record.shard, "tablet registered in the topology");
+                        self.lease = Some(lease);
+                        Ok(())
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+        };
+        if let Err(e) = result {
+            warn!(tablet = %self.record.alias, error = %e, "publishing the tablet's health failed");
+        }
+    }
+
+    /// Takes the tablet out of the topology (revokes its lease).
+    async fn leave(self) {
+        if let Some(lease) = self.lease {
+            lease.revoke().await;
+            info!(tablet = %self.record.alias, "tablet left the topology");
+        }
+    }
 }

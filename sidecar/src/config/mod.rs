@@ -10,6 +10,7 @@ mod error;
 mod overrides;
 mod secrets;
 mod sharding;
+mod topology;
 mod validate;
 mod yaml_path;
 
@@ -26,6 +27,7 @@ pub use db::{
 pub use error::ConfigError;
 pub use overrides::AppOverrides;
 pub use sharding::{KeyspaceConfig, ShardConfig, ShardingConfig, TransactionMode};
+pub use topology::TopologyConfig;
 
 /// The whole configuration of either role (`db` applies to the db role only,
 /// `sharding` to the app role only).
@@ -59,6 +61,8 @@ pub struct AppConfig {
     pub sharding: Option<ShardingConfig>,
     /// Connection protection for the db role: pool, timeouts, limits, query rules.
     pub db: DbConfig,
+    /// db role: register the tablet in the topology (etcd) and report its health.
+    pub topology: Option<TopologyConfig>,
 }
 
 /// Default `listen`: where applications expect a local MySQL.
@@ -84,6 +88,7 @@ impl Default for AppConfig {
             upstream: UpstreamConfig::default(),
             sharding: None,
             db: DbConfig::default(),
+            topology: None,
         }
     }
 }
