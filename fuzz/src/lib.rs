@@ -1030,6 +1030,10 @@ pub fn guard(data: &[u8]) {
         let limited = with_limit(&text, at, 10_001);
         assert_eq!(limited.len(), text.len() + " LIMIT 10001".len());
     }
+    // A KILL the sidecar applies names a real u32 id.
+    if let Ok(kill) = shardcar_filter::guard::kill::parse_kill(&text) {
+        assert!(text.contains(&kill.id.to_string()), "KILL id {} not in {text:?}", kill.id);
+    }
     let set = parse_set(&text);
     let mut vars = SessionVars::default();
     if let SetEffect::Session(a) = &set {

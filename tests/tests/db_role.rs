@@ -906,3 +906,96 @@ async fn the_tablet_registers_in_etcd_with_its_health_and_leaves_with_its_lease(
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_tablet_reports_its_replication_and_heartbeat_lag() {
+    use shardcar_tests::{start_replica, MariaDb, MariaDbOptions, SidecarOptions};
+    use shardcar_topo::{EtcdStore, Layout, TabletType, Topology};
+    let etcd = shardcar_tests::etcd_cluster(1).await.unwrap();
+    let primary = MariaDb::start(MariaDbOptions {
+        log_bin: true,
+        server_id: 200,
+        ..MariaDbOptions::default()
+    })
+    .await
+    .unwrap();
+    primary
+        .create_user("repl", "repl", "REPLICATION SLAVE ON *.*")
+        .await
+        .unwrap();
+    // The sidecar's account replicates to the replica with everything else.
+    primary
+        .create_user("shardcar", "sc-pw", "ALL PRIVILEGES ON *.*")
+        .await
+        .unwrap();
+    let replica = start_replica(&primary, 201, None).await.unwrap();
+    let sidecar = |db: &MariaDb, uid: u32, kind: &str| {
+        let options = SidecarOptions {
+            upstream_address: db.address(),
+            upstream_user: "shardcar".into(),
+            upstream_password: "sc-pw".into(),
+            app_user: "app".into(),
+            app_password: "app-pw".into(),
+            extra_yaml: format!(
+                "topology:\n  etcd_endpoints: [\"{}\"]\n  cell: zone1\n  uid: {uid}\n  keyspace: shop\n  tablet_type: {kind}\n  health_interval_ms: 200\n",
+                etcd.endpoints()[0]
+            ),
+            role: "db",
+            ..SidecarOptions::default()
+        };
+        SidecarProcess::start(options).unwrap()
+    };
+    let ps = sidecar(&primary, 200, "primary");
+    let _r = sidecar(&replica, 201, "replica");
+    let topo = Topology::new(
+        std::sync::Arc::new(EtcdStore::connect(&etcd.endpoints()).await.unwrap()),
+        Layout::default(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (p, r) = loop {
+        let tablets = topo.tablets(Some("zone1")).await.unwrap();
+        let find = |t: TabletType| tablets.iter().find(|x| x.tablet_type == t).cloned();
+        if let (Some(p), Some(r)) = (find(TabletType::Primary), find(TabletType::Replica)) {
+            if r.health.heartbeat_lag_ms.is_some() {
+                break (p, r);
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no heartbeat lag reported: {tablets:?}\n{}",
+            ps.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(!p.health.read_only && r.health.read_only);
+    assert!(r.health.replicating, "{r:?}");
+    assert_eq!(r.health.replication_lag_seconds, Some(0), "{r:?}");
+    // Heartbeats every 200 ms, read every 200 ms: a caught-up replica is well under 5 s.
+    assert!(
+        r.health.heartbeat_lag_ms.is_some_and(|ms| ms < 5_000),
+        "{r:?}"
+    );
+    assert!(!p.health.gtid_position.is_empty());
+    assert_eq!(p.health.heartbeat_lag_ms, None);
+
+    // Replication stopped: the replica says so and its heartbeat ages.
+    replica.exec("STOP SLAVE;").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let tablets = topo.tablets(Some("zone1")).await.unwrap();
+        let r = tablets
+            .iter()
+            .find(|t| t.tablet_type == TabletType::Replica)
+            .cloned()
+            .unwrap();
+        if !r.health.replicating && r.health.heartbeat_lag_ms.is_some_and(|ms| ms >= 1_000) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "stopped replication not reported: {r:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -68,6 +68,9 @@ pub struct TabletHealth {
     /// Seconds behind the primary (`Seconds_Behind_Master`); `None` on a primary or when
     /// replication is stopped.
     pub replication_lag_seconds: Option<u64>,
+    /// Milliseconds since the newest heartbeat the primary's db sidecar wrote (replicas
+    /// only): sub-second lag, where `Seconds_Behind_Master` has whole seconds.
+    pub heartbeat_lag_ms: Option<u64>,
     /// Replication threads running (replicas only).
     pub replicating: bool,
     /// The GTID position (MariaDB `gtid_current_pos`, MySQL `gtid_executed`).

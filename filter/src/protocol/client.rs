@@ -52,7 +52,7 @@ impl Default for ClientHandshakeConfig {
             user: String::new(),
             password: Vec::new(),
             database: None,
-            capabilities: caps::SUPPORTED,
+            capabilities: caps::CLIENT_DEFAULT,
             collation: DEFAULT_COLLATION,
             max_packet_size: 1 << 30,
             tls: false,

@@ -56,6 +56,12 @@ pub mod capabilities {
         | SESSION_TRACK
         | DEPRECATE_EOF;
 
+    /// What the sidecar asks for on connections of its own (health probe, KILL side
+    /// channel), where no application negotiated anything: [`SUPPORTED`] without the flags
+    /// that change SQL semantics (`NO_SCHEMA` forbids `db.table`, `IGNORE_SPACE`, `ODBC`)
+    /// or timeouts (`INTERACTIVE`).
+    pub const CLIENT_DEFAULT: u32 = SUPPORTED & !(NO_SCHEMA | IGNORE_SPACE | ODBC | INTERACTIVE);
+
     /// Capabilities that only concern one hop and are never copied from one side of the
     /// proxy to the other.
     pub const PER_HOP: u32 = SSL | SSL_VERIFY_SERVER_CERT | COMPRESS | CONNECT_WITH_DB;

@@ -27,6 +27,12 @@ use crate::config::TopologyConfig;
 const INTERVAL: Duration = Duration::from_secs(1);
 /// A probe that takes longer counts as failed.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+/// The heartbeat a writable tablet refreshes at every measurement and its replicas read
+/// back (as Vitess's heartbeat table): replication lag below a second.
+const HEARTBEAT_SETUP: &str = "CREATE DATABASE IF NOT EXISTS `_shardcar`";
+const HEARTBEAT_TABLE: &str = "CREATE TABLE IF NOT EXISTS `_shardcar`.heartbeat \
+     (id INT PRIMARY KEY, ts_us BIGINT NOT NULL) ENGINE=InnoDB";
+const HEARTBEAT_READ: &str = "SELECT ts_us FROM `_shardcar`.heartbeat WHERE id = 1";
 
 /// Probes mysqld until `shutdown`, keeping `health`, the gauge and the tablet record in
 /// step. `addrs` are the bound MySQL and admin addresses, for the tablet record.
@@ -163,7 +169,48 @@ async fn probe(
                 .parse::<u64>()
                 .ok();
     }
+    // Heartbeat failures (no privilege on _shardcar, say) only lose the sub-second lag.
+    if let Err(e) = heartbeat(c, &mut health).await {
+        tracing::debug!(error = %e, "heartbeat failed");
+    }
     Ok(health)
+}
+
+/// Microseconds since the Unix epoch.
+fn now_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+}
+
+/// A writable tablet writes the heartbeat; a replica measures how old its copy is.
+async fn heartbeat(c: &mut Upstream, health: &mut TabletHealth) -> anyhow::Result<()> {
+    if !health.read_only {
+        let write = || {
+            format!(
+                "REPLACE INTO `_shardcar`.heartbeat (id, ts_us) VALUES (1, {})",
+                now_us()
+            )
+        };
+        // Create the table only when it is missing: DDL at every beat would fill the
+        // binary log.
+        if query(c, &write()).await.is_err() {
+            query(c, HEARTBEAT_SETUP).await?;
+            query(c, HEARTBEAT_TABLE).await?;
+            query(c, &write()).await?;
+        }
+        return Ok(());
+    }
+    let (_, rows) = query(c, HEARTBEAT_READ).await?;
+    let written = rows
+        .first()
+        .and_then(|r| r.first())
+        .and_then(|v| v.as_deref())
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .and_then(|v| v.parse::<i64>().ok());
+    health.heartbeat_lag_ms =
+        written.map(|ts| u64::try_from((now_us() - ts).max(0) / 1000).unwrap_or(0));
+    Ok(())
 }
 
 /// Runs a statement on the probe connection; its column names and rows.
