@@ -108,6 +108,25 @@ impl EtcdStore {
         .await
     }
 
+    /// Writes `key` bound to lease `id`; returns the new revision.
+    async fn put_with_lease(
+        &self,
+        id: i64,
+        key: &str,
+        value: Vec<u8>,
+    ) -> Result<Version, TopoError> {
+        let r = retry(|| {
+            let mut c = self.client.clone();
+            let value = value.clone();
+            async move {
+                c.put(key, value, Some(PutOptions::new().with_lease(id)))
+                    .await
+            }
+        })
+        .await?;
+        Ok(r.header().map_or(0, |h| h.revision()))
+    }
+
     /// Grants a lease and renews it in the background until `stop`; the returned receiver
     /// turns false if renewal fails for longer than the TTL.
     async fn lease(
@@ -250,16 +269,7 @@ impl Store for EtcdStore {
         ttl: Duration,
     ) -> Result<Lease, TopoError> {
         let (id, stop, alive, done) = self.lease(ttl).await?;
-        let put = retry(|| {
-            let mut c = self.client.clone();
-            let value = value.clone();
-            async move {
-                c.put(key, value, Some(PutOptions::new().with_lease(id)))
-                    .await
-            }
-        })
-        .await;
-        if let Err(e) = put {
+        if let Err(e) = self.put_with_lease(id, key, value).await {
             let _ = stop.send(());
             return Err(e);
         }
@@ -277,17 +287,7 @@ impl Store for EtcdStore {
         key: &str,
         value: Vec<u8>,
     ) -> Result<Version, TopoError> {
-        let id = lease.id;
-        let r = retry(|| {
-            let mut c = self.client.clone();
-            let value = value.clone();
-            async move {
-                c.put(key, value, Some(PutOptions::new().with_lease(id)))
-                    .await
-            }
-        })
-        .await?;
-        Ok(r.header().map_or(0, |h| h.revision()))
+        self.put_with_lease(lease.id, key, value).await
     }
 
     async fn watch(&self, prefix: &str) -> Result<Watch, TopoError> {
