@@ -1,15 +1,124 @@
-//! `shardcar-control`: the control service. This foundation release only reports its
-//! version; topology, configuration streaming and failover arrive with later issues.
+//! `shardcar-control`: the control service's command line.
 
-use clap::Parser;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use shardcar_control::{orchestrator, planned_reparent, OrchestratorOptions, ReparentOptions};
+use shardcar_topo::{EtcdStore, Layout, Topology};
 
 /// The Shardcar control service.
 #[derive(Debug, Parser)]
 #[command(version, about)]
-struct Cli {}
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
 
-fn main() -> anyhow::Result<()> {
-    let _cli = Cli::parse();
-    println!("shardcar-control {}", env!("CARGO_PKG_VERSION"));
-    Ok(())
+/// Where the topology is.
+#[derive(Debug, clap::Args)]
+struct TopoArgs {
+    /// etcd client URLs of the topology.
+    #[arg(
+        long = "etcd",
+        value_name = "URL",
+        required = true,
+        env = "SHARDCAR_ETCD",
+        value_delimiter = ','
+    )]
+    etcd: Vec<String>,
+    /// Key prefix of the topology.
+    #[arg(long, default_value = "/shardcar")]
+    root: String,
+}
+
+impl TopoArgs {
+    async fn connect(&self) -> anyhow::Result<Topology> {
+        let store = EtcdStore::connect(&self.etcd).await?;
+        Ok(Topology::new(Arc::new(store), Layout::new(&self.root)))
+    }
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the failover orchestrator (leader-elected: run several, one acts) until
+    /// SIGINT/SIGTERM.
+    Orchestrate {
+        #[command(flatten)]
+        topo: TopoArgs,
+        /// Time between checks of every shard.
+        #[arg(long, default_value_t = 500)]
+        interval_ms: u64,
+    },
+    /// Move a shard's primary to a replica (planned reparent); prints a JSON report.
+    Reparent {
+        #[command(flatten)]
+        topo: TopoArgs,
+        #[arg(long)]
+        keyspace: String,
+        #[arg(long)]
+        shard: String,
+        /// The replica to promote (`cell-uid`); default: the healthiest replica.
+        #[arg(long, value_name = "ALIAS")]
+        to: Option<String>,
+        /// How long the candidate may take to catch up with the old primary.
+        #[arg(long, default_value_t = 30_000)]
+        wait_timeout_ms: u64,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        None => {
+            println!("shardcar-control {}", env!("CARGO_PKG_VERSION"));
+            Ok(())
+        }
+        Some(Command::Orchestrate { topo, interval_ms }) => {
+            let topology = topo.connect().await?;
+            let (stop, shutdown) = tokio::sync::watch::channel(false);
+            tokio::spawn(async move {
+                let _ = tokio::signal::ctrl_c().await;
+                let _ = stop.send(true);
+            });
+            let options = OrchestratorOptions {
+                interval: Duration::from_millis(interval_ms.max(50)),
+                ..OrchestratorOptions::default()
+            };
+            orchestrator::run(topology, options, shutdown, |report, detected| {
+                tracing::info!(
+                    detected_ms = detected.as_millis() as u64,
+                    ?report,
+                    "failover done"
+                );
+            })
+            .await;
+            Ok(())
+        }
+        Some(Command::Reparent {
+            topo,
+            keyspace,
+            shard,
+            to,
+            wait_timeout_ms,
+        }) => {
+            let topology = topo.connect().await?;
+            let options = ReparentOptions {
+                to,
+                wait_timeout: Duration::from_millis(wait_timeout_ms),
+                ..ReparentOptions::default()
+            };
+            let report = planned_reparent(&topology, &keyspace, &shard, &options).await?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            Ok(())
+        }
+    }
 }

@@ -10,8 +10,8 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use shardcar::local::mariadb::{MariaDb, MariaDbOptions};
 
-use crate::etcd::{etcd_cluster, EtcdCluster};
 use crate::sidecar::{SidecarOptions, SidecarProcess};
+use shardcar::local::etcd::{etcd_cluster, EtcdCluster};
 
 /// What to start. `ClusterSpec { shards: 2, replicas: 2, etcd_members: 3, .. }` is where the
 /// sharding and failover issues are headed; today `shards` must be 1.

@@ -4,16 +4,16 @@
 use std::fmt::Write as _;
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use shardcar::local::process::{die_with_parent, send_signal};
+use shardcar::local::process::{command_in, die_with_parent, send_signal};
 use shardcar_filter::protocol::auth::{
     format_native_hash, native_password_hash, sha2_password_hash,
 };
 
-use crate::http::http_get;
+use shardcar::local::http::{http_get, http_get_at};
 
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -34,6 +34,10 @@ pub struct SidecarOptions {
     pub upstream_extra_yaml: String,
     /// The subcommand: `app` or `db`.
     pub role: &'static str,
+    /// The address both listeners bind (default 127.0.0.1).
+    pub host: std::net::IpAddr,
+    /// Run inside this network namespace (`ip netns exec`).
+    pub netns: Option<String>,
 }
 
 impl Default for SidecarOptions {
@@ -47,6 +51,8 @@ impl Default for SidecarOptions {
             extra_yaml: String::new(),
             upstream_extra_yaml: String::new(),
             role: "app",
+            host: std::net::Ipv4Addr::LOCALHOST.into(),
+            netns: None,
         }
     }
 }
@@ -55,6 +61,7 @@ impl Default for SidecarOptions {
 #[derive(Debug)]
 pub struct SidecarProcess {
     child: Child,
+    host: std::net::IpAddr,
     port: u16,
     admin_port: u16,
     dir: tempfile::TempDir,
@@ -134,7 +141,7 @@ impl SidecarProcess {
 
         let stdout = File::create(dir.path().join("stdout.log")).context("creating stdout.log")?;
         let stderr = File::create(dir.path().join("stderr.log")).context("creating stderr.log")?;
-        let mut cmd = Command::new(&binary);
+        let mut cmd = command_in(opts.netns.as_deref(), &binary);
         cmd.arg(opts.role)
             .arg("--config")
             .arg(&config_path)
@@ -147,6 +154,7 @@ impl SidecarProcess {
             .with_context(|| format!("spawning {}", binary.display()))?;
         Ok(SidecarProcess {
             child,
+            host: opts.host,
             port,
             admin_port,
             dir,
@@ -169,13 +177,14 @@ impl SidecarProcess {
                     self.stderr()
                 );
             }
-            if matches!(http_get(self.admin_port, path), Ok((200, _))) {
+            if matches!(http_get_at(self.host, self.admin_port, path), Ok((200, _))) {
                 return Ok(());
             }
             if Instant::now() > deadline {
                 bail!(
-                    "shardcar's {path} on 127.0.0.1:{} did not answer 200 within {READY_TIMEOUT:?}; \
+                    "shardcar's {path} on {}:{} did not answer 200 within {READY_TIMEOUT:?}; \
                      stderr:\n{}",
+                    self.host,
                     self.admin_port,
                     self.stderr()
                 );
@@ -277,11 +286,12 @@ fn render_config(
     // Writing to a String cannot fail.
     let _ = write!(
         yaml,
-        "listen: \"127.0.0.1:{port}\"\n\
-         admin_listen: \"127.0.0.1:{admin_port}\"\n\
+        "listen: \"{host}:{port}\"\n\
+         admin_listen: \"{host}:{admin_port}\"\n\
          users:\n  - name: {name}\n    native_hash: {native}\n    sha2_hash: {sha2}\n\
          upstream:\n  address: {address}\n  user: {user}\n  password_file: {pwfile}\n\
          {upstream_extra}",
+        host = opts.host,
         name = yaml_string(&opts.app_user),
         native = yaml_string(&native),
         sha2 = yaml_string(&sha2),

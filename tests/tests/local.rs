@@ -86,21 +86,25 @@ async fn local_demo_serves_the_dog_ratings_and_stops_cleanly() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn local_applies_a_schema_dir_in_name_order() {
+const ITEMS: &str = "CREATE TABLE items (id INT PRIMARY KEY, name VARCHAR(20));\n";
+
+/// A schema dir with keyspace `shop` holding `files` (name, SQL).
+fn shop_schema(files: &[(&str, &str)]) -> tempfile::TempDir {
     let schema = tempfile::tempdir().expect("temp dir");
     let ks_dir = schema.path().join("shop");
     std::fs::create_dir_all(&ks_dir).expect("mkdir");
-    std::fs::write(
-        ks_dir.join("02_data.sql"),
-        "INSERT INTO items VALUES (1, 'bone');\n",
-    )
-    .expect("write");
-    std::fs::write(
-        ks_dir.join("01_schema.sql"),
-        "CREATE TABLE items (id INT PRIMARY KEY, name VARCHAR(20));\n",
-    )
-    .expect("write");
+    for (name, sql) in files {
+        std::fs::write(ks_dir.join(name), sql).expect("write");
+    }
+    schema
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_applies_a_schema_dir_in_name_order() {
+    let schema = shop_schema(&[
+        ("02_data.sql", "INSERT INTO items VALUES (1, 'bone');\n"),
+        ("01_schema.sql", ITEMS),
+    ]);
     let (port, admin_port) = (free_port(), free_port());
     let args = LocalArgs {
         keyspaces: vec!["shop".parse().expect("keyspace")],
@@ -119,6 +123,59 @@ async fn local_applies_a_schema_dir_in_name_order() {
         .expect("connect");
     let names: Vec<String> = conn.query("SELECT name FROM items").await.expect("select");
     assert_eq!(names, vec!["bone".to_string()]);
+    drop(conn);
+    stop.send(true).expect("signalling shutdown");
+    tokio::time::timeout(Duration::from_secs(60), task)
+        .await
+        .expect("stops")
+        .expect("no panic")
+        .expect("clean exit");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_with_replicas_and_the_embedded_topology_reads_from_a_replica() {
+    let schema = shop_schema(&[("01_schema.sql", ITEMS)]);
+    let (port, admin_port) = (free_port(), free_port());
+    let args = LocalArgs {
+        keyspaces: vec!["shop".parse().expect("keyspace")],
+        schema_dir: Some(schema.path().to_path_buf()),
+        port,
+        admin_port,
+        replicas: 1,
+        ..LocalArgs::default()
+    };
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(run_until(args, shutdown));
+    shardcar_tests::wait_for_local(port, &task, Duration::from_secs(60)).await;
+    let mut conn = connect(port, "shop").await;
+    conn.query_drop("INSERT INTO items VALUES (1, 'bone')")
+        .await
+        .expect("a write to the primary (uid 100)");
+    let primary: Option<u32> = conn.query_first("SELECT @@server_id").await.expect("id");
+    assert_eq!(primary, Some(100));
+    conn.query_drop("USE shop@replica")
+        .await
+        .expect("use shop@replica");
+    // The replica (uid 101) serves once its health is published and it has the row.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let row: Option<(u32, Option<String>)> = conn
+            .query_first("SELECT @@server_id, (SELECT name FROM items WHERE id = 1)")
+            .await
+            .expect("a replica read");
+        if row == Some((101, Some("bone".to_string()))) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no replica read: {row:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let refused = conn
+        .query_drop("INSERT INTO items VALUES (2, 'ball')")
+        .await;
+    assert!(
+        refused.is_ok(),
+        "writes still go to the primary: {refused:?}"
+    );
     drop(conn);
     stop.send(true).expect("signalling shutdown");
     tokio::time::timeout(Duration::from_secs(60), task)

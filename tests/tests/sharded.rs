@@ -198,7 +198,16 @@ async fn sharded_sessions_route_merge_and_keep_transactions() {
         "hash(1) is in -40, hash(3) in 40-80: {on_first:?}"
     );
     assert_eq!(error_code(&mut c, "USE shop:40-50").await, Some(1049));
-    assert_eq!(error_code(&mut c, "USE shop@replica").await, Some(1235));
+    assert_eq!(error_code(&mut c, "USE shop@bogus").await, Some(1049));
+    // Without replicas (no topology), reads for replicas go to the primaries.
+    c.query_drop("USE shop@replica")
+        .await
+        .expect("use shop@replica");
+    let everywhere: Vec<i64> = c
+        .query("SELECT id FROM customer WHERE id = 3")
+        .await
+        .expect("a replica read served by the primary");
+    assert_eq!(everywhere, vec![3]);
     c.query_drop("USE shop").await.expect("back to routing");
 
     // Refusals are 1235 and name the construct; nothing was changed.

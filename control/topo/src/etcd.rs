@@ -15,10 +15,14 @@ use tracing::{debug, warn};
 use crate::store::{Entry, Lease, LockGuard, Store, TopoError, Version, Watch, WatchEvent};
 
 const WATCH_BUFFER: usize = 4_096;
-/// How long a call keeps retrying while members are unreachable (the client moves to
-/// another endpoint meanwhile).
-const RETRY_FOR: Duration = Duration::from_secs(5);
+/// How long a call keeps retrying while members are unreachable or a leader is being
+/// elected (the client moves to another endpoint meanwhile).
+const RETRY_FOR: Duration = Duration::from_secs(15);
 const RETRY_DELAY: Duration = Duration::from_millis(100);
+/// How long one attempt may take before it is abandoned and sent again: a proposal that
+/// reached a leader which then died hangs until etcd's own request timeout (about 5 s plus
+/// two election timeouts), while the new leader answers a fresh attempt at once.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// A member that is down or unreachable: another may answer.
 fn transient(e: &etcd_client::Error) -> bool {
@@ -32,23 +36,60 @@ fn transient(e: &etcd_client::Error) -> bool {
     }
 }
 
-/// Runs `op` again while it fails with a transient error, for up to [`RETRY_FOR`]. Every
-/// operation retried is idempotent or conditional (a repeated create reports `Exists`).
-async fn retry<T, F, Fut>(mut op: F) -> Result<T, TopoError>
+/// What [`retry`] got back, and whether an earlier attempt may have taken effect unseen
+/// (it failed or was abandoned after it had been sent).
+struct Answer<T> {
+    value: T,
+    retried: bool,
+}
+
+/// Runs `op` again while it fails with a transient error or takes longer than
+/// [`ATTEMPT_TIMEOUT`], for up to [`RETRY_FOR`]. Every operation retried is idempotent or
+/// conditional; callers of conditional ones use [`Answer::retried`] to recognise their own
+/// earlier write.
+async fn retry<T, F, Fut>(op: F) -> Result<Answer<T>, TopoError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, etcd_client::Error>>,
+{
+    retry_within(ATTEMPT_TIMEOUT, op).await
+}
+
+/// [`retry`] with another limit per attempt (a lock request legitimately waits for the
+/// holder).
+async fn retry_within<T, F, Fut>(attempt: Duration, mut op: F) -> Result<Answer<T>, TopoError>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, etcd_client::Error>>,
 {
     let deadline = tokio::time::Instant::now() + RETRY_FOR;
+    let mut retried = false;
     loop {
-        match op().await {
-            Err(e) if transient(&e) && tokio::time::Instant::now() < deadline => {
-                debug!(error = %e, "etcd call failed; retrying");
-                tokio::time::sleep(RETRY_DELAY).await;
-            }
-            r => return r.map_err(backend),
+        let failure = match tokio::time::timeout(attempt, op()).await {
+            Ok(Ok(value)) => return Ok(Answer { value, retried }),
+            Ok(Err(e)) if transient(&e) => TopoError::Backend(e.to_string()),
+            Ok(Err(e)) => return Err(backend(e)),
+            Err(_) => TopoError::Backend(format!(
+                "etcd did not answer within {} ms",
+                attempt.as_millis()
+            )),
+        };
+        if tokio::time::Instant::now() >= deadline {
+            return Err(failure);
         }
+        debug!(error = %failure, "etcd call failed; retrying");
+        retried = true;
+        tokio::time::sleep(RETRY_DELAY).await;
     }
+}
+
+/// [`retry`] for calls whose repetition is harmless.
+async fn idempotent<T, F, Fut>(op: F) -> Result<T, TopoError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, etcd_client::Error>>,
+{
+    Ok(retry(op).await?.value)
 }
 
 /// A connection to an etcd cluster (any member; the client fails over between them).
@@ -99,13 +140,40 @@ impl EtcdStore {
         })
     }
 
-    async fn txn(&self, txn: Txn) -> Result<etcd_client::TxnResponse, TopoError> {
+    /// A conditional transaction; `retried` says an earlier attempt may have committed.
+    async fn txn(&self, txn: Txn) -> Result<Answer<etcd_client::TxnResponse>, TopoError> {
         retry(|| {
             let mut c = self.client.clone();
             let txn = txn.clone();
             async move { c.txn(txn).await }
         })
         .await
+    }
+
+    /// Puts `value` at `key` if `compare` holds. When the compare fails after a retried
+    /// attempt and the key holds `value` with `ours` true of it, that attempt committed
+    /// unseen: the put succeeded.
+    async fn put_if(
+        &self,
+        compare: Compare,
+        key: &str,
+        value: Vec<u8>,
+        ours: impl Fn(&etcd_client::KeyValue) -> bool,
+    ) -> Result<Version, TopoError> {
+        let txn = Txn::new()
+            .when([compare])
+            .and_then([TxnOp::put(key, value.clone(), None)])
+            .or_else([TxnOp::get(key, None)]);
+        let Answer { value: r, retried } = self.txn(txn).await?;
+        if r.succeeded() {
+            return Ok(r.header().map_or(0, |h| h.revision()));
+        }
+        match current(&r) {
+            Some(kv) if retried && kv.value() == value.as_slice() && ours(&kv) => {
+                Ok(kv.mod_revision())
+            }
+            _ => Err(missing_or_changed(key, &r)),
+        }
     }
 
     /// Writes `key` bound to lease `id`; returns the new revision.
@@ -115,7 +183,7 @@ impl EtcdStore {
         key: &str,
         value: Vec<u8>,
     ) -> Result<Version, TopoError> {
-        let r = retry(|| {
+        let r = idempotent(|| {
             let mut c = self.client.clone();
             let value = value.clone();
             async move {
@@ -127,22 +195,11 @@ impl EtcdStore {
         Ok(r.header().map_or(0, |h| h.revision()))
     }
 
-    /// Grants a lease and renews it in the background until `stop`; the returned receiver
-    /// turns false if renewal fails for longer than the TTL.
-    async fn lease(
-        &self,
-        ttl: Duration,
-    ) -> Result<
-        (
-            i64,
-            oneshot::Sender<()>,
-            watch::Receiver<bool>,
-            tokio::task::JoinHandle<()>,
-        ),
-        TopoError,
-    > {
+    /// Grants a lease and renews it in the background until `stop` is sent.
+    async fn lease(&self, ttl: Duration) -> Result<Renewal, TopoError> {
         let mut client = self.client.clone();
-        let id = retry(|| {
+        let sent = tokio::time::Instant::now();
+        let id = idempotent(|| {
             let mut c = client.clone();
             async move { c.lease_grant(ttl_seconds(ttl), None).await }
         })
@@ -150,31 +207,42 @@ impl EtcdStore {
         .id();
         let (stop, mut stopped) = oneshot::channel::<()>();
         let (alive_tx, alive) = watch::channel(true);
+        let (good_until_tx, good_until) = watch::channel(Some(sent + ttl));
         let period =
             Duration::from_millis(u64::try_from(ttl.as_millis() / 3).unwrap_or(1000).max(100));
         let done = tokio::spawn(async move {
-            let mut last_ok = tokio::time::Instant::now();
             let mut keeper = None;
             loop {
                 tokio::select! {
                     _ = &mut stopped => break,
                     _ = tokio::time::sleep(period) => {}
                 }
-                if keeper.is_none() {
-                    keeper = client.lease_keep_alive(id).await.ok();
-                }
-                let renewed = match keeper.as_mut() {
-                    Some((k, stream)) => match k.keep_alive().await {
-                        Ok(()) => matches!(stream.message().await, Ok(Some(r)) if r.ttl() > 0),
-                        Err(_) => false,
-                    },
-                    None => false,
-                };
+                let sent = tokio::time::Instant::now();
+                // A renewal that does not come back within a period is as good as failed
+                // (a partition drops packets rather than refusing them).
+                let renewed = tokio::time::timeout(period, async {
+                    if keeper.is_none() {
+                        keeper = client.lease_keep_alive(id).await.ok();
+                    }
+                    match keeper.as_mut() {
+                        Some((k, stream)) => match k.keep_alive().await {
+                            Ok(()) => {
+                                matches!(stream.message().await, Ok(Some(r)) if r.ttl() > 0)
+                            }
+                            Err(_) => false,
+                        },
+                        None => false,
+                    }
+                })
+                .await
+                .unwrap_or(false);
                 if renewed {
-                    last_ok = tokio::time::Instant::now();
+                    let _ = good_until_tx.send(Some(sent + ttl));
                 } else {
                     keeper = None;
-                    if last_ok.elapsed() >= ttl {
+                    let expired = (*good_until_tx.borrow())
+                        .is_some_and(|until| tokio::time::Instant::now() >= until);
+                    if expired {
                         warn!(lease = id, "topology lease lost");
                         let _ = alive_tx.send(false);
                         break;
@@ -185,14 +253,29 @@ impl EtcdStore {
                 debug!(lease = id, error = %e, "revoking a topology lease failed (it expires by itself)");
             }
         });
-        Ok((id, stop, alive, done))
+        Ok(Renewal {
+            id,
+            stop,
+            alive,
+            good_until,
+            done,
+        })
     }
+}
+
+/// A granted lease and the task renewing it.
+struct Renewal {
+    id: i64,
+    stop: oneshot::Sender<()>,
+    alive: watch::Receiver<bool>,
+    good_until: watch::Receiver<Option<tokio::time::Instant>>,
+    done: tokio::task::JoinHandle<()>,
 }
 
 #[async_trait::async_trait]
 impl Store for EtcdStore {
     async fn get(&self, key: &str) -> Result<Option<Entry>, TopoError> {
-        let r = retry(|| {
+        let r = idempotent(|| {
             let mut c = self.client.clone();
             async move { c.get(key, None).await }
         })
@@ -201,7 +284,7 @@ impl Store for EtcdStore {
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<Entry>, TopoError> {
-        let r = retry(|| {
+        let r = idempotent(|| {
             let mut c = self.client.clone();
             async move { c.get(prefix, Some(GetOptions::new().with_prefix())).await }
         })
@@ -210,14 +293,18 @@ impl Store for EtcdStore {
     }
 
     async fn create(&self, key: &str, value: Vec<u8>) -> Result<Version, TopoError> {
-        let txn = Txn::new()
-            .when([Compare::version(key, CompareOp::Equal, 0)])
-            .and_then([TxnOp::put(key, value, None)]);
-        let r = self.txn(txn).await?;
-        if !r.succeeded() {
-            return Err(TopoError::Exists(key.to_string()));
-        }
-        Ok(r.header().map_or(0, |h| h.revision()))
+        // After an unseen commit of our own the key holds our value, unmodified since.
+        self.put_if(
+            Compare::version(key, CompareOp::Equal, 0),
+            key,
+            value,
+            |kv| kv.version() == 1,
+        )
+        .await
+        .map_err(|e| match e {
+            TopoError::BadVersion(_) => TopoError::Exists(key.to_string()),
+            e => e,
+        })
     }
 
     async fn update(
@@ -227,7 +314,7 @@ impl Store for EtcdStore {
         expected: Option<Version>,
     ) -> Result<Version, TopoError> {
         let Some(expected) = expected else {
-            let r = retry(|| {
+            let r = idempotent(|| {
                 let mut c = self.client.clone();
                 let value = value.clone();
                 async move { c.put(key, value, None).await }
@@ -235,15 +322,15 @@ impl Store for EtcdStore {
             .await?;
             return Ok(r.header().map_or(0, |h| h.revision()));
         };
-        let txn = Txn::new()
-            .when([Compare::mod_revision(key, CompareOp::Equal, expected)])
-            .and_then([TxnOp::put(key, value, None)])
-            .or_else([TxnOp::get(key, None)]);
-        let r = self.txn(txn).await?;
-        if r.succeeded() {
-            return Ok(r.header().map_or(0, |h| h.revision()));
-        }
-        Err(missing_or_changed(key, &r))
+        // After an unseen commit of our own the key holds our value, written after the
+        // expected version (a concurrent writer would have failed its own compare).
+        self.put_if(
+            Compare::mod_revision(key, CompareOp::Equal, expected),
+            key,
+            value,
+            |kv| kv.mod_revision() > expected,
+        )
+        .await
     }
 
     async fn delete(&self, key: &str, expected: Option<Version>) -> Result<(), TopoError> {
@@ -255,11 +342,15 @@ impl Store for EtcdStore {
             .when([compare])
             .and_then([TxnOp::delete(key, None)])
             .or_else([TxnOp::get(key, None)]);
-        let r = self.txn(txn).await?;
+        let Answer { value: r, retried } = self.txn(txn).await?;
         if r.succeeded() {
             return Ok(());
         }
-        Err(missing_or_changed(key, &r))
+        match missing_or_changed(key, &r) {
+            // Gone after an attempt that may have committed: our own delete.
+            TopoError::NoNode(_) if retried => Ok(()),
+            e => Err(e),
+        }
     }
 
     async fn put_leased(
@@ -268,16 +359,17 @@ impl Store for EtcdStore {
         value: Vec<u8>,
         ttl: Duration,
     ) -> Result<Lease, TopoError> {
-        let (id, stop, alive, done) = self.lease(ttl).await?;
-        if let Err(e) = self.put_with_lease(id, key, value).await {
-            let _ = stop.send(());
+        let r = self.lease(ttl).await?;
+        if let Err(e) = self.put_with_lease(r.id, key, value).await {
+            let _ = r.stop.send(());
             return Err(e);
         }
         Ok(Lease {
-            id,
-            alive,
-            stop: Some(stop),
-            done: Some(done),
+            id: r.id,
+            alive: r.alive,
+            good_until: r.good_until,
+            stop: Some(r.stop),
+            done: Some(r.done),
         })
     }
 
@@ -291,7 +383,7 @@ impl Store for EtcdStore {
     }
 
     async fn watch(&self, prefix: &str) -> Result<Watch, TopoError> {
-        let listed = retry(|| {
+        let listed = idempotent(|| {
             let mut c = self.client.clone();
             async move { c.get(prefix, Some(GetOptions::new().with_prefix())).await }
         })
@@ -301,7 +393,7 @@ impl Store for EtcdStore {
         let options = WatchOptions::new()
             .with_prefix()
             .with_start_revision(revision + 1);
-        let (watcher, mut stream) = retry(|| {
+        let (watcher, mut stream) = idempotent(|| {
             let mut c = self.client.clone();
             let options = options.clone();
             async move { c.watch(prefix, Some(options)).await }
@@ -339,18 +431,18 @@ impl Store for EtcdStore {
         ttl: Duration,
         timeout: Duration,
     ) -> Result<LockGuard, TopoError> {
-        let (id, stop, _alive, done) = self.lease(ttl).await?;
+        let Renewal { id, stop, done, .. } = self.lease(ttl).await?;
         let mut client = self.client.clone();
         let locked = tokio::time::timeout(
             timeout,
-            retry(|| {
+            retry_within(timeout, || {
                 let mut c = self.client.clone();
                 async move { c.lock(name, Some(LockOptions::new().with_lease(id))).await }
             }),
         )
         .await;
         let key = match locked {
-            Ok(Ok(r)) => r.key().to_vec(),
+            Ok(Ok(r)) => r.value.key().to_vec(),
             Ok(Err(e)) => {
                 let _ = stop.send(());
                 return Err(e);
@@ -375,13 +467,17 @@ impl Store for EtcdStore {
     }
 }
 
+/// The key as the failure branch of a transaction read it.
+fn current(r: &etcd_client::TxnResponse) -> Option<etcd_client::KeyValue> {
+    r.op_responses().into_iter().find_map(|op| match op {
+        etcd_client::TxnOpResponse::Get(g) => g.kvs().first().cloned(),
+        _ => None,
+    })
+}
+
 /// After a failed compare: the key is gone, or it has another version.
 fn missing_or_changed(key: &str, r: &etcd_client::TxnResponse) -> TopoError {
-    let exists = r.op_responses().iter().any(|op| match op {
-        etcd_client::TxnOpResponse::Get(g) => !g.kvs().is_empty(),
-        _ => false,
-    });
-    if exists {
+    if current(r).is_some() {
         TopoError::BadVersion(key.to_string())
     } else {
         TopoError::NoNode(key.to_string())

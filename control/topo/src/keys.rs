@@ -20,6 +20,11 @@ impl Layout {
         }
     }
 
+    /// The root every key lives under (no trailing `/`).
+    pub fn root(&self) -> &str {
+        &self.root
+    }
+
     pub fn keyspaces(&self) -> String {
         format!("{}/global/keyspaces/", self.root)
     }
@@ -55,6 +60,24 @@ impl Layout {
     pub fn tablet(&self, cell: &str, alias: &str) -> String {
         format!("{}{alias}", self.tablets(cell))
     }
+
+    /// The keyspace and shard of a shard record's key (`None` for any other key).
+    pub fn parse_shard(&self, key: &str) -> Option<(String, String)> {
+        let rest = key.strip_prefix(&self.keyspaces())?;
+        let (keyspace, rest) = rest.split_once("/shards/")?;
+        let shard = rest.strip_suffix("/shard")?;
+        (!keyspace.contains('/') && !shard.contains('/'))
+            .then(|| (keyspace.to_string(), shard.to_string()))
+    }
+
+    /// Whether `key` is a tablet record's key.
+    pub fn is_tablet(&self, key: &str) -> bool {
+        key.strip_prefix(&self.cells())
+            .and_then(|rest| rest.split_once("/tablets/"))
+            .is_some_and(|(cell, alias)| {
+                !cell.contains('/') && !alias.is_empty() && !alias.contains('/')
+            })
+    }
 }
 
 #[cfg(test)]
@@ -75,5 +98,12 @@ mod tests {
             "/sc/cells/zone1/tablets/zone1-0000000100"
         );
         assert!(l.tablet("zone1", "x").starts_with(&l.cells()));
+        assert_eq!(
+            l.parse_shard(&l.shard("shop", "-80")),
+            Some(("shop".to_string(), "-80".to_string()))
+        );
+        assert_eq!(l.parse_shard(&l.keyspace("shop")), None);
+        assert!(l.is_tablet(&l.tablet("zone1", "zone1-0000000100")));
+        assert!(!l.is_tablet(&l.tablets("zone1")));
     }
 }

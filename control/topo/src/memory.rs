@@ -178,6 +178,7 @@ impl Store for MemoryStore {
         Ok(Lease {
             id: i64::try_from(id).unwrap_or(i64::MAX),
             alive,
+            good_until: watch::channel(None).1,
             stop: Some(stop),
             done: Some(done),
         })

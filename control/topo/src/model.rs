@@ -6,7 +6,8 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct KeyspaceRecord {
-    /// `none`, `semi_sync` or `cross_cell`.
+    /// `none` (or empty), `semi_sync` (a commit waits until a replica acknowledged it) or
+    /// `cross_cell` (the acknowledgement must come from a replica in another cell).
     pub durability_policy: String,
     /// The keyspace's Vitess VSchema JSON, if it has one.
     pub vschema: Option<serde_json::Value>,
@@ -50,8 +51,12 @@ pub struct TabletRecord {
     pub hostname: String,
     /// Where the db sidecar accepts MySQL connections.
     pub mysql_port: u16,
-    /// The db sidecar's admin HTTP port.
+    /// The db sidecar's admin HTTP port (health pages and the tablet actions a reparent
+    /// drives).
     pub admin_port: u16,
+    /// Where mysqld itself listens, for replicas to replicate from (`CHANGE MASTER TO`).
+    pub mysqld_host: String,
+    pub mysqld_port: u16,
     /// The term this tablet was promoted in (primaries only).
     pub primary_term: u64,
     /// What the db sidecar last measured; refreshed every second.
@@ -75,8 +80,21 @@ pub struct TabletHealth {
     pub replicating: bool,
     /// The GTID position (MariaDB `gtid_current_pos`, MySQL `gtid_executed`).
     pub gtid_position: String,
+    /// Semi-sync as a primary (commits wait for a replica's acknowledgement) and as a
+    /// replica (acknowledges what it receives), as the durability policy set them.
+    pub semi_sync_primary: bool,
+    pub semi_sync_replica: bool,
     /// A message when the last check failed.
     pub error: Option<String>,
+}
+
+impl TabletHealth {
+    /// Replication lag in milliseconds: the heartbeat's when there is one, else
+    /// `Seconds_Behind_Master`; `None` when unknown (not replicating).
+    pub fn lag_ms(&self) -> Option<u64> {
+        self.heartbeat_lag_ms
+            .or_else(|| self.replication_lag_seconds.map(|s| s.saturating_mul(1000)))
+    }
 }
 
 impl TabletRecord {

@@ -58,6 +58,10 @@ pub struct Lease {
     /// The backend's lease id.
     pub(crate) id: i64,
     pub(crate) alive: watch::Receiver<bool>,
+    /// Until when the backend is certain to keep the lease (its keys) even if no renewal
+    /// gets through any more: the send time of the last successful renewal plus the TTL.
+    /// `None`: it never expires on its own (the in-memory store).
+    pub(crate) good_until: watch::Receiver<Option<tokio::time::Instant>>,
     pub(crate) stop: Option<oneshot::Sender<()>>,
     pub(crate) done: Option<tokio::task::JoinHandle<()>>,
 }
@@ -74,6 +78,18 @@ impl Lease {
     /// The lease could not be renewed: its keys may have expired.
     pub fn lost(&self) -> bool {
         !*self.alive.borrow()
+    }
+
+    /// Until when the lease cannot have expired, whatever happens to the network: a
+    /// holder that must stop acting before others may take over (a primary cut off from
+    /// the topology) stops before this. `None` for a lease that never expires by itself.
+    pub fn good_until(&self) -> Option<tokio::time::Instant> {
+        *self.good_until.borrow()
+    }
+
+    /// A handle on [`Lease::good_until`] that follows renewals, for a watchdog task.
+    pub fn good_until_watch(&self) -> watch::Receiver<Option<tokio::time::Instant>> {
+        self.good_until.clone()
     }
 
     /// Resolves when the lease is lost.

@@ -221,6 +221,20 @@ impl Topology {
             .collect()
     }
 
+    /// The tablets of one shard, in every cell.
+    pub async fn shard_tablets(
+        &self,
+        keyspace: &str,
+        shard: &str,
+    ) -> Result<Vec<TabletRecord>, TopoError> {
+        Ok(self
+            .tablets(None)
+            .await?
+            .into_iter()
+            .filter(|t| t.keyspace == keyspace && t.shard == shard)
+            .collect())
+    }
+
     /// Watches the tablets of one cell (or all cells).
     pub async fn watch_tablets(&self, cell: Option<&str>) -> Result<Watch, TopoError> {
         let prefix = match cell {
@@ -246,5 +260,15 @@ impl Topology {
     /// Decodes a tablet record from a watch event's entry.
     pub fn tablet_of(entry: &Entry) -> Result<TabletRecord, TopoError> {
         decode(entry)
+    }
+
+    /// Decodes a shard record from a watch event's entry.
+    pub fn shard_of(entry: &Entry) -> Result<ShardRecord, TopoError> {
+        decode(entry)
+    }
+
+    /// Watches every keyspace and shard record.
+    pub async fn watch_keyspaces(&self) -> Result<Watch, TopoError> {
+        self.store.watch(&self.layout.keyspaces()).await
     }
 }

@@ -48,7 +48,6 @@ impl DebugRequest<'_> {
 }
 
 /// What a debug page or action answers.
-#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DebugReply {
     Json(String),
     NotFound,
@@ -56,6 +55,24 @@ pub enum DebugReply {
     BadRequest(String),
     /// 405: an action asked with GET, or a page with POST.
     WrongMethod,
+    /// 409 with the message: the action cannot be done in the current state.
+    Conflict(String),
+    /// An action that takes time (a tablet action waiting for replication): the reply
+    /// comes when it finishes.
+    Later(std::pin::Pin<Box<dyn std::future::Future<Output = DebugReply> + Send>>),
+}
+
+impl std::fmt::Debug for DebugReply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DebugReply::Json(j) => f.debug_tuple("Json").field(j).finish(),
+            DebugReply::NotFound => f.write_str("NotFound"),
+            DebugReply::BadRequest(m) => f.debug_tuple("BadRequest").field(m).finish(),
+            DebugReply::WrongMethod => f.write_str("WrongMethod"),
+            DebugReply::Conflict(m) => f.debug_tuple("Conflict").field(m).finish(),
+            DebugReply::Later(_) => f.write_str("Later"),
+        }
+    }
 }
 /// A client that has not sent its request headers by then is dropped.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -158,7 +175,7 @@ pub async fn serve_with(
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req| {
                 let response = route(&req, &metrics, &health, pages.as_ref());
-                async move { Ok::<_, Infallible>(response) }
+                async move { Ok::<_, Infallible>(response.await) }
             });
             let result = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -173,18 +190,19 @@ pub async fn serve_with(
     }
 }
 
+/// The response to `req`: at once for everything but a [`DebugReply::Later`] action.
 fn route(
     req: &Request<Incoming>,
     metrics: &Metrics,
     health: &Health,
     pages: Option<&DebugPages>,
-) -> Response<Full<Bytes>> {
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Response<Full<Bytes>>> + Send>> {
     let post = req.method() == Method::POST;
     let debug = req.uri().path().strip_prefix("/debug/");
     if req.method() != Method::GET && req.method() != Method::HEAD && !(post && debug.is_some()) {
-        return method_not_allowed();
+        return Box::pin(std::future::ready(method_not_allowed()));
     }
-    match req.uri().path() {
+    let reply = match req.uri().path() {
         "/metrics" => reply(StatusCode::OK, OPENMETRICS, metrics.encode()),
         "/healthz" => reply(StatusCode::OK, TEXT, "ok\n"),
         "/ready" => match health.not_ready_reason() {
@@ -204,16 +222,30 @@ fn route(
                     post,
                 };
                 match pages(&request) {
-                    DebugReply::Json(json) => reply(StatusCode::OK, JSON, json),
-                    DebugReply::NotFound => reply(StatusCode::NOT_FOUND, TEXT, "not found\n"),
-                    DebugReply::BadRequest(m) => {
-                        reply(StatusCode::BAD_REQUEST, TEXT, format!("{m}\n"))
+                    DebugReply::Later(action) => {
+                        return Box::pin(async move { debug_response(action.await) })
                     }
-                    DebugReply::WrongMethod => method_not_allowed(),
+                    other => debug_response(other),
                 }
             }
             _ => reply(StatusCode::NOT_FOUND, TEXT, "not found\n"),
         },
+    };
+    Box::pin(std::future::ready(reply))
+}
+
+fn debug_response(r: DebugReply) -> Response<Full<Bytes>> {
+    match r {
+        DebugReply::Json(json) => reply(StatusCode::OK, JSON, json),
+        DebugReply::NotFound => reply(StatusCode::NOT_FOUND, TEXT, "not found\n"),
+        DebugReply::BadRequest(m) => reply(StatusCode::BAD_REQUEST, TEXT, format!("{m}\n")),
+        DebugReply::Conflict(m) => reply(StatusCode::CONFLICT, TEXT, format!("{m}\n")),
+        DebugReply::WrongMethod => method_not_allowed(),
+        DebugReply::Later(_) => reply(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            TEXT,
+            "nested deferred reply\n",
+        ),
     }
 }
 

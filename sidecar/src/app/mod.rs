@@ -8,6 +8,7 @@
 
 mod auth;
 mod client;
+pub mod endpoints;
 mod handshake;
 mod pool;
 mod pooled;
@@ -20,6 +21,8 @@ pub mod router;
 mod running;
 mod session;
 mod sharded;
+mod source;
+mod tablet;
 pub mod upstream;
 
 use crate::admin::{self, Health};
@@ -40,6 +43,7 @@ use tracing::{info, warn};
 use upstream::{ConnectError, LoginParams, Upstream, UpstreamSettings};
 
 pub use pooled::{Guard, Policy};
+pub(crate) use probe::sends_greeting;
 
 /// What the sidecar knows about mysqld before any application connects: the greeting it
 /// mirrors to applications.
@@ -63,6 +67,11 @@ pub struct Shared {
     profile: RwLock<Option<UpstreamProfile>>,
     metrics: Arc<Metrics>,
     next_id: AtomicU32,
+    /// A topology store handed over in-process (`shardcar local --topo embedded`), used
+    /// in place of the configuration's etcd endpoints.
+    topology: Option<shardcar_topo::Topology>,
+    /// The db role's tablet, with a `topology` section.
+    tablet: Option<Arc<tablet::Tablet>>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -84,7 +93,13 @@ impl Shared {
         if let Some(p) = self.profile.read().ok().and_then(|p| p.clone()) {
             return Ok(p);
         }
-        let up = Upstream::connect(&self.upstream, LoginParams::default()).await?;
+        // With a topology, the first primary may not be known yet: wait for one.
+        let settings = match &self.router {
+            Some(r) => r.directory.wait_for(|| r.any_shard()).await,
+            None => None,
+        }
+        .unwrap_or_else(|| self.upstream.clone());
+        let up = Upstream::connect(&settings, LoginParams::default()).await?;
         self.remember_profile(&up.session);
         up.quit().await;
         self.profile
@@ -134,7 +149,22 @@ impl AppServer {
 
     /// As [`AppServer::bind`], for either role.
     pub async fn bind_role(config: AppConfig, role: Role) -> anyhow::Result<Self> {
+        Self::bind_with(config, role, None).await
+    }
+
+    /// As [`AppServer::bind_role`], with an in-process topology store instead of the
+    /// configuration's etcd endpoints.
+    pub async fn bind_with(
+        config: AppConfig,
+        role: Role,
+        topology: Option<shardcar_topo::Topology>,
+    ) -> anyhow::Result<Self> {
         config.validate()?;
+        if let (Some(t), None) = (&config.topology, &topology) {
+            if t.etcd_endpoints.is_empty() {
+                anyhow::bail!("topology.etcd_endpoints: name at least one etcd client URL");
+            }
+        }
         if role == Role::App && config.topology.is_some() {
             anyhow::bail!(
                 "topology: only the db role registers a tablet; the app role reads the topology through its sharding section"
@@ -156,7 +186,7 @@ impl AppServer {
             )?)),
             None => None,
         };
-        let endpoint = config.upstream.endpoint()?;
+        let endpoint = config.upstream_endpoint()?;
         let upstream_tls = match config.upstream.tls.as_ref().filter(|t| t.enabled) {
             Some(t) => {
                 let host = endpoint.host().unwrap_or("localhost").to_string();
@@ -183,10 +213,8 @@ impl AppServer {
         let (upstream, router) = match &config.sharding {
             None => (upstream, None),
             Some(sharding) => {
-                let router = router::Router::new(sharding, &upstream)?;
-                let first = router
-                    .any_shard()
-                    .ok_or_else(|| anyhow::anyhow!("no shard configured"))?;
+                let router = router::Router::new(sharding, &upstream, topology.clone())?;
+                let first = router.any_shard().unwrap_or(upstream);
                 (first, Some(Arc::new(router)))
             }
         };
@@ -199,6 +227,10 @@ impl AppServer {
                     pool::Pool::new(upstream.clone(), config.db.pool.clone(), metrics.clone());
                 Some(pooled::Guard::new(pool, policy, &config.db))
             }
+        };
+        let tablet = match (&config.topology, role) {
+            (Some(t), Role::Db) => Some(tablet::Tablet::new(t, &upstream, metrics.clone())?),
+            _ => None,
         };
         let listener = TcpListener::bind(config.listen)
             .await
@@ -216,6 +248,8 @@ impl AppServer {
             profile: RwLock::new(None),
             metrics,
             next_id: AtomicU32::new(1),
+            topology,
+            tablet,
         });
         Ok(Self {
             listener,
@@ -245,8 +279,14 @@ impl AppServer {
         let admin_addr = admin.local_addr()?;
         // The admin server outlives the drain, so probes see `/ready` turn 503.
         let (admin_stop, admin_stopped) = watch::channel(false);
+        let tablet = shared.tablet.clone();
         let pages = shared.guard.clone().map(|guard| -> admin::DebugPages {
-            Arc::new(move |request: &admin::DebugRequest<'_>| guard.debug_page(request))
+            Arc::new(move |request: &admin::DebugRequest<'_>| {
+                tablet
+                    .as_ref()
+                    .and_then(|t| t.debug_page(request))
+                    .unwrap_or_else(|| guard.debug_page(request))
+            })
         });
         let admin_task = tokio::spawn(admin::serve_with(
             admin,
@@ -255,6 +295,9 @@ impl AppServer {
             pages,
             admin_stopped,
         ));
+        if let Some(router) = &shared.router {
+            router.start(shutdown.clone());
+        }
         tokio::spawn(warm_up(shared.clone(), health.clone(), shutdown.clone()));
         if let Some(guard) = &shared.guard {
             tokio::spawn(guard.pool.clone().reaper(shutdown.clone()));

@@ -819,6 +819,7 @@ impl Session {
             max_rows: (!unlimited && l.max_rows > 0).then_some(l.max_rows),
             max_bytes: (!unlimited && l.max_result_bytes > 0).then_some(l.max_result_bytes),
             mode: l.max_rows_mode,
+            failover: None,
         }
     }
 
@@ -1275,10 +1276,12 @@ pub(super) async fn backend(
     let mut out = Vec::with_capacity(payload.len() + 4);
     let mut seq = 0;
     write_packet(&mut out, &mut seq, payload);
+    // The client's statement has not been sent: say so with a code that means "not
+    // executed" (an app sidecar sends it to the next primary during a failover).
     let lost = || {
         err(
-            error_codes::ER_NET_READ_ERROR,
-            "Lost connection to MySQL server while preparing a pooled connection",
+            error_codes::ER_CONNECT_TO_FOREIGN_DATA_SOURCE,
+            "Lost connection to MySQL server while preparing a pooled connection (the statement was not sent)",
         )
     };
     upstream::write_flush(&mut conn.stream, &out)

@@ -18,6 +18,7 @@ use shardcar_filter::protocol::value::Value as ProtoValue;
 use shardcar_filter::protocol::{Command, ErrPacket};
 use tokio::io::AsyncReadExt;
 
+use super::relay::FailoverRetry;
 use super::router::ShardKey;
 use super::session::{End, Session};
 use super::sharded::{err, lost, Outcome};
@@ -39,6 +40,13 @@ pub(super) struct Prepared {
     /// How executes route without planning: `None` until the first execute checked the
     /// template against the planner, `Some(None)` when the shape has none.
     template: Option<Option<Template>>,
+}
+
+impl Prepared {
+    /// The statement is no longer prepared on shard `key` (its connection was closed).
+    pub(super) fn forget_shard(&mut self, key: &ShardKey) {
+        self.shards.remove(key);
+    }
 }
 
 fn statement_id(payload: &[u8]) -> Option<u32> {
@@ -333,21 +341,46 @@ impl Session {
     }
 
     /// Relays an execute to the one shard that answers it, preparing it there first when
-    /// needed.
-    async fn execute_on(
-        &mut self,
-        id: u32,
-        key: ShardKey,
-        mut exec: StmtExecute,
-    ) -> Result<(), End> {
+    /// needed. Outside a transaction, when the primary fails it before answering (a
+    /// failover), the statement is prepared on the next primary and executed there.
+    async fn execute_on(&mut self, id: u32, key: ShardKey, exec: StmtExecute) -> Result<(), End> {
         if let Err(e) = self.join_transaction(std::slice::from_ref(&key)).await {
             return self.send_err(&e).await;
         }
+        let mut failed_term = None;
+        loop {
+            if let Err(e) = self.primary_conn(&key, failed_term).await {
+                return self.send_err(&e).await;
+            }
+            let Some(payload) = self.execute_payload(id, &key, exec.clone()).await? else {
+                return Ok(());
+            };
+            self.shared.metrics.routed("passthrough");
+            self.shared.metrics.shard_queries(1);
+            let retry = Some(FailoverRetry::NotExecuted);
+            match self
+                .relay_once(&key, Command::StmtExecute, &payload, retry)
+                .await?
+            {
+                Some(term) => failed_term = Some(term),
+                None => return Ok(()),
+            }
+        }
+    }
+
+    /// The COM_STMT_EXECUTE payload for shard `key`, preparing the statement there when
+    /// needed; `None` when the client already got an error.
+    async fn execute_payload(
+        &mut self,
+        id: u32,
+        key: &ShardKey,
+        mut exec: StmtExecute,
+    ) -> Result<Option<Vec<u8>>, End> {
         let known = self
             .routed()?
             .statements
             .get(&id)
-            .and_then(|s| s.shards.get(&key).copied());
+            .and_then(|s| s.shards.get(key).copied());
         let shard_id = match known {
             Some(s) => s,
             None => {
@@ -357,7 +390,7 @@ impl Session {
                     .get(&id)
                     .map(|s| s.sql.clone().into_bytes())
                     .unwrap_or_default();
-                match self.prepare_on(&key, &sql).await {
+                match self.prepare_on(key, &sql).await {
                     Ok((_, Some(s), _)) => {
                         if let Some(stmt) = self.routed()?.statements.get_mut(&id) {
                             stmt.shards.insert(key.clone(), s);
@@ -374,32 +407,29 @@ impl Session {
                             }
                             _ => lost(),
                         };
-                        return self.send_err(&e).await;
+                        self.send_err(&e).await?;
+                        return Ok(None);
                     }
-                    Err(e) => return self.send_err(&e).await,
+                    Err(e) => {
+                        self.send_err(&e).await?;
+                        return Ok(None);
+                    }
                 }
             }
         };
         exec.statement_id = shard_id;
         exec.new_params_bound = exec.new_params_bound || !exec.param_types.is_empty();
-        let payload = match exec.encode() {
-            Ok(p) => p,
+        match exec.encode() {
+            Ok(p) => Ok(Some(p)),
             Err(_) => {
                 let e = err(
                     error_codes::ER_WRONG_ARGUMENTS,
                     "Incorrect arguments to mysqld_stmt_execute",
                 );
-                return self.send_err(&e).await;
+                self.send_err(&e).await?;
+                Ok(None)
             }
-        };
-        let packet = Packet {
-            seq: 0,
-            last_seq: 0,
-            payload,
-        };
-        self.shared.metrics.routed("passthrough");
-        self.shared.metrics.shard_queries(1);
-        self.relay_on(&key, Command::StmtExecute, &packet).await
+        }
     }
 
     pub(super) async fn routed_close(&mut self, packet: &Packet) -> Result<(), End> {

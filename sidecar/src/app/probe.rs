@@ -18,10 +18,10 @@ use tracing::{info, warn};
 
 use super::pooled::backend;
 use super::router::{read_result, ShardResult};
+use super::tablet::Tablet;
 use super::upstream::{self, LoginParams, Upstream};
 use super::Shared;
 use crate::admin::Health;
-use crate::config::TopologyConfig;
 
 /// Time between probes without a topology section.
 const INTERVAL: Duration = Duration::from_secs(1);
@@ -46,10 +46,11 @@ pub(super) async fn watch(
     let mut up = true;
     shared.metrics.upstream_up(true);
     let mut tablet = shared
-        .config
-        .topology
-        .as_ref()
-        .map(|t| Registration::new(t, addrs));
+        .tablet
+        .clone()
+        .map(|t| Registration::new(t, shared.topology.clone(), addrs));
+    // Stopped before the tablet leaves the topology (a revoked lease is no reason to fence).
+    let guard = shared.tablet.clone().map(|t| tokio::spawn(t.guard()));
     let interval = shared
         .config
         .topology
@@ -98,6 +99,9 @@ pub(super) async fn watch(
             t.publish(state).await;
         }
     }
+    if let Some(g) = guard {
+        g.abort();
+    }
     if let Some(t) = tablet {
         t.leave().await;
     }
@@ -132,9 +136,11 @@ async fn probe(
     }
     let mariadb = c.session.server_version.contains("MariaDB");
     let position = if mariadb {
-        "SELECT @@global.gtid_current_pos, @@global.read_only"
+        "SELECT @@global.gtid_current_pos, @@global.read_only, \
+         @@global.rpl_semi_sync_master_enabled, @@global.rpl_semi_sync_slave_enabled"
     } else {
-        "SELECT @@global.gtid_executed, @@global.read_only"
+        "SELECT @@global.gtid_executed, @@global.read_only, \
+         @@global.rpl_semi_sync_source_enabled, @@global.rpl_semi_sync_replica_enabled"
     };
     let (_, rows) = query(c, position).await?;
     let cell = |row: &Row, i: usize| -> String {
@@ -146,6 +152,8 @@ async fn probe(
     if let Some(row) = rows.first() {
         health.gtid_position = cell(row, 0);
         health.read_only = cell(row, 1) == "1";
+        health.semi_sync_primary = cell(row, 2) == "1";
+        health.semi_sync_replica = cell(row, 3) == "1";
     }
     let status = if mariadb {
         "SHOW ALL SLAVES STATUS"
@@ -172,6 +180,14 @@ async fn probe(
     // Heartbeat failures (no privilege on _shardcar, say) only lose the sub-second lag.
     if let Err(e) = heartbeat(c, &mut health).await {
         tracing::debug!(error = %e, "heartbeat failed");
+    }
+    if !health.read_only {
+        // The heartbeat just wrote a transaction: report the position that includes it,
+        // or replicas would always look one ahead of their primary.
+        let (_, rows) = query(c, position).await?;
+        if let Some(row) = rows.first() {
+            health.gtid_position = cell(row, 0);
+        }
     }
     Ok(health)
 }
@@ -214,7 +230,7 @@ async fn heartbeat(c: &mut Upstream, health: &mut TabletHealth) -> anyhow::Resul
 }
 
 /// Runs a statement on the probe connection; its column names and rows.
-async fn query(c: &mut Upstream, sql: &str) -> anyhow::Result<(Vec<String>, Vec<Row>)> {
+pub(super) async fn query(c: &mut Upstream, sql: &str) -> anyhow::Result<(Vec<String>, Vec<Row>)> {
     let mut payload = vec![Command::Query as u8];
     payload.extend_from_slice(sql.as_bytes());
     let mut out = Vec::new();
@@ -235,16 +251,30 @@ async fn query(c: &mut Upstream, sql: &str) -> anyhow::Result<(Vec<String>, Vec<
     }
 }
 
+/// Whether the server on `stream` starts a MySQL greeting: protocol version 10, or an
+/// error packet (too many connections, host blocked) — alive either way.
+pub(crate) async fn sends_greeting<S: tokio::io::AsyncRead + Unpin>(mut stream: S) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut header = [0u8; 5];
+    stream.read_exact(&mut header).await.is_ok() && (header[4] == 10 || header[4] == 0xff)
+}
+
 /// The tablet's record in the topology and the lease it lives under.
 struct Registration {
-    config: TopologyConfig,
+    tablet: Arc<Tablet>,
     record: TabletRecord,
     topology: Option<Topology>,
     lease: Option<Lease>,
 }
 
 impl Registration {
-    fn new(config: &TopologyConfig, (addr, admin): (SocketAddr, SocketAddr)) -> Self {
+    fn new(
+        tablet: Arc<Tablet>,
+        topology: Option<Topology>,
+        (addr, admin): (SocketAddr, SocketAddr),
+    ) -> Self {
+        let config = &tablet.config;
+        let (mysqld_host, mysqld_port) = tablet.mysqld_address().unwrap_or_default();
         let record = TabletRecord {
             alias: TabletRecord::alias_of(&config.cell, config.uid),
             cell: config.cell.clone(),
@@ -257,12 +287,14 @@ impl Registration {
                 .unwrap_or_else(|| addr.ip().to_string()),
             mysql_port: addr.port(),
             admin_port: admin.port(),
+            mysqld_host,
+            mysqld_port,
             ..TabletRecord::default()
         };
         Registration {
-            config: config.clone(),
+            tablet,
             record,
-            topology: None,
+            topology,
             lease: None,
         }
     }
@@ -272,13 +304,11 @@ impl Registration {
     /// the topology being reachable.
     async fn publish(&mut self, health: TabletHealth) {
         self.record.health = health;
+        let config = &self.tablet.config;
         if self.topology.is_none() {
-            match EtcdStore::connect(&self.config.etcd_endpoints).await {
+            match EtcdStore::connect(&config.etcd_endpoints).await {
                 Ok(store) => {
-                    self.topology = Some(Topology::new(
-                        Arc::new(store),
-                        Layout::new(&self.config.root),
-                    ));
+                    self.topology = Some(Topology::new(Arc::new(store), Layout::new(&config.root)));
                 }
                 Err(e) => {
                     warn!(error = %e, "cannot reach the topology; retrying");
@@ -289,6 +319,12 @@ impl Registration {
         let Some(topology) = &self.topology else {
             return;
         };
+        if let Err(e) = self.tablet.reconcile(topology, &self.record.health).await {
+            warn!(tablet = %self.record.alias, error = %e, "reading the shard record failed");
+        }
+        let identity = self.tablet.identity();
+        self.record.tablet_type = identity.tablet_type;
+        self.record.primary_term = identity.primary_term;
         if self.lease.as_ref().is_some_and(Lease::lost) {
             warn!(tablet = %self.record.alias, "the tablet's topology lease was lost; registering again");
             self.lease = None;
@@ -296,10 +332,11 @@ impl Registration {
         let result = match &self.lease {
             Some(lease) => topology.update_tablet(lease, &self.record).await,
             None => {
-                let ttl = Duration::from_millis(self.config.lease_ttl_ms);
+                let ttl = Duration::from_millis(config.lease_ttl_ms);
                 match topology.register_tablet(&self.record, ttl).await {
                     Ok(lease) => {
                         info!(tablet = %self.record.alias, keyspace = %self.record.keyspace, shard = %self.record.shard, "tablet registered in the topology");
+                        self.tablet.set_lease(lease.good_until_watch());
                         self.lease = Some(lease);
                         Ok(())
                     }

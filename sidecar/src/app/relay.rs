@@ -17,6 +17,58 @@ pub struct RelayGuard {
     pub max_rows: Option<u64>,
     pub max_bytes: Option<u64>,
     pub mode: RowLimitMode,
+    /// Hold back a response that says the primary is going away, instead of relaying
+    /// it, so the statement can go to the next primary (sharded, outside transactions).
+    pub failover: Option<FailoverRetry>,
+}
+
+/// Which failures of a primary a statement may be sent again after.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailoverRetry {
+    /// A write: only errors saying it did not run (read-only, mysqld unreachable).
+    NotExecuted,
+    /// A read: also a connection that broke while it ran.
+    Any,
+}
+
+impl FailoverRetry {
+    /// Whether an ERR with `code` as the whole response may be retried.
+    pub fn allows(self, code: u16) -> bool {
+        super::endpoints::not_executed(code)
+            || (self == FailoverRetry::Any && super::endpoints::connection_broke(code))
+    }
+
+    /// Whether a connection closed before any response may be retried.
+    pub fn allows_lost(self) -> bool {
+        self == FailoverRetry::Any
+    }
+}
+
+/// What the first packet of a response in `buf` is, as far as failover cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FirstPacket {
+    /// Not all of it is here yet.
+    Incomplete,
+    Err(u16),
+    Other,
+}
+
+impl FirstPacket {
+    pub fn of(buf: &[u8]) -> FirstPacket {
+        let Some(&marker) = buf.get(4) else {
+            return FirstPacket::Incomplete;
+        };
+        if marker != 0xFF {
+            return FirstPacket::Other;
+        }
+        let len = usize::from(buf[0]) | usize::from(buf[1]) << 8 | usize::from(buf[2]) << 16;
+        match buf.get(5..7) {
+            Some(code) if buf.len() >= 4 + len => {
+                FirstPacket::Err(u16::from_le_bytes([code[0], code[1]]))
+            }
+            _ => FirstPacket::Incomplete,
+        }
+    }
 }
 
 impl RelayGuard {
@@ -62,6 +114,9 @@ pub struct Response {
     pub limited: bool,
     /// Whether the response had result-set rows (as opposed to an OK).
     pub result_set: bool,
+    /// Nothing reached the client: the primary is going away and the statement may be
+    /// sent to the next one ([`RelayGuard::failover`]).
+    pub failover: bool,
 }
 
 impl Response {
@@ -80,6 +135,7 @@ impl Response {
             killed,
             limited,
             result_set: scanner.ok().is_none(),
+            failover: false,
         }
     }
 
@@ -87,6 +143,14 @@ impl Response {
     pub fn refused(code: u16) -> Self {
         Response {
             error_code: Some(code),
+            ..Default::default()
+        }
+    }
+
+    /// The primary failed the statement before anything reached the client.
+    pub fn failover() -> Self {
+        Response {
+            failover: true,
             ..Default::default()
         }
     }

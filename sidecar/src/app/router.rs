@@ -15,6 +15,10 @@ use shardcar_filter::protocol::{Command, ErrPacket, OkPacket};
 use tokio::io::AsyncReadExt;
 use tokio::sync::Mutex;
 
+use shardcar_topo::{Layout, Topology};
+
+use super::endpoints::{BufferLimits, Directory, Endpoints};
+use super::source::{self, Shape};
 use super::upstream::{self, ConnectError, LoginParams, Upstream, UpstreamSettings};
 use crate::config::{ShardingConfig, TransactionMode};
 
@@ -28,12 +32,72 @@ pub type ShardKey = (String, usize);
 #[derive(Debug)]
 pub struct Router {
     pub schema: RoutingSchema,
-    shards: HashMap<String, Vec<Arc<UpstreamSettings>>>,
+    /// Where each shard's primary and replicas are, and the failover buffer.
+    pub directory: Arc<Directory>,
+    shape: Shape,
+    /// Where the endpoints come from, when not from the configuration.
+    source: Option<TopologySpec>,
+    /// This sidecar's cell, for replica reads (empty without a topology).
+    pub cell: String,
+    pub max_replica_lag_ms: u64,
     pub mode: TransactionMode,
     pub max_rows: usize,
     sequences: Mutex<HashMap<String, (i64, i64)>>,
     /// Templates of statement shapes seen, shared by all sessions.
     pub cache: std::sync::RwLock<PlanCache>,
+}
+
+/// The topology the endpoints follow: an etcd cluster, or a store given in-process
+/// (`shardcar local`).
+#[derive(Clone)]
+pub enum TopologySpec {
+    Etcd {
+        endpoints: Vec<String>,
+        root: String,
+    },
+    Store(Topology),
+}
+
+impl std::fmt::Debug for TopologySpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TopologySpec::Etcd { endpoints, root } => f
+                .debug_struct("Etcd")
+                .field("endpoints", endpoints)
+                .field("root", root)
+                .finish(),
+            TopologySpec::Store(t) => f.debug_tuple("Store").field(t.layout()).finish(),
+        }
+    }
+}
+
+impl TopologySpec {
+    /// Connects (retrying until `shutdown`) and keeps `directory` following the topology.
+    async fn follow(
+        self,
+        directory: Arc<Directory>,
+        shape: Shape,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+    ) {
+        let topology = match self {
+            TopologySpec::Store(t) => t,
+            TopologySpec::Etcd { endpoints, root } => {
+                let mut delay = std::time::Duration::from_millis(100);
+                loop {
+                    match shardcar_topo::EtcdStore::connect(&endpoints).await {
+                        Ok(store) => break Topology::new(Arc::new(store), Layout::new(&root)),
+                        Err(e) => tracing::warn!(error = %e, "cannot reach the topology; retrying"),
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = shutdown.changed() => return,
+                    }
+                    delay = (delay * 2).min(std::time::Duration::from_secs(2));
+                }
+            }
+        };
+        source::follow(topology, directory, shape, shutdown).await;
+    }
 }
 
 /// A shard's whole answer to one statement.
@@ -61,17 +125,25 @@ pub enum ShardError {
 
 impl Router {
     /// Builds the routing schema and the per-shard upstream settings from `base` (the
-    /// `upstream` section's credentials and TLS) and the `sharding` section.
-    pub fn new(config: &ShardingConfig, base: &UpstreamSettings) -> anyhow::Result<Router> {
+    /// `upstream` section's credentials and TLS) and the `sharding` section; with a
+    /// topology (`store` in-process, else the section's etcd endpoints), the endpoints
+    /// start empty and follow it once [`Router::start`] runs.
+    pub fn new(
+        config: &ShardingConfig,
+        base: &UpstreamSettings,
+        store: Option<Topology>,
+    ) -> anyhow::Result<Router> {
         let schema = config.routing_schema()?;
-        let mut shards = HashMap::new();
+        let mut shape = Shape {
+            keys: HashMap::new(),
+            templates: HashMap::new(),
+        };
         for ks in schema.keyspaces() {
             let cfg = config
                 .keyspaces
                 .get(&ks.name)
                 .ok_or_else(|| anyhow::anyhow!("keyspace {} has no shards configured", ks.name))?;
-            let mut list = Vec::with_capacity(ks.shards.len());
-            for shard in &ks.shards {
+            for (index, shard) in ks.shards.iter().enumerate() {
                 let c = cfg
                     .shards
                     .iter()
@@ -79,25 +151,79 @@ impl Router {
                     .ok_or_else(|| {
                         anyhow::anyhow!("shard {}/{} is not configured", ks.name, shard.name)
                     })?;
-                let endpoint =
-                    crate::config::parse_endpoint(&c.address).map_err(anyhow::Error::msg)?;
-                list.push(Arc::new(UpstreamSettings {
-                    endpoint,
-                    display: c.address.clone(),
-                    database: Some(c.database.clone().unwrap_or_else(|| ks.name.clone())),
-                    ..base.clone()
-                }));
+                let (endpoint, display) = if c.address.is_empty() {
+                    (base.endpoint.clone(), format!("{}/{}", ks.name, shard.name))
+                } else {
+                    let e =
+                        crate::config::parse_endpoint(&c.address).map_err(anyhow::Error::msg)?;
+                    (e, c.address.clone())
+                };
+                let key = (ks.name.clone(), index);
+                shape.keys.insert(
+                    (ks.name.clone(), shard.name.to_ascii_lowercase()),
+                    key.clone(),
+                );
+                shape.templates.insert(
+                    key,
+                    Arc::new(UpstreamSettings {
+                        endpoint,
+                        display,
+                        database: Some(c.database.clone().unwrap_or_else(|| ks.name.clone())),
+                        ..base.clone()
+                    }),
+                );
             }
-            shards.insert(ks.name.clone(), list);
         }
+        let source = match (&config.topology, store) {
+            (Some(_), Some(t)) => Some(TopologySpec::Store(t)),
+            (Some(t), None) => {
+                if t.etcd_endpoints.is_empty() {
+                    anyhow::bail!(
+                        "sharding.topology.etcd_endpoints: name at least one etcd client URL"
+                    );
+                }
+                Some(TopologySpec::Etcd {
+                    endpoints: t.etcd_endpoints.clone(),
+                    root: t.root.clone(),
+                })
+            }
+            (None, _) => None,
+        };
+        let initial = match source {
+            None => shape.static_endpoints(),
+            Some(_) => Endpoints {
+                shards: shape
+                    .templates
+                    .keys()
+                    .map(|k| (k.clone(), Default::default()))
+                    .collect(),
+            },
+        };
+        let limits = BufferLimits {
+            window: std::time::Duration::from_millis(config.failover_buffer.window_ms),
+            max_statements: config.failover_buffer.max_statements,
+        };
+        let directory = Arc::new(Directory::new(initial, source.is_some(), limits));
+        let topology = config.topology.clone().unwrap_or_default();
         Ok(Router {
             schema,
-            shards,
+            directory,
+            shape,
+            source,
+            cell: topology.cell,
+            max_replica_lag_ms: topology.max_replica_lag_ms,
             mode: config.transaction_mode,
             max_rows: config.max_merge_rows,
             sequences: Mutex::new(HashMap::new()),
             cache: std::sync::RwLock::new(PlanCache::new(PLAN_CACHE_SIZE)),
         })
+    }
+
+    /// Starts following the topology, when the endpoints come from one.
+    pub fn start(&self, shutdown: tokio::sync::watch::Receiver<bool>) {
+        if let Some(spec) = self.source.clone() {
+            tokio::spawn(spec.follow(self.directory.clone(), self.shape.clone(), shutdown));
+        }
     }
 
     /// A cached route for `sql`, when its shape is known to route from its literals.
@@ -142,19 +268,28 @@ impl Router {
         }
     }
 
-    /// Where shard `key` listens.
-    pub fn settings(&self, key: &ShardKey) -> Option<&Arc<UpstreamSettings>> {
-        self.shards.get(&key.0).and_then(|s| s.get(key.1))
+    /// Where shard `key`'s primary listens now.
+    pub fn settings(&self, key: &ShardKey) -> Option<Arc<UpstreamSettings>> {
+        self.directory.snapshot().shard(key)?.primary.clone()
     }
 
-    /// Any shard, for the greeting profile (the first unsharded one when there is one).
+    /// The shard's name (`-80`), for messages.
+    pub fn shard_name(&self, key: &ShardKey) -> String {
+        self.schema
+            .keyspace(&key.0)
+            .and_then(|k| k.shards.get(key.1))
+            .map_or_else(|| key.1.to_string(), |s| s.name.clone())
+    }
+
+    /// Any shard's primary, for the greeting profile (the first unsharded one when there
+    /// is one, else the first with a primary).
     pub fn any_shard(&self) -> Option<Arc<UpstreamSettings>> {
-        let ks = self
-            .schema
-            .keyspaces()
-            .find(|k| !k.sharded)
-            .or_else(|| self.schema.keyspaces().next())?;
-        self.shards.get(&ks.name)?.first().cloned()
+        let unsharded = self.schema.keyspaces().find(|k| !k.sharded);
+        let first = unsharded
+            .into_iter()
+            .chain(self.schema.keyspaces())
+            .flat_map(|k| (0..k.shards.len()).map(move |i| (k.name.clone(), i)));
+        first.into_iter().find_map(|key| self.settings(&key))
     }
 
     /// `count` consecutive ids from the sequence table `table` of `keyspace`, reserving a
@@ -170,10 +305,12 @@ impl Router {
                 return Ok(first);
             }
         }
-        let settings = self
-            .settings(&(keyspace.to_string(), 0))
-            .ok_or_else(|| format!("no shard for the sequence keyspace {keyspace}"))?
-            .clone();
+        let shard = (keyspace.to_string(), 0);
+        let (settings, _, _) = self
+            .directory
+            .primary(&shard, &self.shard_name(&shard), None)
+            .await
+            .map_err(|e| e.message)?;
         let mut up = Upstream::connect(&settings, LoginParams::default())
             .await
             .map_err(|e| e.to_string())?;

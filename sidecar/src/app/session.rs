@@ -8,7 +8,7 @@
 use super::client::{watch_client, Client};
 use super::handshake::{self, LoggedIn};
 use super::pooled::Pooled;
-use super::relay::{RelayGuard, Response};
+use super::relay::{FailoverRetry, FirstPacket, RelayGuard, Response};
 use super::sharded::Routed;
 use super::upstream::{self, ConnectError, LoginParams, Upstream};
 use super::Shared;
@@ -435,6 +435,12 @@ impl Session {
         };
         metrics.bytes(Direction::ToUpstream, out.len() as u64);
         if upstream::write_flush(&mut up.stream, &out).await.is_err() {
+            if guard.failover.is_some() {
+                // Not sent: the next primary may take it.
+                self.upstream = None;
+                self.shared.metrics.upstream_lost();
+                return Ok(Response::failover());
+            }
             // Nothing of a response has reached the client: the ERR follows the command.
             self.upstream_lost(Some(seq)).await?;
             return Err(End::UpstreamLost);
@@ -471,9 +477,12 @@ impl Session {
         // Set once the row limit was reached: the sequence id of the last row sent.
         let mut at_limit: Option<u8> = None;
         let mut cut: Option<u8> = None;
+        // Reading on until the first packet is whole, to tell a failover error.
+        let mut first_partial = false;
         loop {
             let undecided = at_limit.is_some() && scanner.next_is_row(&buf).is_none();
-            if buf.is_empty() || undecided {
+            if buf.is_empty() || undecided || first_partial {
+                first_partial = false;
                 let Some(up) = self.upstream.as_mut() else {
                     return Err(End::UpstreamLost);
                 };
@@ -515,6 +524,13 @@ impl Session {
                     }
                 };
                 match read {
+                    Ok(0) | Err(_)
+                        if !forwarded && guard.failover.is_some_and(FailoverRetry::allows_lost) =>
+                    {
+                        self.upstream = None;
+                        metrics.upstream_lost();
+                        return Ok(Response::failover());
+                    }
                     Ok(0) | Err(_) => {
                         let seq = scanner
                             .at_packet_boundary()
@@ -559,6 +575,22 @@ impl Session {
                             }
                         }
                     }
+                }
+            }
+            if let Some(retry) = guard.failover.filter(|_| !forwarded) {
+                match FirstPacket::of(&buf) {
+                    FirstPacket::Incomplete => {
+                        first_partial = true;
+                        continue;
+                    }
+                    FirstPacket::Err(code) if retry.allows(code) => {
+                        debug!(
+                            code,
+                            "the primary failed the statement; it waits for the next one"
+                        );
+                        return Ok(Response::failover());
+                    }
+                    _ => {}
                 }
             }
             let scan = match scanner.feed(&buf) {

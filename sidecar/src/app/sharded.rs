@@ -20,9 +20,11 @@ use shardcar_filter::protocol::resultset::{encode_text_row_cells, ResultSetWrite
 use shardcar_filter::protocol::{Command, ErrPacket, OkPacket};
 use tracing::{debug, warn};
 
+use super::endpoints::{self, Buffered};
+use super::relay::{FailoverRetry, RelayGuard};
 use super::router::{self, Router, ShardError, ShardKey, ShardResult};
 use super::session::{End, Session};
-use super::upstream::Upstream;
+use super::upstream::{Upstream, UpstreamSettings};
 use crate::config::TransactionMode;
 use crate::metrics::ErrorOrigin;
 
@@ -49,6 +51,15 @@ pub(super) struct Routed {
     /// Prepared statements by the id the client knows.
     pub(super) statements: HashMap<u32, super::prepared::Prepared>,
     pub(super) next_statement_id: u32,
+    /// The term each primary connection was opened in: a newer term means the primary
+    /// moved and the connection goes to the old one.
+    terms: HashMap<ShardKey, u64>,
+    /// `USE ks@replica`: reads outside transactions go to replicas.
+    read_replicas: bool,
+    /// Replica connections by shard, with the replica's alias.
+    replica_conns: HashMap<ShardKey, (String, Upstream)>,
+    /// The shards that failed the last statement run whole (for the failover retry).
+    failed: Vec<ShardKey>,
 }
 
 impl Routed {
@@ -66,7 +77,25 @@ impl Routed {
             target_shard: None,
             statements: HashMap::new(),
             next_statement_id: 1,
+            terms: HashMap::new(),
+            read_replicas: false,
+            replica_conns: HashMap::new(),
+            failed: Vec::new(),
         }
+    }
+
+    /// Closes the session's connection to shard `key`'s primary (it broke, or the
+    /// primary moved): statements prepared on it must be prepared again.
+    pub(super) fn forget(&mut self, key: &ShardKey) {
+        self.conns.remove(key);
+        for stmt in self.statements.values_mut() {
+            stmt.forget_shard(key);
+        }
+    }
+
+    /// Whether shard `key` is part of the open transaction.
+    fn in_transaction(&self, key: &ShardKey) -> bool {
+        self.tx.as_ref().is_some_and(|t| t.contains(key))
     }
 
     pub(super) fn status_flags(&self) -> u16 {
@@ -87,6 +116,9 @@ impl Routed {
     /// Closes every shard connection.
     pub async fn close(&mut self) {
         for (_, up) in self.conns.drain() {
+            up.quit().await;
+        }
+        for (_, (_, up)) in self.replica_conns.drain() {
             up.quit().await;
         }
     }
@@ -195,40 +227,7 @@ impl Session {
             }
             Ok(Plan::Use(target)) => {
                 metrics.routed("local");
-                if target
-                    .tablet_type
-                    .as_deref()
-                    .is_some_and(|t| t != "primary" && t != "master")
-                {
-                    let e = PlanError::unsupported(
-                        "USE with a replica or rdonly tablet type (replica routing arrives with topology)",
-                    );
-                    return self.refuse(&e).await;
-                }
-                let shard = match &target.shard {
-                    None => None,
-                    Some(name) => {
-                        let index = router.schema.keyspace(&target.keyspace).and_then(|k| {
-                            k.shards
-                                .iter()
-                                .position(|s| s.name.eq_ignore_ascii_case(name))
-                        });
-                        match index {
-                            Some(i) => Some(i),
-                            None => {
-                                let e = PlanError::UnknownKeyspace(format!(
-                                    "{}:{name}",
-                                    target.keyspace
-                                ));
-                                return self.refuse(&e).await;
-                            }
-                        }
-                    }
-                };
-                let r = self.routed()?;
-                r.default_keyspace = Some(target.keyspace);
-                r.target_shard = shard;
-                self.send_ok(OkPacket::default()).await
+                self.use_target(target).await
             }
             Ok(Plan::Answer { columns, rows }) => {
                 metrics.routed("local");
@@ -395,39 +394,88 @@ impl Session {
             .map_err(|_| End::ClientGone)
     }
 
-    /// The connection to shard `key`, opened (and given the session's SET statements)
-    /// when missing.
+    /// The connection to shard `key`'s primary, opened (and given the session's SET
+    /// statements) when missing. A connection from an older term is replaced — inside a
+    /// transaction that ends the transaction with a retryable error — and while the
+    /// shard is between primaries the failover buffer holds the statement.
     pub(super) async fn shard_conn(&mut self, key: &ShardKey) -> Result<&mut Upstream, ErrPacket> {
+        self.primary_conn(key, None).await
+    }
+
+    /// As [`Session::shard_conn`]; with `failed_term`, the primary of that term just
+    /// failed the statement, so only a newer one will do.
+    pub(super) async fn primary_conn(
+        &mut self,
+        key: &ShardKey,
+        failed_term: Option<u64>,
+    ) -> Result<&mut Upstream, ErrPacket> {
         let missing = || err(error_codes::ER_UNKNOWN_ERROR, "routing state missing");
         let routed = self.routed.as_ref().ok_or_else(missing)?;
-        if !routed.conns.contains_key(key) {
-            let settings = routed
-                .router
-                .settings(key)
-                .ok_or_else(|| {
-                    err(
-                        error_codes::ER_UNKNOWN_ERROR,
-                        format!("no shard {}/{}", key.0, key.1),
-                    )
-                })?
-                .clone();
-            let sets = routed.sets.clone();
-            let params = self.login_params(settings.database.clone());
-            let started = Instant::now();
-            let result = Upstream::connect(&settings, params).await;
-            self.shared
-                .metrics
-                .upstream_connect(result.is_ok(), started.elapsed().as_secs_f64());
-            let mut up = result.map_err(|e| e.to_err_packet())?;
-            let caps_now = up.session.capabilities;
-            for set in sets {
-                session_statement(&mut up, &set, caps_now).await?;
+        let router = routed.router.clone();
+        if let Some(&term) = routed.terms.get(key) {
+            let now = router.directory.snapshot().shard(key).map_or(0, |s| s.term);
+            if now > term || failed_term.is_some() {
+                let in_tx = routed.in_transaction(key);
+                self.drop_conn(key);
+                if in_tx {
+                    let _ = self.finish_transaction(b"ROLLBACK").await;
+                    let r = self.routed.as_mut().ok_or_else(missing)?;
+                    r.tx = if r.autocommit { None } else { Some(Vec::new()) };
+                    self.shared.metrics.failover.aborted_transaction();
+                    return Err(err(
+                        error_codes::ER_LOCK_DEADLOCK,
+                        format!(
+                            "Transaction rolled back: the primary of {}/{} changed (term {term} to {}); retry the transaction",
+                            key.0,
+                            router.shard_name(key),
+                            now.max(term + 1)
+                        ),
+                    ));
+                }
             }
-            self.routed
-                .as_mut()
-                .ok_or_else(missing)?
-                .conns
-                .insert(key.clone(), up);
+        }
+        let mut after = failed_term;
+        let mut attempts = 0;
+        while !self
+            .routed
+            .as_ref()
+            .ok_or_else(missing)?
+            .conns
+            .contains_key(key)
+        {
+            let name = router.shard_name(key);
+            let (settings, term, buffered) = router
+                .directory
+                .primary(key, &name, after)
+                .await
+                .inspect_err(|_| {
+                    self.shared.metrics.failover.buffer("failed");
+                })?;
+            if let Buffered::Waited(d) = buffered {
+                self.shared.metrics.failover.buffer("served");
+                self.shared.metrics.failover.buffer_wait(d.as_secs_f64());
+                debug!(keyspace = %key.0, shard = %name, waited_ms = d.as_millis() as u64, "buffered statement goes to the new primary");
+            }
+            match self.open_shard_conn(&settings).await {
+                Ok(up) => {
+                    let r = self.routed.as_mut().ok_or_else(missing)?;
+                    r.conns.insert(key.clone(), up);
+                    r.terms.insert(key.clone(), term);
+                }
+                // The primary (or its mysqld) is unreachable: nothing ran, so wait for the
+                // next primary, as for a statement it refused.
+                Err(e)
+                    if router.directory.is_dynamic()
+                        && endpoints::not_executed(e.code)
+                        && attempts < 5 =>
+                {
+                    attempts += 1;
+                    self.shared.metrics.failover.buffer("retried");
+                    debug!(keyspace = %key.0, shard = %name, error = %e.message, "the primary is unreachable; waiting for the next one");
+                    after = Some(term);
+                }
+                Err(e) => return Err(e),
+            }
         }
         self.routed
             .as_mut()
@@ -435,6 +483,58 @@ impl Session {
             .conns
             .get_mut(key)
             .ok_or_else(|| err(error_codes::ER_UNKNOWN_ERROR, "shard connection missing"))
+    }
+
+    /// Logs in to `settings` for this session and replays its SET statements.
+    async fn open_shard_conn(
+        &mut self,
+        settings: &Arc<UpstreamSettings>,
+    ) -> Result<Upstream, ErrPacket> {
+        let sets = self
+            .routed
+            .as_ref()
+            .map(|r| r.sets.clone())
+            .unwrap_or_default();
+        let params = self.login_params(settings.database.clone());
+        let started = Instant::now();
+        let result = Upstream::connect(settings, params).await;
+        self.shared
+            .metrics
+            .upstream_connect(result.is_ok(), started.elapsed().as_secs_f64());
+        let mut up = result.map_err(|e| e.to_err_packet())?;
+        let caps_now = up.session.capabilities;
+        for set in sets {
+            session_statement(&mut up, &set, caps_now).await?;
+        }
+        Ok(up)
+    }
+
+    /// A replica of shard `key` for a read (`USE ks@replica`), with its alias: the kept
+    /// connection while its replica stays healthy and under the lag threshold, else a new
+    /// one to the best replica; `None` when none qualifies (the read goes to the primary).
+    async fn take_replica(&mut self, key: &ShardKey) -> Option<(String, Upstream)> {
+        let routed = self.routed.as_mut()?;
+        let router = routed.router.clone();
+        let snapshot = router.directory.snapshot();
+        let chosen = snapshot
+            .shard(key)?
+            .replica(&router.cell, router.max_replica_lag_ms)
+            .cloned();
+        let chosen = match (routed.replica_conns.remove(key), chosen) {
+            (Some((alias, up)), Some(c)) if alias == c.alias => return Some((alias, up)),
+            (Some((_, up)), chosen) => {
+                up.quit().await;
+                chosen?
+            }
+            (None, chosen) => chosen?,
+        };
+        match self.open_shard_conn(&chosen.settings).await {
+            Ok(up) => Some((chosen.alias, up)),
+            Err(e) => {
+                warn!(replica = %chosen.alias, error = %e.message, "replica unreachable; reading from the primary");
+                None
+            }
+        }
     }
 
     /// Makes `keys` part of the open transaction (sending its BEGIN to shards that join),
@@ -460,7 +560,7 @@ impl Session {
                     error_codes::ER_NOT_SUPPORTED_YET,
                     format!(
                         "This version of Shardcar doesn't yet support 'a transaction across shards in transaction_mode single' (the transaction is on {}/{}, the statement needs {}/{})",
-                        joined[0].0, shard_name(&router, &joined[0]), key.0, shard_name(&router, key)
+                        joined[0].0, router.shard_name(&joined[0]), key.0, router.shard_name(key)
                     ),
                 ));
             }
@@ -480,6 +580,18 @@ impl Session {
     async fn run_route(&mut self, route: Route, packet: &Packet) -> Result<(), End> {
         if route.is_passthrough() {
             let keys = route_keys(&route);
+            let to_replica = {
+                let r = self.routed()?;
+                !route.write && r.read_replicas && r.tx.is_none()
+            };
+            if to_replica {
+                if let Some(replica) = self.take_replica(&keys[0]).await {
+                    self.shared.metrics.routed("replica");
+                    self.shared.metrics.shard_queries(1);
+                    return self.relay_on_replica(&keys[0], replica, packet).await;
+                }
+                self.shared.metrics.failover.replica_read(false);
+            }
             if let Err(e) = self.join_transaction(&keys).await {
                 return self.send_err(&e).await;
             }
@@ -490,7 +602,14 @@ impl Session {
             }
             self.shared.metrics.routed("passthrough");
             self.shared.metrics.shard_queries(1);
-            return self.passthrough(&keys[0], packet).await;
+            let retry = if route.write {
+                FailoverRetry::NotExecuted
+            } else {
+                FailoverRetry::Any
+            };
+            return self
+                .relay_retrying(&keys[0], Command::Query, packet, retry)
+                .await;
         }
         let jobs = Self::jobs(&route, &packet.payload[1..]);
         self.shared.metrics.routed(if route.merge.is_some() {
@@ -507,23 +626,100 @@ impl Session {
         self.relay_on(key, Command::Query, packet).await
     }
 
-    /// Relays `packet` (a `command`) to shard `key` and its answer back raw, through the
-    /// same forwarding the unsharded role uses: the shard's connection stands in as the
-    /// session's upstream for the command.
+    /// Relays `packet` (a `command`) to shard `key`'s primary and its answer back raw,
+    /// through the same forwarding the unsharded role uses: the shard's connection stands
+    /// in as the session's upstream for the command.
     pub(super) async fn relay_on(
         &mut self,
         key: &ShardKey,
         command: Command,
         packet: &Packet,
     ) -> Result<(), End> {
-        if let Err(e) = self.shard_conn(key).await {
-            return self.send_err(&e).await;
+        self.relay_retrying(key, command, packet, FailoverRetry::NotExecuted)
+            .await
+    }
+
+    /// [`Session::relay_on`]; outside a transaction, when the primary fails the command
+    /// in a way `retry` allows before anything reached the client, the command waits in
+    /// the failover buffer for the next primary and goes there.
+    async fn relay_retrying(
+        &mut self,
+        key: &ShardKey,
+        command: Command,
+        packet: &Packet,
+        retry: FailoverRetry,
+    ) -> Result<(), End> {
+        let mut failed_term = None;
+        loop {
+            if let Err(e) = self.primary_conn(key, failed_term).await {
+                return self.send_err(&e).await;
+            }
+            match self
+                .relay_once(key, command, &packet.payload, Some(retry))
+                .await?
+            {
+                Some(term) => failed_term = Some(term),
+                None => return Ok(()),
+            }
         }
-        let up = self.routed()?.conns.remove(key);
-        self.upstream = up;
-        let result = self.forward(command, packet).await;
+    }
+
+    /// Relays `payload` to the open connection of shard `key`'s primary and its answer
+    /// back. With `retry` (and outside a transaction, with a topology that can name a new
+    /// primary), a failure of the primary that reached nothing to the client returns the
+    /// term of the primary that failed, with the connection closed, instead.
+    pub(super) async fn relay_once(
+        &mut self,
+        key: &ShardKey,
+        command: Command,
+        payload: &[u8],
+        retry: Option<FailoverRetry>,
+    ) -> Result<Option<u64>, End> {
+        let r = self.routed()?;
+        let failover = retry.filter(|_| r.router.directory.is_dynamic() && r.tx.is_none());
+        let term = r.terms.get(key).copied().unwrap_or(0);
+        let guard = RelayGuard {
+            failover,
+            ..RelayGuard::default()
+        };
+        self.upstream = r.conns.remove(key);
+        let result = self.forward_with(command, payload, &guard).await;
+        let up = self.upstream.take();
+        let r = self.routed()?;
+        match (result, up) {
+            (Ok(response), up) if response.failover => {
+                if let Some(up) = up {
+                    up.quit().await;
+                }
+                r.forget(key);
+                self.shared.metrics.failover.buffer("retried");
+                Ok(Some(term))
+            }
+            (result, Some(up)) => {
+                r.conns.insert(key.clone(), up);
+                result.map(|_| None)
+            }
+            (result, None) => {
+                r.forget(key);
+                result.map(|_| None)
+            }
+        }
+    }
+
+    /// Relays a read to a replica of shard `key` and keeps the connection for the next.
+    async fn relay_on_replica(
+        &mut self,
+        key: &ShardKey,
+        (alias, up): (String, Upstream),
+        packet: &Packet,
+    ) -> Result<(), End> {
+        self.shared.metrics.failover.replica_read(true);
+        self.upstream = Some(up);
+        let result = self.forward(Command::Query, packet).await;
         if let Some(up) = self.upstream.take() {
-            self.routed()?.conns.insert(key.clone(), up);
+            self.routed()?
+                .replica_conns
+                .insert(key.clone(), (alias, up));
         }
         result
     }
@@ -563,6 +759,51 @@ impl Session {
         replicated: bool,
         first_insert_id: Option<i64>,
     ) -> Result<Outcome, ErrPacket> {
+        let mut attempts = 0;
+        loop {
+            let result = self
+                .execute_once(&jobs, merge.clone(), replicated, first_insert_id)
+                .await;
+            let Err(e) = result else { return result };
+            // A failover: outside a transaction, a statement no shard ran (one shard, or a
+            // read) goes again once the failed shards have new primaries.
+            let r = self.routed.as_mut().ok_or_else(|| e.clone())?;
+            let failed = std::mem::take(&mut r.failed);
+            let read = merge.is_some();
+            let retry = r.router.directory.is_dynamic()
+                && r.tx.is_none()
+                && attempts < 3
+                && !failed.is_empty()
+                && (endpoints::not_executed(e.code) && (jobs.len() == 1 || read)
+                    || read && endpoints::connection_broke(e.code));
+            if !retry {
+                return Err(e);
+            }
+            attempts += 1;
+            self.shared.metrics.failover.buffer("retried");
+            for key in failed {
+                let term = self
+                    .routed
+                    .as_ref()
+                    .and_then(|r| r.terms.get(&key).copied());
+                self.drop_conn(&key);
+                self.primary_conn(&key, Some(term.unwrap_or(0))).await?;
+            }
+        }
+    }
+
+    /// One attempt of [`Session::execute`]; the shards that failed are left in
+    /// `Routed::failed`.
+    async fn execute_once(
+        &mut self,
+        jobs: &[(ShardKey, Vec<u8>)],
+        merge: Option<MergeSpec>,
+        replicated: bool,
+        first_insert_id: Option<i64>,
+    ) -> Result<Outcome, ErrPacket> {
+        if let Some(r) = self.routed.as_mut() {
+            r.failed.clear();
+        }
         let keys: Vec<ShardKey> = jobs.iter().map(|(k, _)| k.clone()).collect();
         self.join_transaction(&keys).await?;
         let caps = self.auth.capabilities;
@@ -574,18 +815,20 @@ impl Session {
         self.shared.metrics.shard_queries(jobs.len() as u64);
         // Send everything first so the shards work in parallel, then read.
         let mut sent = Vec::with_capacity(jobs.len());
-        for (key, sql) in &jobs {
+        for (key, sql) in jobs {
             let up = match self.shard_conn(key).await {
                 Ok(up) => up,
                 Err(e) => {
+                    self.note_failed(key);
                     self.drain(&sent, caps).await;
                     return Err(e);
                 }
             };
             if router::send_query(up, sql).await.is_err() {
+                self.note_failed(key);
                 self.drop_conn(key);
                 self.drain(&sent, caps).await;
-                return Err(lost());
+                return Err(not_sent());
             }
             sent.push(key.clone());
         }
@@ -602,6 +845,7 @@ impl Session {
                 }
                 Err(e) => {
                     warn!(shard = ?key, error = %e, "shard connection failed");
+                    self.note_failed(key);
                     self.drop_conn(key);
                     failure.get_or_insert(lost());
                 }
@@ -610,10 +854,16 @@ impl Session {
         if let Some(e) = failure {
             return Err(e);
         }
-        if let Some(e) = results.iter().find_map(|r| match r {
-            ShardResult::Err(e) => Some(e.clone()),
-            _ => None,
-        }) {
+        let mut first_error = None;
+        for (key, r) in sent.iter().zip(&results) {
+            if let ShardResult::Err(e) = r {
+                if endpoints::not_executed(e.code) || endpoints::connection_broke(e.code) {
+                    self.note_failed(key);
+                }
+                first_error.get_or_insert_with(|| e.clone());
+            }
+        }
+        if let Some(e) = first_error {
             return Err(e);
         }
         if results.iter().all(|r| matches!(r, ShardResult::Ok(_))) {
@@ -677,9 +927,16 @@ impl Session {
             .ok_or_else(|| err(error_codes::ER_UNKNOWN_ERROR, "routing state missing"))
     }
 
+    /// Records that shard `key` failed the statement being executed.
+    fn note_failed(&mut self, key: &ShardKey) {
+        if let Some(r) = self.routed.as_mut() {
+            r.failed.push(key.clone());
+        }
+    }
+
     pub(super) fn drop_conn(&mut self, key: &ShardKey) {
         if let Some(r) = self.routed.as_mut() {
-            r.conns.remove(key);
+            r.forget(key);
         }
     }
 
@@ -778,7 +1035,7 @@ impl Session {
             };
             if let Some(up) = r.conns.get_mut(key) {
                 if router::read_result(up, caps, 0).await.is_err() {
-                    r.conns.remove(key);
+                    r.forget(key);
                 }
             }
         }
@@ -851,9 +1108,7 @@ impl Session {
                 Ok(_) => done += 1,
                 Err(e) => {
                     warn!(shard = ?key, error = %e, "shard lost during COMMIT/ROLLBACK");
-                    if let Some(r) = self.routed.as_mut() {
-                        r.conns.remove(key);
-                    }
+                    self.drop_conn(key);
                     first_error.get_or_insert(lost());
                 }
             }
@@ -900,7 +1155,7 @@ impl Session {
                 Ok(ShardResult::Ok(ok)) if n == 0 => reply.warnings = ok.warnings,
                 Ok(_) => {}
                 Err(_) => {
-                    self.routed()?.conns.remove(key);
+                    self.routed()?.forget(key);
                     return self.send_err(&lost()).await;
                 }
             }
@@ -923,15 +1178,54 @@ impl Session {
         self.send_ok(reply).await
     }
 
-    /// COM_INIT_DB in sharded mode: the keyspace becomes the default.
+    /// COM_INIT_DB in sharded mode: the keyspace (with a `:shard` or `@type` target, as
+    /// `USE` takes) becomes the default.
     pub(super) async fn routed_init_db(&mut self, packet: &Packet) -> Result<(), End> {
         let name =
             String::from_utf8_lossy(packet.payload.get(1..).unwrap_or_default()).into_owned();
-        let known = self.routed()?.router.schema.keyspace(&name).is_some();
-        if !known {
-            return self.refuse(&PlanError::UnknownKeyspace(name)).await;
+        match plan::UseTarget::parse(&name) {
+            Some(target) => self.use_target(target).await,
+            None => self.refuse(&PlanError::UnknownKeyspace(name)).await,
         }
-        self.routed()?.default_keyspace = Some(name);
+    }
+
+    /// `USE ks[:shard][@type]`: the session's default keyspace, shard target and whether
+    /// its reads go to replicas.
+    async fn use_target(&mut self, target: plan::UseTarget) -> Result<(), End> {
+        let router = self.routed()?.router.clone();
+        let Some(keyspace) = router.schema.keyspace(&target.keyspace) else {
+            return self
+                .refuse(&PlanError::UnknownKeyspace(target.keyspace))
+                .await;
+        };
+        let replicas = match target.tablet_type.as_deref() {
+            None | Some("primary" | "master") => false,
+            Some("replica" | "rdonly") => true,
+            Some(other) => {
+                let e = PlanError::UnknownKeyspace(format!("{}@{other}", target.keyspace));
+                return self.refuse(&e).await;
+            }
+        };
+        let shard = match &target.shard {
+            None => None,
+            Some(name) => {
+                match keyspace
+                    .shards
+                    .iter()
+                    .position(|s| s.name.eq_ignore_ascii_case(name))
+                {
+                    Some(i) => Some(i),
+                    None => {
+                        let e = PlanError::UnknownKeyspace(format!("{}:{name}", target.keyspace));
+                        return self.refuse(&e).await;
+                    }
+                }
+            }
+        };
+        let r = self.routed()?;
+        r.default_keyspace = Some(target.keyspace);
+        r.target_shard = shard;
+        r.read_replicas = replicas;
         self.send_ok(OkPacket::default()).await
     }
 
@@ -1007,12 +1301,12 @@ fn route_keys(route: &Route) -> Vec<ShardKey> {
         .collect()
 }
 
-fn shard_name(router: &Router, key: &ShardKey) -> String {
-    router
-        .schema
-        .keyspace(&key.0)
-        .and_then(|k| k.shards.get(key.1))
-        .map_or_else(|| key.1.to_string(), |s| s.name.clone())
+/// Sending a statement to a shard failed: it did not run there.
+fn not_sent() -> ErrPacket {
+    err(
+        error_codes::ER_CONNECT_TO_FOREIGN_DATA_SOURCE,
+        "Lost connection to MySQL server before the statement was sent",
+    )
 }
 
 pub(super) fn lost() -> ErrPacket {

@@ -26,7 +26,10 @@ pub use db::{
 };
 pub use error::ConfigError;
 pub use overrides::AppOverrides;
-pub use sharding::{KeyspaceConfig, ShardConfig, ShardingConfig, TransactionMode};
+pub use sharding::{
+    FailoverBufferConfig, KeyspaceConfig, ShardConfig, ShardingConfig, TopologySourceConfig,
+    TransactionMode,
+};
 pub use topology::TopologyConfig;
 
 /// The whole configuration of either role (`db` applies to the db role only,
@@ -246,6 +249,17 @@ impl Endpoint {
 }
 
 impl AppConfig {
+    /// Where the `upstream` section points. With `sharding.topology` the address may be
+    /// left empty (every shard's address comes from the topology): the endpoint is then
+    /// an empty TCP address that is never dialled.
+    pub fn upstream_endpoint(&self) -> Result<Endpoint, ConfigError> {
+        let follows_topology = self.sharding.as_ref().is_some_and(|s| s.topology.is_some());
+        if follows_topology && self.upstream.address.trim().is_empty() {
+            return Ok(Endpoint::Tcp(String::new()));
+        }
+        self.upstream.endpoint()
+    }
+
     /// Parses a YAML document; missing fields take their defaults, unknown ones are
     /// errors. An empty document is the defaults.
     pub fn from_yaml_str(s: &str) -> Result<Self, ConfigError> {

@@ -37,6 +37,57 @@ pub struct ShardingConfig {
     pub transaction_mode: TransactionMode,
     /// Rows a scatter query may hold in memory while merging (ERR 1104 beyond).
     pub max_merge_rows: usize,
+    /// Take primaries and replicas from the topology store instead of the shards'
+    /// `address` fields.
+    pub topology: Option<TopologySourceConfig>,
+    /// How statements wait while a shard changes primary.
+    pub failover_buffer: FailoverBufferConfig,
+}
+
+/// The topology the app role follows for its shards' primaries and replicas.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TopologySourceConfig {
+    /// etcd client URLs.
+    pub etcd_endpoints: Vec<String>,
+    /// Key prefix of the topology.
+    pub root: String,
+    /// This sidecar's cell: replica reads prefer its tablets.
+    pub cell: String,
+    /// A replica further behind than this receives no reads.
+    pub max_replica_lag_ms: u64,
+}
+
+impl Default for TopologySourceConfig {
+    fn default() -> Self {
+        TopologySourceConfig {
+            etcd_endpoints: Vec::new(),
+            root: "/shardcar".to_string(),
+            cell: String::new(),
+            max_replica_lag_ms: 30_000,
+        }
+    }
+}
+
+/// The failover buffer: while a shard is between primaries (a reparent is announced, or
+/// its primary refuses writes or is unreachable), its statements outside transactions
+/// wait for the new primary instead of failing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FailoverBufferConfig {
+    /// The longest a statement waits.
+    pub window_ms: u64,
+    /// Statements that may wait at once (across shards); beyond, they fail at once.
+    pub max_statements: usize,
+}
+
+impl Default for FailoverBufferConfig {
+    fn default() -> Self {
+        FailoverBufferConfig {
+            window_ms: 10_000,
+            max_statements: 1_000,
+        }
+    }
 }
 
 impl Default for ShardingConfig {
@@ -46,6 +97,8 @@ impl Default for ShardingConfig {
             keyspaces: BTreeMap::new(),
             transaction_mode: TransactionMode::default(),
             max_merge_rows: 100_000,
+            topology: None,
+            failover_buffer: FailoverBufferConfig::default(),
         }
     }
 }
@@ -63,7 +116,7 @@ pub struct KeyspaceConfig {
 pub struct ShardConfig {
     /// `-80`, `80-`, or `0` for an unsharded keyspace.
     pub name: String,
-    /// `host:port` or `unix:/path` of the shard's primary.
+    /// `host:port` or `unix:/path` of the shard's primary (leave empty with `topology`).
     pub address: String,
     /// The shard's database on that server; defaults to the keyspace name.
     pub database: Option<String>,
@@ -103,6 +156,9 @@ impl ShardingConfig {
                 ));
             }
             for (i, s) in ks.shards.iter().enumerate() {
+                if self.topology.is_some() && s.address.is_empty() {
+                    continue;
+                }
                 parse_endpoint(&s.address).map_err(|m| {
                     ConfigError::invalid(
                         format!("sharding.keyspaces.{name}.shards[{i}].address"),
@@ -114,6 +170,20 @@ impl ShardingConfig {
                 name.clone(),
                 ks.shards.iter().map(|s| s.name.clone()).collect(),
             );
+        }
+        if let Some(t) = &self.topology {
+            if t.cell.is_empty() || t.cell.contains('/') {
+                return Err(ConfigError::invalid(
+                    "sharding.topology.cell",
+                    "must be a non-empty name without '/'",
+                ));
+            }
+        }
+        if !(100..=600_000).contains(&self.failover_buffer.window_ms) {
+            return Err(ConfigError::invalid(
+                "sharding.failover_buffer.window_ms",
+                "must be between 100 and 600000",
+            ));
         }
         let vschema = match &self.vschema_file {
             None => SrvVSchema::default(),

@@ -1,5 +1,7 @@
 //! The `topology` section: where the db role registers its tablet and reports its health.
 
+use std::path::PathBuf;
+
 use serde::{Deserialize, Serialize};
 use shardcar_topo::TabletType;
 
@@ -28,6 +30,19 @@ pub struct TopologyConfig {
     /// How often health (serving, read-only, lag, GTID position) is measured and
     /// published.
     pub health_interval_ms: u64,
+    /// Where replicas reach this tablet's mysqld (`host:port`), for `CHANGE MASTER TO`
+    /// after a reparent (default: `upstream.address` when it is TCP).
+    pub mysqld_address: Option<String>,
+    /// The mysqld account tablet actions use (read-only switching, replication setup);
+    /// on MariaDB 10.11 it needs `READ_ONLY ADMIN`, `REPLICATION SLAVE ADMIN` and
+    /// `BINLOG ADMIN`. Default: the upstream account. The upstream (serving) account must
+    /// lack `READ_ONLY ADMIN` (and `SUPER` on MySQL), or a demoted primary keeps
+    /// accepting its writes.
+    pub dba_user: Option<String>,
+    pub dba_password_file: Option<PathBuf>,
+    /// The account replicas log in to their primary with (`REPLICATION SLAVE`).
+    pub replication_user: String,
+    pub replication_password_file: Option<PathBuf>,
 }
 
 impl Default for TopologyConfig {
@@ -43,18 +58,37 @@ impl Default for TopologyConfig {
             hostname: None,
             lease_ttl_ms: 10_000,
             health_interval_ms: 1_000,
+            mysqld_address: None,
+            dba_user: None,
+            dba_password_file: None,
+            replication_user: "repl".to_string(),
+            replication_password_file: None,
         }
     }
 }
 
 impl TopologyConfig {
+    /// The dba account's password, when `dba_password_file` is set.
+    pub fn dba_password(&self) -> Result<Option<Vec<u8>>, ConfigError> {
+        self.dba_password_file
+            .as_deref()
+            .map(|p| super::secrets::read_password_file(p, "topology.dba_password_file"))
+            .transpose()
+    }
+
+    /// The replication account's password (empty when no file is set).
+    pub fn replication_password(&self) -> Result<Vec<u8>, ConfigError> {
+        Ok(self
+            .replication_password_file
+            .as_deref()
+            .map(|p| super::secrets::read_password_file(p, "topology.replication_password_file"))
+            .transpose()?
+            .unwrap_or_default())
+    }
+
+    /// Checks every field but `etcd_endpoints`, which may be empty when the topology
+    /// store is handed over in-process (the server checks it when binding).
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.etcd_endpoints.is_empty() {
-            return Err(ConfigError::invalid(
-                "topology.etcd_endpoints",
-                "name at least one etcd client URL",
-            ));
-        }
         for (field, value) in [
             ("topology.cell", &self.cell),
             ("topology.keyspace", &self.keyspace),
@@ -72,6 +106,28 @@ impl TopologyConfig {
                 "topology.lease_ttl_ms",
                 "must be between 1000 and 600000",
             ));
+        }
+        if let Some(a) = &self.mysqld_address {
+            match super::parse_endpoint(a) {
+                Ok(super::Endpoint::Tcp(_)) => {}
+                _ => {
+                    return Err(ConfigError::invalid(
+                        "topology.mysqld_address",
+                        "must be host:port (replicas connect over TCP)",
+                    ))
+                }
+            }
+        }
+        for (field, path) in [
+            ("topology.dba_password_file", &self.dba_password_file),
+            (
+                "topology.replication_password_file",
+                &self.replication_password_file,
+            ),
+        ] {
+            if let Some(p) = path {
+                super::secrets::read_password_file(p, field)?;
+            }
         }
         if !(100..=60_000).contains(&self.health_interval_ms) {
             return Err(ConfigError::invalid(

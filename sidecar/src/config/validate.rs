@@ -94,7 +94,7 @@ pub(super) fn validate(c: &AppConfig) -> Result<(), ConfigError> {
     }
 
     let up = &c.upstream;
-    let endpoint = up.endpoint()?;
+    let endpoint = c.upstream_endpoint()?;
     if up.user.is_empty() {
         return Err(ConfigError::invalid("upstream.user", "must not be empty"));
     }

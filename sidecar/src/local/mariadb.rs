@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::process::{Child, Command};
 
 use super::process::{
@@ -43,6 +43,9 @@ pub struct MariaDbOptions {
     pub root_password: String,
     /// Binary log with GTID-friendly settings (row format, log_slave_updates, strict mode).
     pub log_bin: bool,
+    /// Run inside this network namespace (`ip netns exec`); the unix socket, which the
+    /// readiness check and [`MariaDb::exec`] use, works across namespaces.
+    pub netns: Option<String>,
 }
 
 impl Default for MariaDbOptions {
@@ -54,6 +57,7 @@ impl Default for MariaDbOptions {
             extra_args: Vec::new(),
             root_password: "root".to_string(),
             log_bin: false,
+            netns: None,
         }
     }
 }
@@ -181,7 +185,10 @@ impl MariaDb {
         // A previous run's error log would confuse the tail we report.
         let _ = tokio::fs::remove_file(data_dir.join(ERROR_LOG)).await;
 
-        let mut cmd = Command::new(&programs.server);
+        let mut cmd = Command::from(super::process::command_in(
+            opts.netns.as_deref(),
+            &programs.server,
+        ));
         cmd.arg("--no-defaults")
             .args(server_args(&data_dir, &socket, port, opts))
             .args(&opts.extra_args)
@@ -400,17 +407,23 @@ impl MariaDb {
         password: &str,
         grants_sql: &str,
     ) -> Result<(), LocalError> {
-        let (u, pw) = (sql_string(user), sql_string(password));
-        let mut sql = String::new();
-        for host in ["localhost", "127.0.0.1"] {
-            sql.push_str(&format!(
-                "CREATE USER IF NOT EXISTS {u}@'{host}' IDENTIFIED BY {pw};\n\
-                 ALTER USER {u}@'{host}' IDENTIFIED BY {pw};\n"
-            ));
-            if !grants_sql.trim().is_empty() {
-                sql.push_str(&format!("GRANT {grants_sql} TO {u}@'{host}';\n"));
-            }
-        }
+        self.exec(&user_sql(user, password, grants_sql))
+            .await
+            .map(|_| ())
+    }
+
+    /// [`MariaDb::create_user`] outside the binary log: the account exists on this server
+    /// only, and its replicas do not replay it.
+    pub async fn create_local_user(
+        &self,
+        user: &str,
+        password: &str,
+        grants_sql: &str,
+    ) -> Result<(), LocalError> {
+        let sql = format!(
+            "SET SESSION sql_log_bin = 0;\n{}",
+            user_sql(user, password, grants_sql)
+        );
         self.exec(&sql).await.map(|_| ())
     }
 
@@ -636,10 +649,8 @@ fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
 /// creates it after binding the TCP port, so both are up.
 async fn greeting_received(socket: &Path) -> bool {
     let attempt = async {
-        let mut stream = tokio::net::UnixStream::connect(socket).await.ok()?;
-        let mut header = [0u8; 5];
-        stream.read_exact(&mut header).await.ok()?;
-        Some(header[4] == 10 || header[4] == 0xff)
+        let stream = tokio::net::UnixStream::connect(socket).await.ok()?;
+        Some(crate::app::sends_greeting(stream).await)
     };
     matches!(
         tokio::time::timeout(Duration::from_secs(2), attempt).await,
@@ -679,6 +690,22 @@ fn abbreviate(sql: &str) -> String {
         Some((cut, _)) => format!("{}...", &one_line[..cut]),
         None => one_line,
     }
+}
+
+/// CREATE USER (or ALTER, when it exists) for `localhost` and `127.0.0.1`, with `grants_sql`.
+fn user_sql(user: &str, password: &str, grants_sql: &str) -> String {
+    let (u, pw) = (sql_string(user), sql_string(password));
+    let mut sql = String::new();
+    for host in ["localhost", "127.0.0.1"] {
+        sql.push_str(&format!(
+            "CREATE USER IF NOT EXISTS {u}@'{host}' IDENTIFIED BY {pw};\n\
+             ALTER USER {u}@'{host}' IDENTIFIED BY {pw};\n"
+        ));
+        if !grants_sql.trim().is_empty() {
+            sql.push_str(&format!("GRANT {grants_sql} TO {u}@'{host}';\n"));
+        }
+    }
+    sql
 }
 
 #[cfg(test)]

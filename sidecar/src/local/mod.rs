@@ -6,6 +6,8 @@
 //! db-role sidecar beside it (unless `--no-db-role`), and one app sidecar routes every
 //! keyspace in front of them, all in this process.
 
+pub mod etcd;
+pub mod http;
 pub mod mariadb;
 pub mod process;
 
@@ -25,9 +27,11 @@ use shardcar_filter::protocol::auth::{
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 
+use shardcar_topo::{MemoryStore, TabletType, Topology};
+
 use crate::config::{
-    AppConfig, KeyspaceConfig, ShardConfig, ShardingConfig, TransactionMode, UpstreamConfig,
-    UserConfig,
+    AppConfig, KeyspaceConfig, ShardConfig, ShardingConfig, TopologyConfig, TopologySourceConfig,
+    TransactionMode, UpstreamConfig, UserConfig,
 };
 
 pub use error::LocalError;
@@ -65,6 +69,10 @@ const CELL: &str = "zone1";
 const FIRST_TABLET_UID: u32 = 100;
 /// The sidecar's own MariaDB account.
 const UPSTREAM_USER: &str = "shardcar";
+/// The account tablet actions use (read-only switching, replication).
+const DBA_USER: &str = "shardcar_dba";
+/// The account replicas replicate with.
+const REPL_USER: &str = "shardcar_repl";
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 const LOCAL_DRAIN_TIMEOUT_MS: u64 = 5_000;
 
@@ -111,6 +119,66 @@ pub struct LocalArgs {
     /// sidecar beside it (the default runs one per tablet, as in production).
     #[arg(long)]
     pub no_db_role: bool,
+    /// GTID replicas per shard, each with its db sidecar; the app sidecar then follows
+    /// the topology for primaries and replicas, and reparents move primaries.
+    #[arg(long, default_value_t = 0)]
+    pub replicas: u32,
+    /// Where the topology lives: `embedded` (in this process; the default with
+    /// replicas), `etcd` (the `--etcd` cluster, or an etcd this command starts), or
+    /// `none` (static addresses; the default without replicas).
+    #[arg(long, value_enum)]
+    pub topo: Option<TopoMode>,
+    /// etcd client URLs for `--topo etcd` (default: start one etcd member).
+    #[arg(long = "etcd", value_name = "URL", value_delimiter = ',')]
+    pub etcd: Vec<String>,
+    /// Do not run the failover orchestrator (it runs by default with a topology).
+    #[arg(long)]
+    pub no_orchestrator: bool,
+    /// Replicas further behind get no reads (`USE ks@replica`).
+    #[arg(long, default_value_t = 30_000)]
+    pub max_replica_lag_ms: u64,
+    /// The keyspaces' durability policy: `none`, `semi_sync` (a commit waits until a
+    /// replica has it) or `cross_cell`.
+    #[arg(long, value_enum, default_value_t = Durability::None)]
+    pub durability: Durability,
+}
+
+/// `--durability`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Durability {
+    None,
+    SemiSync,
+    CrossCell,
+}
+
+impl Durability {
+    /// The policy's name in the keyspace record.
+    fn policy(self) -> &'static str {
+        match self {
+            Durability::None => "none",
+            Durability::SemiSync => "semi_sync",
+            Durability::CrossCell => "cross_cell",
+        }
+    }
+}
+
+/// `--topo`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TopoMode {
+    None,
+    Embedded,
+    Etcd,
+}
+
+impl LocalArgs {
+    /// The topology mode after defaults.
+    fn topo_mode(&self) -> TopoMode {
+        self.topo.unwrap_or(if self.replicas > 0 {
+            TopoMode::Embedded
+        } else {
+            TopoMode::None
+        })
+    }
 }
 
 impl Default for LocalArgs {
@@ -128,6 +196,12 @@ impl Default for LocalArgs {
             transaction_mode: TransactionMode::Multi,
             max_merge_rows: 100_000,
             no_db_role: false,
+            replicas: 0,
+            topo: None,
+            etcd: Vec::new(),
+            no_orchestrator: false,
+            durability: Durability::None,
+            max_replica_lag_ms: 30_000,
         }
     }
 }
@@ -189,12 +263,6 @@ enum SchemaSource {
     Builtin(&'static [(&'static str, &'static str)]),
 }
 
-/// The tablet types a shard will have; only primaries run today.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum TabletType {
-    Primary,
-}
-
 #[derive(Debug, Clone)]
 struct TabletPlan {
     uid: u32,
@@ -228,6 +296,15 @@ fn demo_mode(args: &LocalArgs) -> bool {
 
 /// Turns the flags into keyspaces → shards → tablets, refusing what this release cannot run.
 fn plan(args: &LocalArgs) -> anyhow::Result<Vec<KeyspacePlan>> {
+    if args.topo_mode() != TopoMode::None && args.no_db_role {
+        bail!("--no-db-role: the db sidecars register the tablets in the topology; drop --no-db-role or use --topo none");
+    }
+    if args.replicas > 0 && args.topo_mode() == TopoMode::None {
+        bail!("--replicas needs a topology (--topo embedded or etcd) to route reads and reparent");
+    }
+    if args.replicas > 8 {
+        bail!("--replicas {}: at most 8 per shard", args.replicas);
+    }
     let mut wanted = args.keyspaces.clone();
     if demo_mode(args) {
         for (name, shards) in [(DEMO_KEYSPACE, DEMO_SHARDS), (DEMO_LOOKUP_KEYSPACE, 1)] {
@@ -277,15 +354,18 @@ fn plan(args: &LocalArgs) -> anyhow::Result<Vec<KeyspacePlan>> {
         let shards = shard_names
             .into_iter()
             .map(|name| {
-                let plan = ShardPlan {
-                    name,
-                    tablets: vec![TabletPlan {
-                        uid: next_uid,
-                        tablet_type: TabletType::Primary,
-                    }],
-                };
+                let tablets = (0..=args.replicas)
+                    .map(|i| TabletPlan {
+                        uid: next_uid + i,
+                        tablet_type: if i == 0 {
+                            TabletType::Primary
+                        } else {
+                            TabletType::Replica
+                        },
+                    })
+                    .collect();
                 next_uid += 100;
-                plan
+                ShardPlan { name, tablets }
             })
             .collect();
         keyspaces.push(KeyspacePlan {
@@ -302,9 +382,110 @@ fn plan(args: &LocalArgs) -> anyhow::Result<Vec<KeyspacePlan>> {
 struct Tablet {
     keyspace: String,
     shard: String,
+    uid: u32,
     alias: String,
     tablet_type: TabletType,
     db: MariaDb,
+}
+
+/// The passwords of the local cluster's MariaDB accounts, kept in files in the data dir.
+#[derive(Debug)]
+struct Accounts {
+    upstream: String,
+    upstream_file: PathBuf,
+    dba_file: PathBuf,
+    repl: String,
+    repl_file: PathBuf,
+}
+
+impl Accounts {
+    fn create(root: &Path) -> anyhow::Result<Accounts> {
+        let fresh = |name: &str| -> anyhow::Result<(String, PathBuf)> {
+            let secret = Alphanumeric.sample_string(&mut rand::thread_rng(), 24);
+            let path = root.join(name);
+            write_secret(&path, &secret)?;
+            Ok((secret, path))
+        };
+        let (upstream, upstream_file) = fresh("upstream-password")?;
+        let (_, dba_file) = fresh("dba-password")?;
+        let (repl, repl_file) = fresh("repl-password")?;
+        Ok(Accounts {
+            upstream,
+            upstream_file,
+            dba_file,
+            repl,
+            repl_file,
+        })
+    }
+
+    /// Creates the accounts on every tablet, outside the binary log (each server has its
+    /// own, and replicas must not replay them). The serving account lacks READ_ONLY
+    /// ADMIN so that a read-only (demoted) server refuses its writes.
+    async fn install(&self, tablets: &[Tablet]) -> anyhow::Result<()> {
+        let dba = std::fs::read_to_string(&self.dba_file)
+            .with_context(|| format!("reading {}", self.dba_file.display()))?;
+        for t in tablets {
+            t.db.create_local_user(UPSTREAM_USER, &self.upstream, "ALL PRIVILEGES ON *.*")
+                .await?;
+            t.db.exec(&format!(
+                "SET SESSION sql_log_bin = 0;                  REVOKE READ_ONLY ADMIN ON *.* FROM '{UPSTREAM_USER}'@'localhost';                  REVOKE READ_ONLY ADMIN ON *.* FROM '{UPSTREAM_USER}'@'127.0.0.1';"
+            ))
+            .await?;
+            t.db.create_local_user(DBA_USER, &dba, "ALL PRIVILEGES ON *.*")
+                .await?;
+            t.db.create_local_user(REPL_USER, &self.repl, "REPLICATION SLAVE ON *.*")
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+/// The `mariadbd` options a tablet needs beyond the defaults.
+fn mysqld_args(args: &LocalArgs) -> Vec<String> {
+    let mut out = Vec::new();
+    if args.topo_mode() != TopoMode::None {
+        // Every tablet starts read-only: its db sidecar makes the primary writable once
+        // the topology confirms it, so a restarted former primary never takes a write
+        // (not even the heartbeat's) before it learns it was replaced.
+        out.push("--read-only=ON".to_string());
+        // A replica notices a primary that went silent (a partition drops packets)
+        // within 4 s (heartbeats every 2 s) instead of MariaDB's default 60 s.
+        out.push("--slave-net-timeout=4".to_string());
+    }
+    if args.replicas > 0 {
+        // A restarted former primary drops binary-log transactions no replica
+        // acknowledged (MariaDB's semi-sync crash recovery), so it can rejoin as a replica.
+        out.push("--rpl-semi-sync-slave-enabled=ON".to_string());
+    }
+    out
+}
+
+/// Points every replica at its shard's primary (GTID, `MASTER_USE_GTID=slave_pos`) and
+/// makes it read-only. A replica that already replicates (a kept data dir) is left as is.
+async fn start_replication(tablets: &[Tablet], accounts: &Accounts) -> anyhow::Result<()> {
+    for r in tablets
+        .iter()
+        .filter(|t| t.tablet_type == TabletType::Replica)
+    {
+        let Some(primary) = tablets.iter().find(|t| {
+            t.tablet_type == TabletType::Primary && t.keyspace == r.keyspace && t.shard == r.shard
+        }) else {
+            continue;
+        };
+        let status = r.db.exec("SHOW ALL SLAVES STATUS;").await?;
+        if !status.trim().is_empty() {
+            continue;
+        }
+        r.db.exec(&format!(
+            "SET GLOBAL read_only = 1;              CHANGE MASTER TO MASTER_HOST = '127.0.0.1', MASTER_PORT = {},              MASTER_USER = '{REPL_USER}', MASTER_PASSWORD = '{}',              MASTER_USE_GTID = slave_pos, MASTER_CONNECT_RETRY = 1;              START SLAVE;",
+            primary.db.port(),
+            accounts.repl
+        ))
+        .await
+        .with_context(|| format!("starting replication on tablet {}", r.alias))?;
+        tracing::info!(tablet = %r.alias, primary = %primary.alias, "replicating");
+    }
+    Ok(())
 }
 
 /// Runs the local cluster until SIGINT/SIGTERM, then stops everything.
@@ -342,13 +523,15 @@ pub async fn run_until(args: LocalArgs, shutdown: watch::Receiver<bool>) -> anyh
             for shard in &ks.shards {
                 for tablet in &shard.tablets {
                     let alias = tablet.alias();
+                    let extra_args = mysqld_args(&args);
                     let db = MariaDb::start(MariaDbOptions {
                         data_dir: Some(root.join(format!("vt_{:010}", tablet.uid))),
                         port: None,
                         server_id: tablet.uid,
-                        extra_args: Vec::new(),
+                        extra_args,
                         root_password: root_password.clone(),
                         log_bin: true,
+                        netns: None,
                     })
                     .await
                     .with_context(|| format!("starting mariadbd for tablet {alias}"))?;
@@ -359,6 +542,7 @@ pub async fn run_until(args: LocalArgs, shutdown: watch::Receiver<bool>) -> anyh
                     tablets.push(Tablet {
                         keyspace: ks.name.clone(),
                         shard: shard.name.clone(),
+                        uid: tablet.uid,
                         alias,
                         tablet_type: tablet.tablet_type,
                         db,
@@ -366,10 +550,17 @@ pub async fn run_until(args: LocalArgs, shutdown: watch::Receiver<bool>) -> anyh
                 }
             }
         }
+        let accounts = Accounts::create(&root)?;
+        accounts.install(&tablets).await?;
+        start_replication(&tablets, &accounts).await?;
         let mut data = Vec::new();
         for ks in &keyspaces {
             let mut created = false;
-            for tablet in tablets.iter().filter(|t| t.keyspace == ks.name) {
+            // Replicas get the database and schema through replication.
+            for tablet in tablets
+                .iter()
+                .filter(|t| t.keyspace == ks.name && t.tablet_type == TabletType::Primary)
+            {
                 created |= create_keyspace_database(tablet, ks).await?;
             }
             if created {
@@ -378,7 +569,34 @@ pub async fn run_until(args: LocalArgs, shutdown: watch::Receiver<bool>) -> anyh
                 }
             }
         }
-        serve(&args, &keyspaces, &tablets, &root, &data, shutdown, started).await
+        let (topology, _etcd) = start_topology(&args).await?;
+        if let Some(t) = &topology {
+            let t = t.connect().await?;
+            for ks in &keyspaces {
+                let record = shardcar_topo::KeyspaceRecord {
+                    durability_policy: args.durability.policy().to_string(),
+                    vschema: None,
+                };
+                match t.create_keyspace(&ks.name, &record).await {
+                    Ok(()) | Err(shardcar_topo::TopoError::Exists(_)) => {}
+                    Err(e) => return Err(e).context("creating the keyspace records"),
+                }
+            }
+            if !args.no_orchestrator {
+                tokio::spawn(orchestrate(t, shutdown.clone()));
+            }
+        } else if args.durability != Durability::None {
+            bail!("--durability needs replicas (--replicas N)");
+        }
+        let run = Run {
+            args: &args,
+            keyspaces: &keyspaces,
+            tablets: &tablets,
+            root: &root,
+            accounts: &accounts,
+            topology,
+        };
+        serve(&run, &data, shutdown, started).await
     }
     .await;
 
@@ -519,43 +737,123 @@ fn sql_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-/// Starts a db-role sidecar beside every primary (unless `--no-db-role`) and the app
-/// sidecar in front of them, in-process, and runs until shutdown.
-async fn serve(
+/// What a running local cluster is made of, for starting its sidecars.
+struct Run<'a> {
+    args: &'a LocalArgs,
+    keyspaces: &'a [KeyspacePlan],
+    tablets: &'a [Tablet],
+    root: &'a Path,
+    accounts: &'a Accounts,
+    topology: Option<LocalTopology>,
+}
+
+/// The topology of a local cluster: in this process, or in etcd.
+#[derive(Debug, Clone)]
+enum LocalTopology {
+    Embedded(Topology),
+    Etcd(Vec<String>),
+}
+
+impl LocalTopology {
+    /// The store handed to the sidecars in-process (none for etcd: they connect).
+    fn store(&self) -> Option<Topology> {
+        match self {
+            LocalTopology::Embedded(t) => Some(t.clone()),
+            LocalTopology::Etcd(_) => None,
+        }
+    }
+
+    /// A client of the topology.
+    async fn connect(&self) -> anyhow::Result<Topology> {
+        match self {
+            LocalTopology::Embedded(t) => Ok(t.clone()),
+            LocalTopology::Etcd(endpoints) => {
+                let store = shardcar_topo::EtcdStore::connect(endpoints)
+                    .await
+                    .context("connecting to etcd")?;
+                Ok(Topology::new(
+                    std::sync::Arc::new(store),
+                    shardcar_topo::Layout::default(),
+                ))
+            }
+        }
+    }
+
+    fn endpoints(&self) -> Vec<String> {
+        match self {
+            LocalTopology::Embedded(_) => Vec::new(),
+            LocalTopology::Etcd(e) => e.clone(),
+        }
+    }
+}
+
+/// Runs the failover orchestrator on the local topology until shutdown.
+async fn orchestrate(topology: Topology, shutdown: watch::Receiver<bool>) {
+    let options = shardcar_control::OrchestratorOptions::default();
+    shardcar_control::orchestrator::run(topology, options, shutdown, |report, detected| {
+        tracing::info!(
+            keyspace = %report.keyspace, shard = %report.shard,
+            from = %report.old_primary, to = %report.new_primary, term = report.term,
+            detected_ms = detected.as_millis() as u64, promotion_ms = report.promotion_ms,
+            "automatic failover done"
+        );
+    })
+    .await;
+}
+
+/// Starts the topology `--topo` asks for; the etcd member (when this command started one)
+/// lives as long as the returned handle.
+async fn start_topology(
     args: &LocalArgs,
-    keyspaces: &[KeyspacePlan],
-    tablets: &[Tablet],
-    root: &Path,
+) -> anyhow::Result<(Option<LocalTopology>, Option<etcd::Etcd>)> {
+    match args.topo_mode() {
+        TopoMode::None => Ok((None, None)),
+        TopoMode::Embedded => {
+            let store = std::sync::Arc::new(MemoryStore::new());
+            let topology = Topology::new(store, shardcar_topo::Layout::default());
+            Ok((Some(LocalTopology::Embedded(topology)), None))
+        }
+        TopoMode::Etcd if !args.etcd.is_empty() => {
+            Ok((Some(LocalTopology::Etcd(args.etcd.clone())), None))
+        }
+        TopoMode::Etcd => {
+            // Started on this (runtime) thread, not a blocking-pool one: etcd dies with the
+            // thread that spawned it (PR_SET_PDEATHSIG), and pool threads come and go.
+            let member = etcd::Etcd::start().context("starting etcd")?;
+            tracing::info!(url = %member.client_url(), "etcd ready");
+            Ok((
+                Some(LocalTopology::Etcd(vec![member.client_url()])),
+                Some(member),
+            ))
+        }
+    }
+}
+
+/// Starts a db-role sidecar beside every tablet (unless `--no-db-role`; without a
+/// topology only primaries serve) and the app sidecar in front of them, in-process, and
+/// runs until shutdown.
+async fn serve(
+    run: &Run<'_>,
     data: &[(String, String, String)],
     shutdown: watch::Receiver<bool>,
     started: Instant,
 ) -> anyhow::Result<()> {
-    let upstream_password = Alphanumeric.sample_string(&mut rand::thread_rng(), 24);
-    for tablet in tablets
-        .iter()
-        .filter(|t| t.tablet_type == TabletType::Primary)
-    {
-        tablet
-            .db
-            .create_user(UPSTREAM_USER, &upstream_password, "ALL PRIVILEGES ON *.*")
-            .await?;
-    }
-    let password_file = root.join("upstream-password");
-    write_secret(&password_file, &upstream_password)?;
-
+    let args = run.args;
     // Where the app sidecar reaches each primary: its db-role sidecar, or mariadbd itself.
     let mut db_sidecars = Vec::new();
     let mut addresses = std::collections::HashMap::new();
-    for tablet in tablets
+    for tablet in run
+        .tablets
         .iter()
-        .filter(|t| t.tablet_type == TabletType::Primary)
+        .filter(|t| t.tablet_type == TabletType::Primary || run.topology.is_some())
     {
         let address = if args.no_db_role {
             // Every tablet runs on this machine: its Unix socket skips the TCP stack.
             format!("unix:{}", tablet.db.socket().display())
         } else {
-            let config = db_config(tablet, &upstream_password, &password_file);
-            let server = crate::app::AppServer::bind_role(config, crate::app::Role::Db)
+            let config = db_config(run, tablet);
+            let store = run.topology.as_ref().and_then(LocalTopology::store);
+            let server = crate::app::AppServer::bind_with(config, crate::app::Role::Db, store)
                 .await
                 .with_context(|| format!("starting the db sidecar of tablet {}", tablet.alias))?;
             let (addr, admin) = (server.local_addr()?, server.admin_addr()?);
@@ -568,19 +866,12 @@ async fn serve(
         };
         addresses.insert(tablet.alias.clone(), address);
     }
-    let result = serve_app(
-        args,
-        keyspaces,
-        tablets,
-        &addresses,
-        root,
-        data,
-        &password_file,
-        shutdown,
-        started,
-    )
-    .await;
+    let result = serve_app(run, &addresses, data, shutdown, started).await;
     for db in db_sidecars {
+        if result.is_err() {
+            // The app sidecar failed: nothing will stop the db sidecars otherwise.
+            db.abort();
+        }
         if let Ok(Err(e)) = db.await {
             tracing::warn!(error = %e, "a db sidecar failed");
         }
@@ -588,19 +879,16 @@ async fn serve(
     result
 }
 
-/// Runs the app sidecar in front of the primaries at `addresses` until shutdown.
-#[allow(clippy::too_many_arguments)]
+/// Runs the app sidecar in front of the primaries at `addresses` (or the topology's)
+/// until shutdown.
 async fn serve_app(
-    args: &LocalArgs,
-    keyspaces: &[KeyspacePlan],
-    tablets: &[Tablet],
+    run: &Run<'_>,
     addresses: &std::collections::HashMap<String, String>,
-    root: &Path,
     data: &[(String, String, String)],
-    password_file: &Path,
     mut shutdown: watch::Receiver<bool>,
     started: Instant,
 ) -> anyhow::Result<()> {
+    let (args, keyspaces, tablets) = (run.args, run.keyspaces, run.tablets);
     let (Some(ks), Some(primary)) = (
         keyspaces.first(),
         tablets
@@ -610,24 +898,46 @@ async fn serve_app(
         bail!("no primary tablet to serve");
     };
     let address = |t: &Tablet| {
+        if run.topology.is_some() {
+            // The topology says where each primary is.
+            return String::new();
+        }
         addresses
             .get(&t.alias)
             .cloned()
             .unwrap_or_else(|| t.db.address())
     };
-    let mut config = app_config(args, address(primary), &ks.name, password_file);
-    if keyspaces.len() > 1 || keyspaces.iter().any(|k| k.shards.len() > 1) || args.vschema.is_some()
+    let mut config = app_config(
+        args,
+        address(primary),
+        &ks.name,
+        &run.accounts.upstream_file,
+    );
+    if keyspaces.len() > 1
+        || keyspaces.iter().any(|k| k.shards.len() > 1)
+        || args.vschema.is_some()
+        || run.topology.is_some()
     {
         let mut sharding = sharding_config(args, tablets, address);
         if sharding.vschema_file.is_none() && demo_mode(args) {
-            let path = root.join("demo-vschema.json");
+            let path = run.root.join("demo-vschema.json");
             std::fs::write(&path, DEMO_VSCHEMA)
                 .with_context(|| format!("writing {}", path.display()))?;
             sharding.vschema_file = Some(path);
         }
+        if let Some(t) = &run.topology {
+            sharding.topology = Some(TopologySourceConfig {
+                etcd_endpoints: t.endpoints(),
+                cell: CELL.to_string(),
+                max_replica_lag_ms: args.max_replica_lag_ms,
+                ..TopologySourceConfig::default()
+            });
+        }
         config.sharding = Some(sharding);
     }
-    let mut app = tokio::spawn(crate::app::run(config, shutdown.clone()));
+    let store = run.topology.as_ref().and_then(LocalTopology::store);
+    let server = crate::app::AppServer::bind_with(config, crate::app::Role::App, store).await?;
+    let mut app = tokio::spawn(server.serve(shutdown.clone()));
 
     // Ready when /ready answers 200; the app task ending first is a start failure.
     let deadline = Instant::now() + READY_TIMEOUT;
@@ -729,19 +1039,37 @@ fn user(name: &str, password: &str) -> UserConfig {
 }
 
 /// The db-role sidecar of one tablet: on loopback ports of its own, accepting the app
-/// sidecar's account and logging in to mariadbd with it over the Unix socket.
-fn db_config(tablet: &Tablet, upstream_password: &str, password_file: &Path) -> AppConfig {
+/// sidecar's account and logging in to mariadbd with it over the Unix socket; with a
+/// topology it registers the tablet and answers reparent actions.
+fn db_config(run: &Run<'_>, tablet: &Tablet) -> AppConfig {
+    let accounts = run.accounts;
+    let topology = run.topology.as_ref().map(|t| TopologyConfig {
+        etcd_endpoints: t.endpoints(),
+        cell: CELL.to_string(),
+        uid: tablet.uid,
+        keyspace: tablet.keyspace.clone(),
+        shard: tablet.shard.clone(),
+        tablet_type: tablet.tablet_type,
+        hostname: Some(Ipv4Addr::LOCALHOST.to_string()),
+        mysqld_address: Some(tablet.db.address()),
+        dba_user: Some(DBA_USER.to_string()),
+        dba_password_file: Some(accounts.dba_file.clone()),
+        replication_user: REPL_USER.to_string(),
+        replication_password_file: Some(accounts.repl_file.clone()),
+        ..TopologyConfig::default()
+    });
     AppConfig {
         listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
         admin_listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
         drain_timeout_ms: LOCAL_DRAIN_TIMEOUT_MS,
-        users: vec![user(UPSTREAM_USER, upstream_password)],
+        users: vec![user(UPSTREAM_USER, &accounts.upstream)],
         upstream: UpstreamConfig {
             address: format!("unix:{}", tablet.db.socket().display()),
             user: UPSTREAM_USER.to_string(),
-            password_file: Some(password_file.to_path_buf()),
+            password_file: Some(accounts.upstream_file.clone()),
             ..UpstreamConfig::default()
         },
+        topology,
         ..AppConfig::default()
     }
 }
@@ -773,6 +1101,7 @@ fn sharding_config(
         keyspaces,
         transaction_mode: args.transaction_mode,
         max_merge_rows: args.max_merge_rows,
+        ..ShardingConfig::default()
     }
 }
 

@@ -104,3 +104,16 @@ pub fn require_program(
         install_hint: install_hint.to_string(),
     })
 }
+
+/// A command for `program`, run inside network namespace `netns` (`ip netns exec`, which
+/// execs the program in place, so the child's pid is the program's) when one is given.
+pub fn command_in(netns: Option<&str>, program: &Path) -> std::process::Command {
+    match netns {
+        None => std::process::Command::new(program),
+        Some(ns) => {
+            let mut c = std::process::Command::new("ip");
+            c.args(["netns", "exec", ns]).arg(program);
+            c
+        }
+    }
+}

@@ -2,8 +2,10 @@
 //! with per-command series resolved up front so that recording a command is two atomic
 //! updates, and process gauges (RSS, CPU) refreshed when scraped.
 
+mod failover;
 mod guard;
 
+pub use failover::FailoverMetrics;
 pub use guard::GuardMetrics;
 
 use std::sync::atomic::AtomicU64;
@@ -138,6 +140,8 @@ pub struct Metrics {
     process: Mutex<ProcessMetrics>,
     /// Connection protection (pool, timeouts, rules); zero unless the db role runs.
     pub guard: GuardMetrics,
+    /// Failover buffering, replica reads and tablet actions.
+    pub failover: FailoverMetrics,
 }
 
 struct ProcessMetrics {
@@ -325,6 +329,7 @@ impl Metrics {
         );
         reg.register("process_threads", "OS threads", process.threads.clone());
         let guard = GuardMetrics::register(reg);
+        let failover = FailoverMetrics::register(reg);
 
         Arc::new(Metrics {
             registry,
@@ -349,6 +354,7 @@ impl Metrics {
             upstream_up,
             process: Mutex::new(process),
             guard,
+            failover,
         })
     }
 

@@ -1,32 +1,45 @@
-//! A minimal HTTP/1.0 GET (and body-less POST) over a raw `TcpStream`, enough for the admin endpoints and etcd's
-//! `/health` without pulling an HTTP client into the tests.
+//! A minimal HTTP/1.0 GET (and body-less POST) to loopback over a raw `TcpStream`: enough
+//! for the admin endpoints and etcd's `/health`, for the local cluster and the tests,
+//! without an HTTP client dependency.
 
 use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::net::{IpAddr, TcpStream};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
 
+const LOOPBACK: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+
 /// GETs `path` from `127.0.0.1:port`; returns the status code and the body.
 pub fn http_get(port: u16, path: &str) -> anyhow::Result<(u16, String)> {
-    http_request(port, "GET", path)
+    http_request(LOOPBACK, port, "GET", path)
 }
 
 /// POSTs to `path` (no body) on `127.0.0.1:port`; returns the status code and the body.
 pub fn http_post(port: u16, path: &str) -> anyhow::Result<(u16, String)> {
-    http_request(port, "POST", path)
+    http_request(LOOPBACK, port, "POST", path)
 }
 
-fn http_request(port: u16, method: &str, path: &str) -> anyhow::Result<(u16, String)> {
+/// [`http_get`] from `host:port` (a network namespace's address).
+pub fn http_get_at(host: IpAddr, port: u16, path: &str) -> anyhow::Result<(u16, String)> {
+    http_request(host, port, "GET", path)
+}
+
+fn http_request(
+    host: IpAddr,
+    port: u16,
+    method: &str,
+    path: &str,
+) -> anyhow::Result<(u16, String)> {
     let timeout = Duration::from_secs(5);
-    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let addr = std::net::SocketAddr::from((host, port));
     let mut stream = TcpStream::connect_timeout(&addr, timeout)
         .with_context(|| format!("connecting to {addr}"))?;
     stream.set_read_timeout(Some(timeout))?;
     stream.set_write_timeout(Some(timeout))?;
     write!(
         stream,
-        "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.0\r\nHost: {host}:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
     )?;
     let mut raw = Vec::new();
     stream

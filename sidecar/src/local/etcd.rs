@@ -1,15 +1,15 @@
-//! Real etcd (Debian `etcd-server`, v3.4) members on free loopback ports, each in its own temp
-//! dir, for the topology-store tests.
+//! Real etcd (Debian `etcd-server`, v3.4) members on free loopback ports, each in its own
+//! temp dir: the topology of `shardcar local --topo etcd`, and the tests' etcd clusters.
 
 use std::fs::File;
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use super::http::{http_get, http_post};
+use super::process::{die_with_parent, free_loopback_port, require_program};
 use anyhow::{bail, Context};
-use shardcar::local::process::{die_with_parent, require_program};
-
-use crate::http::http_get;
 
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -34,6 +34,19 @@ impl EtcdCluster {
     pub fn endpoints(&self) -> Vec<String> {
         self.members.iter().map(Etcd::client_url).collect()
     }
+
+    /// The client URLs on `host` (see [`etcd_cluster_also_on`]).
+    pub fn endpoints_on(&self, host: IpAddr) -> Vec<String> {
+        self.members
+            .iter()
+            .map(|m| format!("http://{host}:{}", m.client_port))
+            .collect()
+    }
+
+    /// The member that is the raft leader now, as the members themselves report it.
+    pub fn leader(&self) -> Option<usize> {
+        self.members.iter().position(Etcd::is_leader)
+    }
 }
 
 struct MemberPlan {
@@ -55,16 +68,21 @@ impl Etcd {
     pub fn start() -> anyhow::Result<Etcd> {
         let plan = MemberPlan {
             name: "etcd0".to_string(),
-            client_port: crate::free_port(),
-            peer_port: crate::free_port(),
+            client_port: free_loopback_port()?,
+            peer_port: free_loopback_port()?,
         };
         let initial = format!("{}=http://127.0.0.1:{}", plan.name, plan.peer_port);
-        let mut etcd = Self::spawn(&plan, &initial, "shardcar-test-1")?;
+        let mut etcd = Self::spawn(&plan, &initial, "shardcar-test-1", None)?;
         etcd.wait_healthy(HEALTH_TIMEOUT)?;
         Ok(etcd)
     }
 
-    fn spawn(plan: &MemberPlan, initial_cluster: &str, token: &str) -> anyhow::Result<Etcd> {
+    fn spawn(
+        plan: &MemberPlan,
+        initial_cluster: &str,
+        token: &str,
+        also_on: Option<IpAddr>,
+    ) -> anyhow::Result<Etcd> {
         let binary = etcd_binary()?;
         let dir = tempfile::Builder::new()
             .prefix("shardcar-etcd-")
@@ -72,7 +90,10 @@ impl Etcd {
             .context("creating the etcd temp dir")?;
         let log = File::create(dir.path().join("etcd.log")).context("creating etcd.log")?;
         let log2 = log.try_clone().context("cloning the etcd.log handle")?;
-        let client = format!("http://127.0.0.1:{}", plan.client_port);
+        let mut client = format!("http://127.0.0.1:{}", plan.client_port);
+        if let Some(host) = also_on {
+            client.push_str(&format!(",http://{host}:{}", plan.client_port));
+        }
         let peer = format!("http://127.0.0.1:{}", plan.peer_port);
         let mut cmd = Command::new(&binary);
         cmd.arg(format!("--name={}", plan.name))
@@ -135,6 +156,18 @@ impl Etcd {
         matches!(http_get(self.client_port, "/health"), Ok((200, body)) if body.contains("\"health\":\"true\""))
     }
 
+    /// Whether this member reports itself as the leader (`/v3/maintenance/status`).
+    pub fn is_leader(&self) -> bool {
+        let Ok((200, body)) = http_post(self.client_port, "/v3/maintenance/status") else {
+            return false;
+        };
+        let Ok(status) = serde_json::from_str::<serde_json::Value>(&body) else {
+            return false;
+        };
+        let member = status.pointer("/header/member_id");
+        member.is_some() && member == status.get("leader")
+    }
+
     /// `http://127.0.0.1:PORT`.
     pub fn client_url(&self) -> String {
         format!("http://127.0.0.1:{}", self.client_port)
@@ -182,16 +215,27 @@ impl Drop for Etcd {
 /// Starts an `n`-member etcd cluster on loopback and waits until every member is healthy
 /// (which needs a quorum, so all members are started before waiting).
 pub async fn etcd_cluster(n: usize) -> anyhow::Result<EtcdCluster> {
+    etcd_cluster_also_on(n, None).await
+}
+
+/// [`etcd_cluster`] whose members also take clients on `also_on` (the host side of a
+/// network namespace's link, for processes inside it).
+pub async fn etcd_cluster_also_on(
+    n: usize,
+    also_on: Option<IpAddr>,
+) -> anyhow::Result<EtcdCluster> {
     if n == 0 {
         bail!("an etcd cluster needs at least one member");
     }
-    let plans: Vec<MemberPlan> = (0..n)
-        .map(|i| MemberPlan {
-            name: format!("etcd{i}"),
-            client_port: crate::free_port(),
-            peer_port: crate::free_port(),
+    let plans = (0..n)
+        .map(|i| {
+            Ok(MemberPlan {
+                name: format!("etcd{i}"),
+                client_port: free_loopback_port()?,
+                peer_port: free_loopback_port()?,
+            })
         })
-        .collect();
+        .collect::<anyhow::Result<Vec<MemberPlan>>>()?;
     let initial = plans
         .iter()
         .map(|p| format!("{}=http://127.0.0.1:{}", p.name, p.peer_port))
@@ -205,7 +249,7 @@ pub async fn etcd_cluster(n: usize) -> anyhow::Result<EtcdCluster> {
     // Spawned on this thread (see the crate doc on PR_SET_PDEATHSIG).
     let mut members = Vec::with_capacity(n);
     for plan in &plans {
-        members.push(Etcd::spawn(plan, &initial, &token)?);
+        members.push(Etcd::spawn(plan, &initial, &token, also_on)?);
     }
     let deadline = Instant::now() + HEALTH_TIMEOUT;
     for member in &mut members {
