@@ -15,7 +15,7 @@
 //! itself read-only before its lease can expire (the db role's guard), so by the time its
 //! record is gone it takes no writes.
 //!
-//! and only after `confirmations` consecutive checks.
+//! Both must hold for `confirmations` consecutive checks before a failover starts.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};

@@ -43,7 +43,7 @@ pub use sidecar::{metric, metric_or_zero, shardcar_binary, SidecarOptions, Sidec
 /// A TCP port on 127.0.0.1 that was free a moment ago.
 pub fn free_port() -> u16 {
     #[allow(clippy::expect_used)]
-    shardcar::local::process::free_loopback_port().expect("binding 127.0.0.1:0 to find a free port")
+    shardcar::local::process::free_loopback_port().expect("finding a free loopback port")
 }
 
 /// A temp dir named `<prefix>...`, removed on drop.
@@ -65,7 +65,7 @@ pub fn workspace_root() -> std::path::PathBuf {
 /// when the task ends first or `limit` passes.
 pub async fn wait_for_local(
     port: u16,
-    task: &tokio::task::JoinHandle<anyhow::Result<()>>,
+    task: &mut tokio::task::JoinHandle<anyhow::Result<()>>,
     limit: std::time::Duration,
 ) {
     let deadline = std::time::Instant::now() + limit;
@@ -73,10 +73,13 @@ pub async fn wait_for_local(
         .await
         .is_err()
     {
-        assert!(
-            !task.is_finished(),
-            "shardcar local stopped before it was ready"
-        );
+        if task.is_finished() {
+            match task.await {
+                Ok(Ok(())) => panic!("shardcar local stopped before it was ready"),
+                Ok(Err(e)) => panic!("shardcar local failed before it was ready: {e:#}"),
+                Err(e) => panic!("shardcar local panicked before it was ready: {e}"),
+            }
+        }
         assert!(
             std::time::Instant::now() < deadline,
             "shardcar local not ready within {limit:?}"

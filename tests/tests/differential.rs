@@ -95,9 +95,9 @@ async fn run_suite() {
         ..LocalArgs::default()
     };
     let (stop, shutdown) = tokio::sync::watch::channel(false);
-    let cluster = tokio::spawn(run_until(args, shutdown));
+    let mut cluster = tokio::spawn(run_until(args, shutdown));
     let reference = start_reference(&dir.join("schema")).await;
-    shardcar_tests::wait_for_local(port, &cluster, CLUSTER_READY).await;
+    shardcar_tests::wait_for_local(port, &mut cluster, CLUSTER_READY).await;
 
     let mut sidecar = Side::connect("sidecar", opts(port, APP_USER, APP_PASSWORD).into()).await;
     let mut direct = Side::connect(

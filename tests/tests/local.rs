@@ -29,8 +29,8 @@ async fn local_demo_serves_the_dog_ratings_and_stops_cleanly() {
         ..LocalArgs::default()
     };
     let (stop, shutdown) = tokio::sync::watch::channel(false);
-    let task = tokio::spawn(run_until(args, shutdown));
-    shardcar_tests::wait_for_local(port, &task, Duration::from_secs(60)).await;
+    let mut task = tokio::spawn(run_until(args, shutdown));
+    shardcar_tests::wait_for_local(port, &mut task, Duration::from_secs(60)).await;
 
     let mut conn = connect(port, "demo").await;
     // The demo rows are loaded through the sidecar once it is up: wait for them.
@@ -116,8 +116,8 @@ async fn local_applies_a_schema_dir_in_name_order() {
         ..LocalArgs::default()
     };
     let (stop, shutdown) = tokio::sync::watch::channel(false);
-    let task = tokio::spawn(run_until(args, shutdown));
-    shardcar_tests::wait_for_local(port, &task, Duration::from_secs(60)).await;
+    let mut task = tokio::spawn(run_until(args, shutdown));
+    shardcar_tests::wait_for_local(port, &mut task, Duration::from_secs(60)).await;
     let mut conn = mysql_async::Conn::new(opts(port, "shopper", "s3cret").db_name(Some("shop")))
         .await
         .expect("connect");
@@ -145,8 +145,8 @@ async fn local_with_replicas_and_the_embedded_topology_reads_from_a_replica() {
         ..LocalArgs::default()
     };
     let (stop, shutdown) = tokio::sync::watch::channel(false);
-    let task = tokio::spawn(run_until(args, shutdown));
-    shardcar_tests::wait_for_local(port, &task, Duration::from_secs(60)).await;
+    let mut task = tokio::spawn(run_until(args, shutdown));
+    shardcar_tests::wait_for_local(port, &mut task, Duration::from_secs(60)).await;
     let mut conn = connect(port, "shop").await;
     conn.query_drop("INSERT INTO items VALUES (1, 'bone')")
         .await

@@ -42,8 +42,8 @@ async fn start(shards: u32, mode: TransactionMode) -> Cluster {
         ..LocalArgs::default()
     };
     let (stop, shutdown) = tokio::sync::watch::channel(false);
-    let task = tokio::spawn(run_until(args, shutdown));
-    shardcar_tests::wait_for_local(port, &task, Duration::from_secs(120)).await;
+    let mut task = tokio::spawn(run_until(args, shutdown));
+    shardcar_tests::wait_for_local(port, &mut task, Duration::from_secs(120)).await;
     Cluster {
         port,
         stop,

@@ -10,12 +10,31 @@ use super::LocalError;
 
 /// Returns a TCP port on 127.0.0.1 that was free a moment ago (the OS picks it).
 pub fn free_loopback_port() -> Result<u16, LocalError> {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .map_err(|e| LocalError::io("binding 127.0.0.1:0 to find a free port", e))?;
-    let addr = listener
-        .local_addr()
-        .map_err(|e| LocalError::io("reading the address of a bound listener", e))?;
-    Ok(addr.port())
+    // Ports come from below the kernel's ephemeral range (32768..60999 on Linux): an
+    // ephemeral port handed out by `bind(0)` can be taken by any outgoing connection of
+    // another process before our server binds it. Each process starts at its own point
+    // and walks on, so parallel test binaries rarely probe the same port.
+    const FIRST: u16 = 10_000;
+    const SPAN: u32 = 22_768;
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(u32::MAX);
+    let start = std::process::id().wrapping_mul(7_919) % SPAN;
+    let _ = NEXT.compare_exchange(
+        u32::MAX,
+        start,
+        std::sync::atomic::Ordering::AcqRel,
+        std::sync::atomic::Ordering::Acquire,
+    );
+    for _ in 0..SPAN {
+        let offset = NEXT.fetch_add(1, std::sync::atomic::Ordering::AcqRel) % SPAN;
+        let port = FIRST + u16::try_from(offset).unwrap_or(0);
+        if TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    Err(LocalError::io(
+        "finding a free loopback port in 10000..32767",
+        std::io::Error::from(std::io::ErrorKind::AddrInUse),
+    ))
 }
 
 /// Makes the child receive SIGKILL when the thread that spawns it exits (`PR_SET_PDEATHSIG`),
