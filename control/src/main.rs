@@ -49,6 +49,10 @@ enum Command {
         /// Time between checks of every shard.
         #[arg(long, default_value_t = 500)]
         interval_ms: u64,
+        /// Rebuild tablets with errant transactions (replication error 1236) from their
+        /// primary, discarding those transactions; without it they are only reported.
+        #[arg(long)]
+        rebuild_errant: bool,
     },
     /// Move a shard's primary to a replica (planned reparent); prints a JSON report.
     Reparent {
@@ -82,7 +86,11 @@ async fn main() -> anyhow::Result<()> {
             println!("shardcar-control {}", env!("CARGO_PKG_VERSION"));
             Ok(())
         }
-        Some(Command::Orchestrate { topo, interval_ms }) => {
+        Some(Command::Orchestrate {
+            topo,
+            interval_ms,
+            rebuild_errant,
+        }) => {
             let topology = topo.connect().await?;
             let (stop, shutdown) = tokio::sync::watch::channel(false);
             tokio::spawn(async move {
@@ -91,6 +99,7 @@ async fn main() -> anyhow::Result<()> {
             });
             let options = OrchestratorOptions {
                 interval: Duration::from_millis(interval_ms.max(50)),
+                rebuild_errant,
                 ..OrchestratorOptions::default()
             };
             orchestrator::run(topology, options, shutdown, |report, detected| {

@@ -3,6 +3,12 @@
 //! points replicas whose replication broke (a fenced old primary among them) back at
 //! their primary.
 //!
+//! A tablet whose replication fails with error 1236 holds transactions its primary never
+//! had (errant GTIDs: an old primary's unacknowledged last write, or what it wrote while
+//! cut off); repointing cannot fix it. With `rebuild_errant` the orchestrator rebuilds it
+//! from the primary (the db role's `rebuild` action, which discards those transactions);
+//! without, it only reports it, and an operator decides.
+//!
 //! A primary counts as dead only when two vantage points agree, so that a partition
 //! between the orchestrator and the primary alone does not trigger a failover:
 //! - the topology's: its tablet record is gone (the db sidecar's lease expired), or its
@@ -35,6 +41,10 @@ pub struct OrchestratorOptions {
     pub confirmations: u32,
     /// Time between attempts to repair one tablet's replication.
     pub repair_backoff: Duration,
+    /// Rebuild tablets with errant transactions from their primary (module docs).
+    pub rebuild_errant: bool,
+    /// The longest one rebuild may take.
+    pub rebuild_timeout: Duration,
     pub reparent: ReparentOptions,
 }
 
@@ -44,6 +54,8 @@ impl Default for OrchestratorOptions {
             interval: Duration::from_millis(500),
             confirmations: 2,
             repair_backoff: Duration::from_secs(5),
+            rebuild_errant: false,
+            rebuild_timeout: Duration::from_secs(3600),
             reparent: ReparentOptions {
                 wait_timeout: Duration::from_secs(10),
                 ..ReparentOptions::default()
@@ -51,6 +63,9 @@ impl Default for OrchestratorOptions {
         }
     }
 }
+
+/// MariaDB's and MySQL's "the primary lacks GTIDs this replica has" (ER_MASTER_FATAL_ERROR_READING_BINLOG).
+const ERRANT_GTID: u32 = 1236;
 
 /// The leader lock's name under the topology root.
 const LEADER_LOCK: &str = "global/locks/orchestrator";
@@ -62,6 +77,8 @@ struct State {
     suspects: HashMap<(String, String), (u32, Instant)>,
     /// When each tablet's replication was last repaired.
     repaired: HashMap<String, Instant>,
+    /// Rebuilds under way, by tablet alias; they run beside the checks.
+    rebuilds: HashMap<String, tokio::task::JoinHandle<()>>,
 }
 
 /// Runs until `shutdown`: waits to become the leader, then checks every shard at each
@@ -184,12 +201,19 @@ async fn repair(
     if !primary.health.serving || primary.mysqld_port == 0 {
         return;
     }
-    for t in members.iter().filter(|t| {
-        t.alias != primary.alias
-            && matches!(t.tablet_type, TabletType::Replica | TabletType::Spare)
-            && t.health.serving
-            && !t.health.replicating
-    }) {
+    state.rebuilds.retain(|_, task| !task.is_finished());
+    let broken: Vec<&TabletRecord> = members
+        .iter()
+        .filter(|t| {
+            t.alias != primary.alias
+                && matches!(t.tablet_type, TabletType::Replica | TabletType::Spare)
+                && t.health.serving
+                && !t.health.replicating
+                && !state.rebuilds.contains_key(&t.alias)
+        })
+        .copied()
+        .collect();
+    for t in broken {
         let recent = state
             .repaired
             .get(&t.alias)
@@ -198,11 +222,33 @@ async fn repair(
             continue;
         }
         state.repaired.insert(t.alias.clone(), Instant::now());
-        let path = format!(
-            "replicate?host={}&port={}",
-            primary.mysqld_host, primary.mysqld_port
-        );
-        match action(t, &path, options.reparent.action_timeout).await {
+        let source = format!("host={}&port={}", primary.mysqld_host, primary.mysqld_port);
+        if t.health.replication_error == Some(ERRANT_GTID) {
+            if !options.rebuild_errant {
+                warn!(tablet = %t.alias, primary = %primary.alias, "the tablet has transactions its primary lacks (errant GTIDs, error 1236) and needs a rebuild; rebuild_errant is off");
+                continue;
+            }
+            warn!(tablet = %t.alias, primary = %primary.alias, "the tablet has errant GTIDs (error 1236): rebuilding it from the primary");
+            let (tablet, primary_alias, timeout) =
+                (t.clone(), primary.alias.clone(), options.rebuild_timeout);
+            let task = tokio::spawn(async move {
+                match action(&tablet, &format!("rebuild?{source}"), timeout).await {
+                    Ok(report) => {
+                        info!(tablet = %tablet.alias, primary = %primary_alias, report = %report["rebuild"], "tablet rebuilt")
+                    }
+                    Err(e) => warn!(tablet = %tablet.alias, error = %e, "rebuild failed"),
+                }
+            });
+            state.rebuilds.insert(t.alias.clone(), task);
+            continue;
+        }
+        match action(
+            t,
+            &format!("replicate?{source}"),
+            options.reparent.action_timeout,
+        )
+        .await
+        {
             Ok(_) => info!(tablet = %t.alias, primary = %primary.alias, "replication repaired"),
             Err(e) => warn!(tablet = %t.alias, error = %e, "replication repair failed"),
         }

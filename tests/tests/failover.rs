@@ -531,20 +531,47 @@ async fn killing_a_semi_sync_primary_loses_no_acknowledged_write() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    // It rejoins as a replica unless it kept the transaction in flight at the kill that no
-    // replica acknowledged (its client got an error): MariaDB 10.11's semi-sync crash
-    // recovery does not always drop it, and the server then refuses to replicate (errant
-    // GTID, 1236) until the tablet is rebuilt. Nothing else may be errant: it started
-    // read-only, so neither the heartbeat nor a client wrote before it was fenced.
-    let deadline = Instant::now() + Duration::from_secs(30);
+    // It rejoins as a replica. If it kept the transaction in flight at the kill that no
+    // replica acknowledged (its client got an error; MariaDB 10.11's semi-sync crash
+    // recovery does not always drop it), replication refuses it (errant GTID, 1236) and
+    // the orchestrator rebuilds it from the new primary. Either way it ends up holding
+    // exactly the new primary's rows.
+    let new_primary = cluster
+        .tablets()
+        .await
+        .into_iter()
+        .find(|t| Some(&t.alias) == promoted.1.primary_alias.as_ref())
+        .expect("the new primary's record");
+    let mut on_new =
+        mysql_async::Conn::new(opts(new_primary.mysqld_port, "root", root_password.trim()))
+            .await
+            .expect("root on the new primary's mysqld");
+    let shard_rows: Option<usize> = on_new
+        .query_first(format!("SELECT COUNT(*) FROM {KEYSPACE}.acked"))
+        .await
+        .expect("the new primary's row count");
+    drop(on_new);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let count = |out: String| {
+        out.lines()
+            .last()
+            .unwrap_or("")
+            .trim()
+            .parse::<usize>()
+            .ok()
+    };
     loop {
         let t = cluster
             .tablets()
             .await
             .into_iter()
             .find(|t| t.alias == primary.alias);
-        if t.is_some_and(|t| t.health.replicating) {
-            eprintln!("the old primary rejoined as a replica");
+        let rows = restarted
+            .exec_in(KEYSPACE, "SELECT COUNT(*) FROM acked")
+            .await
+            .ok()
+            .and_then(count);
+        if t.is_some_and(|t| t.health.replicating) && rows == shard_rows {
             break;
         }
         if Instant::now() > deadline {
@@ -552,15 +579,16 @@ async fn killing_a_semi_sync_primary_loses_no_acknowledged_write() {
                 .exec("SHOW ALL SLAVES STATUS\\G")
                 .await
                 .unwrap_or_default();
-            assert!(
-                status.contains("1236"),
-                "the old primary neither replicates nor reports an errant transaction: {status}"
-            );
-            eprintln!("the old primary kept an unacknowledged transaction and needs a rebuild");
-            break;
+            panic!("the old primary did not rejoin with every row ({rows:?} of {shard_rows:?}): {status}");
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    let (_, metrics) = http_get(primary.admin_port, "/metrics").expect("old primary's metrics");
+    let rebuilt = shardcar_tests::metric_or_zero(
+        &metrics,
+        "shardcar_tablet_actions_total{action=\"rebuild\",result=\"ok\"}",
+    );
+    eprintln!("the old primary rejoined as a replica with every row ({rebuilt} rebuilds)");
     assert_eq!(rejoined.primary_term, 1);
     let upstream = std::fs::read_to_string(cluster.dir.path().join("cluster/upstream-password"))
         .expect("upstream password");
@@ -587,6 +615,103 @@ async fn read_server(conn: &mut mysql_async::Conn) -> u32 {
         .await
         .expect("replica read");
     id.expect("row 1")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_replica_with_errant_transactions_is_rebuilt_from_its_primary() {
+    let cluster = start(1, 1, Durability::None).await;
+    let tablets = cluster.wait_converged().await;
+    let find = |t: TabletType| {
+        tablets
+            .iter()
+            .find(|x| x.tablet_type == t)
+            .expect("a primary and a replica")
+            .clone()
+    };
+    let (primary, replica) = (find(TabletType::Primary), find(TabletType::Replica));
+    let mut conn = cluster.conn(KEYSPACE).await;
+    conn.query_drop("INSERT INTO acked (id) VALUES (1), (2), (3)")
+        .await
+        .expect("writes through the sidecar");
+    drop(conn);
+
+    // A transaction only the replica has (as a root session past read_only would write
+    // it), then a repoint: replication now fails with 1236.
+    let root_password = std::fs::read_to_string(cluster.dir.path().join("cluster/root-password"))
+        .expect("root password");
+    let mut root = mysql_async::Conn::new(opts(replica.mysqld_port, "root", root_password.trim()))
+        .await
+        .expect("root on the replica's mysqld");
+    root.query_drop(format!("INSERT INTO {KEYSPACE}.acked (id) VALUES (999)"))
+        .await
+        .expect("an errant write");
+    let (code, body) = http_post(
+        replica.admin_port,
+        &format!(
+            "/debug/tablet/replicate?host=127.0.0.1&port={}",
+            primary.mysqld_port
+        ),
+    )
+    .expect("replicate request");
+    assert_eq!(code, 200, "{body}");
+
+    // The orchestrator sees error 1236 and rebuilds the replica from the primary: the
+    // errant row is gone, every row of the primary is there, and it replicates again.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut saw_errant = false;
+    loop {
+        let t = cluster
+            .tablets()
+            .await
+            .into_iter()
+            .find(|t| t.alias == replica.alias)
+            .expect("the replica's record");
+        saw_errant |= t.health.replication_error == Some(1236);
+        let rows: Vec<u64> = root
+            .query(format!("SELECT id FROM {KEYSPACE}.acked ORDER BY id"))
+            .await
+            .unwrap_or_default();
+        let (_, metrics) = http_get(replica.admin_port, "/metrics").expect("metrics");
+        let rebuilt = shardcar_tests::metric_or_zero(
+            &metrics,
+            "shardcar_tablet_actions_total{action=\"rebuild\",result=\"ok\"}",
+        );
+        if t.health.replicating && rebuilt >= 1.0 && rows == [1, 2, 3] {
+            assert_eq!(t.tablet_type, TabletType::Replica);
+            assert!(t.health.read_only);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not rebuilt: rows {rows:?}, rebuilds {rebuilt}, {t:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    eprintln!("rebuilt (1236 seen in the topology: {saw_errant})");
+    // It follows the primary again.
+    let mut conn = cluster.conn(KEYSPACE).await;
+    conn.query_drop("INSERT INTO acked (id) VALUES (4)")
+        .await
+        .expect("a write after the rebuild");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let n: Option<u64> = root
+            .query_first(format!(
+                "SELECT COUNT(*) FROM {KEYSPACE}.acked WHERE id = 4"
+            ))
+            .await
+            .expect("count");
+        if n == Some(1) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the rebuilt replica does not replicate"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop((conn, root));
+    cluster.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

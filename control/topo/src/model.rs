@@ -78,6 +78,10 @@ pub struct TabletHealth {
     pub heartbeat_lag_ms: Option<u64>,
     /// Replication threads running (replicas only).
     pub replicating: bool,
+    /// The replication threads' last error (`Last_IO_Errno`, else `Last_SQL_Errno`),
+    /// when replication is configured and has one: 1236 means this server has GTIDs its
+    /// primary lacks (errant transactions) and needs a rebuild.
+    pub replication_error: Option<u32>,
     /// The GTID position (MariaDB `gtid_current_pos`, MySQL `gtid_executed`).
     pub gtid_position: String,
     /// Semi-sync as a primary (commits wait for a replica's acknowledgement) and as a

@@ -15,6 +15,7 @@ mod pooled;
 mod prepared;
 mod probe;
 mod protect;
+mod rebuild;
 mod relay;
 mod reload;
 pub mod router;

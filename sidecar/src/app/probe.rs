@@ -172,6 +172,10 @@ async fn probe(
         let io = column(&["Slave_IO_Running", "Replica_IO_Running"]);
         let sql = column(&["Slave_SQL_Running", "Replica_SQL_Running"]);
         health.replicating = io == "Yes" && sql == "Yes";
+        health.replication_error = [column(&["Last_IO_Errno"]), column(&["Last_SQL_Errno"])]
+            .iter()
+            .filter_map(|n| n.parse::<u32>().ok())
+            .find(|&n| n != 0);
         health.replication_lag_seconds =
             column(&["Seconds_Behind_Master", "Seconds_Behind_Source"])
                 .parse::<u64>()
@@ -231,6 +235,15 @@ async fn heartbeat(c: &mut Upstream, health: &mut TabletHealth) -> anyhow::Resul
 
 /// Runs a statement on the probe connection; its column names and rows.
 pub(super) async fn query(c: &mut Upstream, sql: &str) -> anyhow::Result<(Vec<String>, Vec<Row>)> {
+    query_rows(c, sql, 64).await
+}
+
+/// [`query`] for results of up to `max_rows` rows.
+pub(super) async fn query_rows(
+    c: &mut Upstream,
+    sql: &str,
+    max_rows: usize,
+) -> anyhow::Result<(Vec<String>, Vec<Row>)> {
     let mut payload = vec![Command::Query as u8];
     payload.extend_from_slice(sql.as_bytes());
     let mut out = Vec::new();
@@ -238,7 +251,7 @@ pub(super) async fn query(c: &mut Upstream, sql: &str) -> anyhow::Result<(Vec<St
     write_packet(&mut out, &mut seq, &payload);
     upstream::write_flush(&mut c.stream, &out).await?;
     let caps = c.session.capabilities;
-    match read_result(c, caps, 64).await? {
+    match read_result(c, caps, max_rows).await? {
         ShardResult::Rows { columns, rows, .. } => Ok((
             columns
                 .iter()

@@ -8,7 +8,9 @@
 //! - `replicate?host=H&port=P`: replicate from `H:P` with `MASTER_USE_GTID=slave_pos`
 //!   (starting from this server's own GTID position), `read_only=1`;
 //! - `stop_replication?timeout_ms=N`: for an emergency reparent — stop receiving from the
-//!   (dead) primary, then apply everything already received (the relay log).
+//!   (dead) primary, then apply everything already received (the relay log);
+//! - `rebuild?host=H&port=P`: replace this server's data with a copy of `H:P` and
+//!   replicate from it, discarding errant transactions ([`super::rebuild`]).
 //!
 //! `GET /debug/tablet` shows the identity and mysqld's state.
 //!
@@ -257,14 +259,8 @@ impl Tablet {
                     .ok_or_else(|| ActionError::Bad("term=N is required".into()))?;
                 self.promote(&mut c, term).await
             }
-            "replicate" => {
-                let host = p.host()?;
-                let port = p
-                    .number("port")?
-                    .and_then(|n| u16::try_from(n).ok())
-                    .ok_or_else(|| ActionError::Bad("port=N (1-65535) is required".into()))?;
-                self.replicate(&mut c, &host, port).await
-            }
+            "replicate" => self.replicate(&mut c, &p.host()?, p.port()?).await,
+            "rebuild" => self.rebuild(&mut c, &p.host()?, p.port()?).await,
             "stop_replication" => {
                 let timeout =
                     Duration::from_millis(p.number("timeout_ms")?.unwrap_or(10_000)).min(MAX_WAIT);
@@ -344,18 +340,7 @@ impl Tablet {
         // Start from what this server has (its own writes as an old primary included),
         // so nothing is applied twice.
         query(c, "SET GLOBAL gtid_slave_pos = @@global.gtid_current_pos").await?;
-        let password = String::from_utf8_lossy(&self.replication_password).into_owned();
-        query(
-            c,
-            &format!(
-                "CHANGE MASTER TO MASTER_HOST = {}, MASTER_PORT = {port}, MASTER_USER = {}, \
-                 MASTER_PASSWORD = {}, MASTER_USE_GTID = slave_pos, MASTER_CONNECT_RETRY = 1",
-                quote(host),
-                quote(&self.config.replication_user),
-                quote(&password),
-            ),
-        )
-        .await?;
+        query(c, &self.change_master(host, port)).await?;
         query(c, "START SLAVE").await?;
         let id = self.identity();
         self.set_identity(Identity {
@@ -364,6 +349,52 @@ impl Tablet {
         });
         info!(tablet = %self.alias, %host, port, "replicating");
         self.status(c).await
+    }
+
+    /// `CHANGE MASTER TO` `host:port` with GTID positions from `gtid_slave_pos`.
+    fn change_master(&self, host: &str, port: u16) -> String {
+        let password = String::from_utf8_lossy(&self.replication_password);
+        format!(
+            "CHANGE MASTER TO MASTER_HOST = {}, MASTER_PORT = {port}, MASTER_USER = {}, \
+             MASTER_PASSWORD = {}, MASTER_USE_GTID = slave_pos, MASTER_CONNECT_RETRY = 1",
+            quote(host),
+            quote(&self.config.replication_user),
+            quote(&password),
+        )
+    }
+
+    /// Replaces this server's data with a copy of `host:port` and replicates from it.
+    async fn rebuild(
+        &self,
+        c: &mut Upstream,
+        host: &str,
+        port: u16,
+    ) -> Result<serde_json::Value, ActionError> {
+        warn!(tablet = %self.alias, %host, port, "rebuilding: this server's data is replaced by a copy of the source");
+        let clients = super::rebuild::Clients::in_dir(self.config.client_dir.as_deref());
+        let report = super::rebuild::rebuild(
+            c,
+            &self.dba,
+            (host, port),
+            &clients,
+            &self.change_master(host, port),
+        )
+        .await?;
+        let id = self.identity();
+        self.set_identity(Identity {
+            tablet_type: TabletType::Replica,
+            ..id
+        });
+        warn!(
+            tablet = %self.alias, %host, port,
+            discarded_position = %report.discarded_position,
+            copied_position = %report.copied_position,
+            copy_bytes = report.copy_bytes, duration_ms = report.duration_ms,
+            "rebuilt from the source; replicating (transactions outside the copied position are gone)"
+        );
+        let mut status = self.status(c).await?;
+        status["rebuild"] = serde_json::to_value(&report).unwrap_or_default();
+        Ok(status)
     }
 
     /// Stops the IO thread and waits until the SQL thread has applied what it received.
@@ -713,6 +744,13 @@ impl Params {
                 "position={v} is not a GTID position"
             )))
         }
+    }
+
+    fn port(&self) -> Result<u16, ActionError> {
+        self.number("port")?
+            .and_then(|n| u16::try_from(n).ok())
+            .filter(|&n| n != 0)
+            .ok_or_else(|| ActionError::Bad("port=N (1-65535) is required".into()))
     }
 
     fn host(&self) -> Result<String, ActionError> {

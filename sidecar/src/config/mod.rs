@@ -246,6 +246,14 @@ impl Endpoint {
             Endpoint::Unix(_) => None,
         }
     }
+
+    /// The port of a TCP endpoint.
+    pub fn port(&self) -> Option<u16> {
+        match self {
+            Endpoint::Tcp(addr) => addr.rsplit_once(':')?.1.parse().ok(),
+            Endpoint::Unix(_) => None,
+        }
+    }
 }
 
 impl AppConfig {

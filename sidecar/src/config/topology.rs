@@ -43,6 +43,9 @@ pub struct TopologyConfig {
     /// The account replicas log in to their primary with (`REPLICATION SLAVE`).
     pub replication_user: String,
     pub replication_password_file: Option<PathBuf>,
+    /// Where the `mariadb-dump` and `mariadb` clients a rebuild runs live (default:
+    /// found on `PATH`).
+    pub client_dir: Option<PathBuf>,
 }
 
 impl Default for TopologyConfig {
@@ -63,6 +66,7 @@ impl Default for TopologyConfig {
             dba_password_file: None,
             replication_user: "repl".to_string(),
             replication_password_file: None,
+            client_dir: None,
         }
     }
 }

@@ -789,7 +789,11 @@ impl LocalTopology {
 
 /// Runs the failover orchestrator on the local topology until shutdown.
 async fn orchestrate(topology: Topology, shutdown: watch::Receiver<bool>) {
-    let options = shardcar_control::OrchestratorOptions::default();
+    // A local cluster is for development: tablets with errant transactions are rebuilt.
+    let options = shardcar_control::OrchestratorOptions {
+        rebuild_errant: true,
+        ..shardcar_control::OrchestratorOptions::default()
+    };
     shardcar_control::orchestrator::run(topology, options, shutdown, |report, detected| {
         tracing::info!(
             keyspace = %report.keyspace, shard = %report.shard,
