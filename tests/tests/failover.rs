@@ -39,6 +39,8 @@ struct Cluster {
     dir: tempfile::TempDir,
     topology: Topology,
     port: u16,
+    /// The app sidecar's admin port.
+    admin_port: u16,
     stop: tokio::sync::watch::Sender<bool>,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
@@ -72,10 +74,21 @@ async fn start_with(
     durability: Durability,
     max_lag_ms: u64,
 ) -> Cluster {
+    start_tweaked(replicas, shards, durability, max_lag_ms, |_| {}).await
+}
+
+async fn start_tweaked(
+    replicas: u32,
+    shards: u32,
+    durability: Durability,
+    max_lag_ms: u64,
+    tweak: impl FnOnce(&mut LocalArgs),
+) -> Cluster {
     let etcd = etcd_cluster(3).await.expect("a 3-member etcd cluster");
     let dir = tempfile::tempdir().expect("temp dir");
     write_schema(dir.path());
     let port = free_port();
+    let admin_port = free_port();
     let args = LocalArgs {
         keyspaces: vec![format!("{KEYSPACE}:{shards}")
             .parse()
@@ -83,7 +96,7 @@ async fn start_with(
         schema_dir: Some(dir.path().join("schema")),
         vschema: Some(dir.path().join("vschema.json")),
         port,
-        admin_port: free_port(),
+        admin_port,
         data_dir: Some(dir.path().join("cluster")),
         replicas,
         topo: Some(TopoMode::Etcd),
@@ -92,6 +105,8 @@ async fn start_with(
         max_replica_lag_ms: max_lag_ms,
         ..LocalArgs::default()
     };
+    let mut args = args;
+    tweak(&mut args);
     let (stop, shutdown) = tokio::sync::watch::channel(false);
     let mut task = tokio::spawn(run_until(args, shutdown));
     shardcar_tests::wait_for_local(port, &mut task, Duration::from_secs(120)).await;
@@ -104,6 +119,7 @@ async fn start_with(
         dir,
         topology,
         port,
+        admin_port,
         stop,
         task,
     };
@@ -615,6 +631,98 @@ async fn read_server(conn: &mut mysql_async::Conn) -> u32 {
         .await
         .expect("replica read");
     id.expect("row 1")
+}
+
+/// Reads row 7 of `acked`, asking for a replica; the server that answered.
+async fn read_own_write(conn: &mut mysql_async::Conn) -> u32 {
+    let read: Option<(u64, u32)> = conn
+        .query_first(
+            "SELECT /* shardcar: target=replica */ id, @@server_id FROM acked WHERE id = 7",
+        )
+        .await
+        .expect("read of the session's write");
+    let (id, server) = read.expect("the session's own write is visible");
+    assert_eq!(id, 7);
+    server
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replica_reads_by_hint_and_scatter_with_read_your_writes() {
+    let cluster = start_tweaked(1, 2, Durability::None, 30_000, |a| {
+        a.read_your_writes = true;
+    })
+    .await;
+    let tablets = cluster.wait_converged().await;
+    let admin = cluster.admin_port;
+    let replica_reads = |target: &str| {
+        let (_, m) = http_get(admin, "/metrics").expect("app sidecar metrics");
+        shardcar_tests::metric_or_zero(
+            &m,
+            &format!("shardcar_replica_reads_total{{target=\"{target}\"}}"),
+        )
+    };
+    let mut conn = cluster.conn(KEYSPACE).await;
+    let primary_id = read_server(&mut conn).await;
+    // A statement's hint sends it to a replica; the session still reads its primary.
+    let hinted: Option<u32> = conn
+        .query_first("SELECT /* shardcar: target=replica */ @@server_id FROM sbtest1 WHERE id = 1")
+        .await
+        .expect("hinted read");
+    let replica_id = hinted.expect("row 1");
+    assert_ne!(replica_id, primary_id, "the hint did not reach a replica");
+    assert_eq!(read_server(&mut conn).await, primary_id);
+
+    // A scatter read goes to one replica per shard and merges as usual.
+    let before = replica_reads("replica");
+    let n: Option<u64> = conn
+        .query_first("SELECT /* shardcar: target=replica */ COUNT(*) FROM sbtest1")
+        .await
+        .expect("scatter read on replicas");
+    assert_eq!(n, Some(ROWS as u64));
+    assert_eq!(replica_reads("replica") - before, 2.0);
+
+    // Read-your-writes: with every replica applying 3 s late (MASTER_DELAY), the
+    // session's read of its own insert goes to the primary and finds the row; once the
+    // replica has applied it, the replica serves the read.
+    let root_password = std::fs::read_to_string(cluster.dir.path().join("cluster/root-password"))
+        .expect("root password");
+    for r in tablets
+        .iter()
+        .filter(|t| t.tablet_type == TabletType::Replica)
+    {
+        let mut c = mysql_async::Conn::new(opts(r.mysqld_port, "root", root_password.trim()))
+            .await
+            .expect("root on a replica");
+        c.query_drop("STOP SLAVE; CHANGE MASTER TO MASTER_DELAY = 3; START SLAVE")
+            .await
+            .expect("delaying the replica");
+    }
+    conn.query_drop("INSERT INTO acked (id) VALUES (7)")
+        .await
+        .expect("a write");
+    let behind = |m: &str| shardcar_tests::metric_or_zero(m, "shardcar_replica_reads_behind_total");
+    let (_, m) = http_get(admin, "/metrics").expect("metrics");
+    let behind_before = behind(&m);
+    let server = read_own_write(&mut conn).await;
+    let (_, m) = http_get(admin, "/metrics").expect("metrics");
+    assert_eq!(
+        behind(&m) - behind_before,
+        1.0,
+        "the replica was not passed over"
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if read_own_write(&mut conn).await != server {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the caught-up replica never served the read"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(conn);
+    cluster.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

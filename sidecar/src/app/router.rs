@@ -40,6 +40,11 @@ pub struct Router {
     /// This sidecar's cell, for replica reads (empty without a topology).
     pub cell: String,
     pub max_replica_lag_ms: u64,
+    /// Sessions read from replicas unless they say otherwise (`topology.reads`).
+    pub replica_reads: bool,
+    /// With read-your-writes: how long a replica may take to reach a session's last
+    /// write before the read goes to the primary.
+    pub read_your_writes: Option<std::time::Duration>,
     pub mode: TransactionMode,
     pub max_rows: usize,
     sequences: Mutex<HashMap<String, (i64, i64)>>,
@@ -212,6 +217,10 @@ impl Router {
             source,
             cell: topology.cell,
             max_replica_lag_ms: topology.max_replica_lag_ms,
+            replica_reads: topology.reads == crate::config::ReadTarget::Replica,
+            read_your_writes: topology
+                .read_your_writes
+                .then(|| std::time::Duration::from_millis(topology.read_your_writes_wait_ms)),
             mode: config.transaction_mode,
             max_rows: config.max_merge_rows,
             sequences: Mutex::new(HashMap::new()),

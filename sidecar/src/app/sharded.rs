@@ -54,18 +54,25 @@ pub(super) struct Routed {
     /// The term each primary connection was opened in: a newer term means the primary
     /// moved and the connection goes to the old one.
     terms: HashMap<ShardKey, u64>,
-    /// `USE ks@replica`: reads outside transactions go to replicas.
+    /// `USE ks@replica` (or `topology.reads: replica`): reads outside transactions go
+    /// to replicas.
     read_replicas: bool,
+    /// This statement's `/* shardcar: target=replica|primary */`.
+    statement_target: Option<bool>,
     /// Replica connections by shard, with the replica's alias.
     replica_conns: HashMap<ShardKey, (String, Upstream)>,
+    /// Read-your-writes: the GTID of the session's last write to each shard, and the
+    /// replica last seen to have applied it.
+    last_writes: HashMap<ShardKey, (String, Option<String>)>,
     /// The shards that failed the last statement run whole (for the failover retry).
     failed: Vec<ShardKey>,
+    /// A replica failed the last read run whole (it goes again to the primaries).
+    replica_failed: bool,
 }
 
 impl Routed {
     pub fn new(router: Arc<Router>, database: Option<String>) -> Self {
         Routed {
-            router,
             conns: HashMap::new(),
             default_keyspace: database,
             tx: None,
@@ -78,10 +85,20 @@ impl Routed {
             statements: HashMap::new(),
             next_statement_id: 1,
             terms: HashMap::new(),
-            read_replicas: false,
+            read_replicas: router.replica_reads,
+            statement_target: None,
             replica_conns: HashMap::new(),
+            last_writes: HashMap::new(),
             failed: Vec::new(),
+            replica_failed: false,
+            router,
         }
+    }
+
+    /// Whether this statement's reads go to replicas: outside transactions, as the
+    /// statement's hint or else the session says.
+    fn reads_from_replicas(&self) -> bool {
+        self.tx.is_none() && self.statement_target.unwrap_or(self.read_replicas)
     }
 
     /// Closes the session's connection to shard `key`'s primary (it broke, or the
@@ -164,9 +181,16 @@ impl Session {
         let hint = shardcar_filter::sql::lexer::shardcar_hint(&text, "max_merge_rows")
             .and_then(|v| v.parse::<usize>().ok())
             .map(|n| n.clamp(1, MAX_MERGE_ROWS_HINT));
+        let statement_target = shardcar_filter::sql::lexer::shardcar_hint(&text, "target")
+            .and_then(|t| match t.to_ascii_lowercase().as_str() {
+                "replica" | "rdonly" => Some(true),
+                "primary" | "master" => Some(false),
+                _ => None,
+            });
         let (router, default_keyspace, target) = {
             let r = self.routed()?;
             r.statement_max_rows = hint;
+            r.statement_target = statement_target;
             (r.router.clone(), r.default_keyspace.clone(), r.target_shard)
         };
         if let (Some(shard), Some(ks)) = (target, default_keyspace.clone()) {
@@ -537,6 +561,80 @@ impl Session {
         }
     }
 
+    /// [`Session::take_replica`], with read-your-writes: a replica that has not applied
+    /// the session's last write to the shard within the configured wait is passed over
+    /// (kept for later) and the read goes to the primary.
+    async fn replica_for_read(&mut self, key: &ShardKey) -> Option<(String, Upstream)> {
+        let (alias, mut up) = self.take_replica(key).await?;
+        let routed = self.routed.as_mut()?;
+        let (Some(wait), Some((gtid, seen_by))) = (
+            routed.router.read_your_writes,
+            routed.last_writes.get(key).cloned(),
+        ) else {
+            return Some((alias, up));
+        };
+        if seen_by.as_deref() == Some(alias.as_str()) {
+            return Some((alias, up));
+        }
+        let sql = format!(
+            "SELECT MASTER_GTID_WAIT('{}', {})",
+            gtid.replace(['\'', '\\'], ""),
+            wait.as_secs_f64()
+        );
+        let caps = self.auth.capabilities;
+        let answer = router::query(&mut up, sql.as_bytes(), caps, 1).await;
+        let reached = matches!(&answer, Ok(ShardResult::Rows { rows, .. })
+            if rows.first().and_then(|r| r.first()).and_then(|v| v.as_deref()) == Some(b"0"));
+        let routed = self.routed.as_mut()?;
+        if reached {
+            routed
+                .last_writes
+                .insert(key.clone(), (gtid, Some(alias.clone())));
+            return Some((alias, up));
+        }
+        self.shared.metrics.failover.replica_behind();
+        match answer {
+            Ok(_) => {
+                routed.replica_conns.insert(key.clone(), (alias, up));
+            }
+            Err(_) => up.quit().await,
+        }
+        None
+    }
+
+    /// With read-your-writes, records the GTID of the session's last write (MariaDB's
+    /// `@@last_gtid`) on each of `keys`' primaries, outside transactions (a transaction's
+    /// is recorded at its COMMIT).
+    async fn note_writes(&mut self, keys: &[ShardKey]) {
+        let caps = self.auth.capabilities;
+        let Some(routed) = self.routed.as_mut() else {
+            return;
+        };
+        if routed.router.read_your_writes.is_none() || routed.tx.is_some() {
+            return;
+        }
+        for key in keys {
+            let Some(up) = routed.conns.get_mut(key) else {
+                continue;
+            };
+            let gtid = match router::query(up, b"SELECT @@last_gtid", caps, 1).await {
+                Ok(ShardResult::Rows { rows, .. }) => rows
+                    .first()
+                    .and_then(|r| r.first())
+                    .and_then(|v| v.as_deref())
+                    .map(|v| String::from_utf8_lossy(v).into_owned()),
+                Ok(_) => None,
+                Err(_) => {
+                    routed.forget(key);
+                    None
+                }
+            };
+            if let Some(gtid) = gtid.filter(|g| !g.is_empty()) {
+                routed.last_writes.insert(key.clone(), (gtid, None));
+            }
+        }
+    }
+
     /// Makes `keys` part of the open transaction (sending its BEGIN to shards that join),
     /// refusing a second shard in `single` mode.
     pub(super) async fn join_transaction(&mut self, keys: &[ShardKey]) -> Result<(), ErrPacket> {
@@ -580,12 +678,9 @@ impl Session {
     async fn run_route(&mut self, route: Route, packet: &Packet) -> Result<(), End> {
         if route.is_passthrough() {
             let keys = route_keys(&route);
-            let to_replica = {
-                let r = self.routed()?;
-                !route.write && r.read_replicas && r.tx.is_none()
-            };
+            let to_replica = !route.write && self.routed()?.reads_from_replicas();
             if to_replica {
-                if let Some(replica) = self.take_replica(&keys[0]).await {
+                if let Some(replica) = self.replica_for_read(&keys[0]).await {
                     self.shared.metrics.routed("replica");
                     self.shared.metrics.shard_queries(1);
                     return self.relay_on_replica(&keys[0], replica, packet).await;
@@ -607,9 +702,12 @@ impl Session {
             } else {
                 FailoverRetry::Any
             };
-            return self
-                .relay_retrying(&keys[0], Command::Query, packet, retry)
-                .await;
+            self.relay_retrying(&keys[0], Command::Query, packet, retry)
+                .await?;
+            if route.write {
+                self.note_writes(&keys[..1]).await;
+            }
+            return Ok(());
         }
         let jobs = Self::jobs(&route, &packet.payload[1..]);
         self.shared.metrics.routed(if route.merge.is_some() {
@@ -760,14 +858,37 @@ impl Session {
         first_insert_id: Option<i64>,
     ) -> Result<Outcome, ErrPacket> {
         let mut attempts = 0;
+        let mut on_replicas = merge.is_some()
+            && self
+                .routed
+                .as_ref()
+                .is_some_and(Routed::reads_from_replicas);
         loop {
             let result = self
-                .execute_once(&jobs, merge.clone(), replicated, first_insert_id)
+                .execute_once(
+                    &jobs,
+                    merge.clone(),
+                    replicated,
+                    first_insert_id,
+                    on_replicas,
+                )
                 .await;
-            let Err(e) = result else { return result };
+            let Err(e) = result else {
+                if merge.is_none() {
+                    let keys: Vec<ShardKey> = jobs.iter().map(|(k, _)| k.clone()).collect();
+                    self.note_writes(&keys).await;
+                }
+                return result;
+            };
+            let r = self.routed.as_mut().ok_or_else(|| e.clone())?;
+            // A replica failed the read: it goes again, to the primaries.
+            if on_replicas && std::mem::take(&mut r.replica_failed) && attempts < 3 {
+                on_replicas = false;
+                attempts += 1;
+                continue;
+            }
             // A failover: outside a transaction, a statement no shard ran (one shard, or a
             // read) goes again once the failed shards have new primaries.
-            let r = self.routed.as_mut().ok_or_else(|| e.clone())?;
             let failed = std::mem::take(&mut r.failed);
             let read = merge.is_some();
             let retry = r.router.directory.is_dynamic()
@@ -793,16 +914,19 @@ impl Session {
     }
 
     /// One attempt of [`Session::execute`]; the shards that failed are left in
-    /// `Routed::failed`.
+    /// `Routed::failed` (`Routed::replica_failed` when a replica failed a read). With
+    /// `on_replicas` each shard's part goes to a replica when one qualifies.
     async fn execute_once(
         &mut self,
         jobs: &[(ShardKey, Vec<u8>)],
         merge: Option<MergeSpec>,
         replicated: bool,
         first_insert_id: Option<i64>,
+        on_replicas: bool,
     ) -> Result<Outcome, ErrPacket> {
         if let Some(r) = self.routed.as_mut() {
             r.failed.clear();
+            r.replica_failed = false;
         }
         let keys: Vec<ShardKey> = jobs.iter().map(|(k, _)| k.clone()).collect();
         self.join_transaction(&keys).await?;
@@ -813,21 +937,46 @@ impl Session {
             .and_then(|r| r.statement_max_rows)
             .unwrap_or(self.router_ref()?.max_rows);
         self.shared.metrics.shard_queries(jobs.len() as u64);
+        let mut replicas: HashMap<ShardKey, (String, Upstream)> = HashMap::new();
+        if on_replicas {
+            for key in &keys {
+                let replica = self.replica_for_read(key).await;
+                self.shared.metrics.failover.replica_read(replica.is_some());
+                if let Some(r) = replica {
+                    replicas.insert(key.clone(), r);
+                }
+            }
+        }
         // Send everything first so the shards work in parallel, then read.
         let mut sent = Vec::with_capacity(jobs.len());
         for (key, sql) in jobs {
+            if let Some((_, up)) = replicas.get_mut(key) {
+                if router::send_query(up, sql).await.is_err() {
+                    if let Some((_, up)) = replicas.remove(key) {
+                        up.quit().await;
+                    }
+                    self.note_replica_failed();
+                    self.drain(&sent, caps, &mut replicas).await;
+                    self.keep_replicas(replicas);
+                    return Err(not_sent());
+                }
+                sent.push(key.clone());
+                continue;
+            }
             let up = match self.shard_conn(key).await {
                 Ok(up) => up,
                 Err(e) => {
                     self.note_failed(key);
-                    self.drain(&sent, caps).await;
+                    self.drain(&sent, caps, &mut replicas).await;
+                    self.keep_replicas(replicas);
                     return Err(e);
                 }
             };
             if router::send_query(up, sql).await.is_err() {
                 self.note_failed(key);
                 self.drop_conn(key);
-                self.drain(&sent, caps).await;
+                self.drain(&sent, caps, &mut replicas).await;
+                self.keep_replicas(replicas);
                 return Err(not_sent());
             }
             sent.push(key.clone());
@@ -835,8 +984,12 @@ impl Session {
         let mut results = Vec::with_capacity(sent.len());
         let mut failure: Option<ErrPacket> = None;
         for key in &sent {
-            let Some(up) = self.routed.as_mut().and_then(|r| r.conns.get_mut(key)) else {
-                continue;
+            let up = match replicas.get_mut(key) {
+                Some((_, up)) => up,
+                None => match self.routed.as_mut().and_then(|r| r.conns.get_mut(key)) {
+                    Some(up) => up,
+                    None => continue,
+                },
             };
             match router::read_result(up, caps, max_rows).await {
                 Ok(r) => results.push(r),
@@ -845,20 +998,31 @@ impl Session {
                 }
                 Err(e) => {
                     warn!(shard = ?key, error = %e, "shard connection failed");
-                    self.note_failed(key);
-                    self.drop_conn(key);
+                    if let Some((_, up)) = replicas.remove(key) {
+                        up.quit().await;
+                        self.note_replica_failed();
+                    } else {
+                        self.note_failed(key);
+                        self.drop_conn(key);
+                    }
                     failure.get_or_insert(lost());
                 }
             }
         }
+        let from_replica: Vec<bool> = sent.iter().map(|k| replicas.contains_key(k)).collect();
+        self.keep_replicas(replicas);
         if let Some(e) = failure {
             return Err(e);
         }
         let mut first_error = None;
-        for (key, r) in sent.iter().zip(&results) {
+        for ((key, r), replica) in sent.iter().zip(&results).zip(from_replica) {
             if let ShardResult::Err(e) = r {
                 if endpoints::not_executed(e.code) || endpoints::connection_broke(e.code) {
-                    self.note_failed(key);
+                    if replica {
+                        self.note_replica_failed();
+                    } else {
+                        self.note_failed(key);
+                    }
                 }
                 first_error.get_or_insert_with(|| e.clone());
             }
@@ -1028,8 +1192,19 @@ impl Session {
     }
 
     /// Reads and discards the answers of statements already sent.
-    async fn drain(&mut self, sent: &[ShardKey], caps: u32) {
+    async fn drain(
+        &mut self,
+        sent: &[ShardKey],
+        caps: u32,
+        replicas: &mut HashMap<ShardKey, (String, Upstream)>,
+    ) {
         for key in sent {
+            if let Some((_, up)) = replicas.get_mut(key) {
+                if router::read_result(up, caps, 0).await.is_err() {
+                    replicas.remove(key);
+                }
+                continue;
+            }
             let Some(r) = self.routed.as_mut() else {
                 return;
             };
@@ -1038,6 +1213,19 @@ impl Session {
                     r.forget(key);
                 }
             }
+        }
+    }
+
+    /// Keeps the replica connections a statement used for the session's next reads.
+    fn keep_replicas(&mut self, replicas: HashMap<ShardKey, (String, Upstream)>) {
+        if let Some(r) = self.routed.as_mut() {
+            r.replica_conns.extend(replicas);
+        }
+    }
+
+    fn note_replica_failed(&mut self) {
+        if let Some(r) = self.routed.as_mut() {
+            r.replica_failed = true;
         }
     }
 
@@ -1112,6 +1300,13 @@ impl Session {
                     first_error.get_or_insert(lost());
                 }
             }
+        }
+        let committed = verb
+            .trim_ascii_start()
+            .get(..6)
+            .is_some_and(|v| v.eq_ignore_ascii_case(b"COMMIT"));
+        if committed && done > 0 {
+            self.note_writes(&shards).await;
         }
         match first_error {
             None => Ok(false),
@@ -1199,7 +1394,8 @@ impl Session {
                 .await;
         };
         let replicas = match target.tablet_type.as_deref() {
-            None | Some("primary" | "master") => false,
+            None => router.replica_reads,
+            Some("primary" | "master") => false,
             Some("replica" | "rdonly") => true,
             Some(other) => {
                 let e = PlanError::UnknownKeyspace(format!("{}@{other}", target.keyspace));

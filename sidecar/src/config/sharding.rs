@@ -56,6 +56,24 @@ pub struct TopologySourceConfig {
     pub cell: String,
     /// A replica further behind than this receives no reads.
     pub max_replica_lag_ms: u64,
+    /// Where reads outside transactions go unless the session (`USE ks@replica`,
+    /// `USE ks@primary`) or the statement (`/* shardcar: target=replica */`) says.
+    pub reads: ReadTarget,
+    /// A replica serves a session's read only once it has applied that session's last
+    /// write to the shard (its GTID); otherwise the read goes to the primary.
+    pub read_your_writes: bool,
+    /// How long a replica may take to reach the session's last write before the read
+    /// goes to the primary instead (read_your_writes).
+    pub read_your_writes_wait_ms: u64,
+}
+
+/// The tablets reads outside transactions go to.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReadTarget {
+    #[default]
+    Primary,
+    Replica,
 }
 
 impl Default for TopologySourceConfig {
@@ -65,6 +83,9 @@ impl Default for TopologySourceConfig {
             root: "/shardcar".to_string(),
             cell: String::new(),
             max_replica_lag_ms: 30_000,
+            reads: ReadTarget::Primary,
+            read_your_writes: false,
+            read_your_writes_wait_ms: 50,
         }
     }
 }
@@ -176,6 +197,12 @@ impl ShardingConfig {
                 return Err(ConfigError::invalid(
                     "sharding.topology.cell",
                     "must be a non-empty name without '/'",
+                ));
+            }
+            if t.read_your_writes_wait_ms > 10_000 {
+                return Err(ConfigError::invalid(
+                    "sharding.topology.read_your_writes_wait_ms",
+                    "must be at most 10000 (a read waits this long for a replica)",
                 ));
             }
         }

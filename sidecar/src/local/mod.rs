@@ -137,6 +137,13 @@ pub struct LocalArgs {
     /// Replicas further behind get no reads (`USE ks@replica`).
     #[arg(long, default_value_t = 30_000)]
     pub max_replica_lag_ms: u64,
+    /// Reads outside transactions go to replicas by default (`topology.reads: replica`).
+    #[arg(long)]
+    pub replica_reads: bool,
+    /// A replica serves a session's read only once it has applied the session's last
+    /// write (`topology.read_your_writes`).
+    #[arg(long)]
+    pub read_your_writes: bool,
     /// The keyspaces' durability policy: `none`, `semi_sync` (a commit waits until a
     /// replica has it) or `cross_cell`.
     #[arg(long, value_enum, default_value_t = Durability::None)]
@@ -202,6 +209,8 @@ impl Default for LocalArgs {
             no_orchestrator: false,
             durability: Durability::None,
             max_replica_lag_ms: 30_000,
+            replica_reads: false,
+            read_your_writes: false,
         }
     }
 }
@@ -934,6 +943,12 @@ async fn serve_app(
                 etcd_endpoints: t.endpoints(),
                 cell: CELL.to_string(),
                 max_replica_lag_ms: args.max_replica_lag_ms,
+                reads: if args.replica_reads {
+                    crate::config::ReadTarget::Replica
+                } else {
+                    crate::config::ReadTarget::Primary
+                },
+                read_your_writes: args.read_your_writes,
                 ..TopologySourceConfig::default()
             });
         }

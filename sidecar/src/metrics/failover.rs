@@ -34,6 +34,7 @@ pub struct FailoverMetrics {
     buffer_wait: Histogram,
     aborted_transactions: Counter,
     replica_reads: Family<TargetLabels, Counter>,
+    replicas_behind: Counter,
     tablet_actions: Family<ActionLabels, Counter>,
     fenced: Family<ReasonLabels, Counter>,
     unfenced: Counter,
@@ -69,8 +70,14 @@ impl FailoverMetrics {
         let replica_reads = Family::<TargetLabels, Counter>::default();
         reg.register(
             "shardcar_replica_reads",
-            "Reads asked of replicas (USE ks@replica), by where they went: replica, or primary when no replica was healthy and under the lag threshold",
+            "Reads asked of replicas (USE ks@replica, target=replica, topology.reads), by where they went: replica, or primary when no replica was healthy, under the lag threshold and (read_your_writes) caught up with the session's last write",
             replica_reads.clone(),
+        );
+        let replicas_behind = Counter::default();
+        reg.register(
+            "shardcar_replica_reads_behind",
+            "Replica reads sent to the primary because the replica had not applied the session's last write within read_your_writes_wait_ms",
+            replicas_behind.clone(),
         );
         let tablet_actions = Family::<ActionLabels, Counter>::default();
         reg.register(
@@ -95,6 +102,7 @@ impl FailoverMetrics {
             buffer_wait,
             aborted_transactions,
             replica_reads,
+            replicas_behind,
             tablet_actions,
             fenced,
             unfenced,
@@ -120,6 +128,11 @@ impl FailoverMetrics {
         self.replica_reads
             .get_or_create(&TargetLabels { target })
             .inc();
+    }
+
+    /// Read-your-writes passed a replica over: it had not applied the session's write.
+    pub fn replica_behind(&self) {
+        self.replicas_behind.inc();
     }
 
     pub fn tablet_action(&self, action: &str, ok: bool) {
