@@ -24,13 +24,15 @@ pub enum HttpError {
     Timeout { url: String, timeout: Duration },
 }
 
-/// `method` `path` on `host:port`; the body of a 2xx answer.
+/// `method` `path` on `host:port`, with `token` as a bearer token when given; the body
+/// of a 2xx answer.
 pub async fn request(
     method: &str,
     host: &str,
     port: u16,
     path: &str,
     timeout: Duration,
+    token: Option<&str>,
 ) -> Result<String, HttpError> {
     let url = format!("http://{host}:{port}{path}");
     let attempt = async {
@@ -39,8 +41,11 @@ pub async fn request(
             message: e.to_string(),
         };
         let mut stream = TcpStream::connect((host, port)).await.map_err(transport)?;
+        let authorization = token
+            .map(|t| format!("Authorization: Bearer {t}\r\n"))
+            .unwrap_or_default();
         let head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            "{method} {path} HTTP/1.1\r\nHost: {host}:{port}\r\n{authorization}Content-Length: 0\r\nConnection: close\r\n\r\n"
         );
         stream.write_all(head.as_bytes()).await.map_err(transport)?;
         let mut response = Vec::new();

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 use shardcar_control::{orchestrator, planned_reparent, OrchestratorOptions, ReparentOptions};
 use shardcar_topo::{EtcdStore, Layout, Topology};
@@ -30,12 +31,30 @@ struct TopoArgs {
     /// Key prefix of the topology.
     #[arg(long, default_value = "/shardcar")]
     root: String,
+    /// A file holding the bearer token the db sidecars require for tablet actions
+    /// (their `admin_token_file`).
+    #[arg(long, env = "SHARDCAR_ACTION_TOKEN_FILE")]
+    action_token_file: Option<std::path::PathBuf>,
 }
 
 impl TopoArgs {
     async fn connect(&self) -> anyhow::Result<Topology> {
         let store = EtcdStore::connect(&self.etcd).await?;
         Ok(Topology::new(Arc::new(store), Layout::new(&self.root)))
+    }
+
+    /// The token from `--action-token-file`, trimmed.
+    fn action_token(&self) -> anyhow::Result<Option<Arc<str>>> {
+        let Some(path) = &self.action_token_file else {
+            return Ok(None);
+        };
+        let token = std::fs::read_to_string(path)
+            .with_context(|| format!("reading --action-token-file {}", path.display()))?;
+        let token = token.trim();
+        if token.is_empty() {
+            anyhow::bail!("--action-token-file {} is empty", path.display());
+        }
+        Ok(Some(Arc::from(token)))
     }
 }
 
@@ -100,6 +119,10 @@ async fn main() -> anyhow::Result<()> {
             let options = OrchestratorOptions {
                 interval: Duration::from_millis(interval_ms.max(50)),
                 rebuild_errant,
+                reparent: ReparentOptions {
+                    action_token: topo.action_token()?,
+                    ..OrchestratorOptions::default().reparent
+                },
                 ..OrchestratorOptions::default()
             };
             orchestrator::run(topology, options, shutdown, |report, detected| {
@@ -123,6 +146,7 @@ async fn main() -> anyhow::Result<()> {
             let options = ReparentOptions {
                 to,
                 wait_timeout: Duration::from_millis(wait_timeout_ms),
+                action_token: topo.action_token()?,
                 ..ReparentOptions::default()
             };
             let report = planned_reparent(&topology, &keyspace, &shard, &options).await?;

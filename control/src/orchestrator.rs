@@ -231,8 +231,10 @@ async fn repair(
             warn!(tablet = %t.alias, primary = %primary.alias, "the tablet has errant GTIDs (error 1236): rebuilding it from the primary");
             let (tablet, primary_alias, timeout) =
                 (t.clone(), primary.alias.clone(), options.rebuild_timeout);
+            let token = options.reparent.action_token.clone();
             let task = tokio::spawn(async move {
-                match action(&tablet, &format!("rebuild?{source}"), timeout).await {
+                let path = format!("rebuild?{source}");
+                match action(&tablet, &path, timeout, token.as_deref()).await {
                     Ok(report) => {
                         info!(tablet = %tablet.alias, primary = %primary_alias, report = %report["rebuild"], "tablet rebuilt")
                     }
@@ -246,6 +248,7 @@ async fn repair(
             t,
             &format!("replicate?{source}"),
             options.reparent.action_timeout,
+            options.reparent.action_token.as_deref(),
         )
         .await
         {

@@ -14,6 +14,7 @@
 //! equals) in the next term, publish it, repoint the others, and demote the old primary
 //! if its sidecar still answers (otherwise it fences itself when it returns).
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -34,6 +35,9 @@ pub struct ReparentOptions {
     pub lock_timeout: Duration,
     /// Each tablet action's own timeout, beyond the catch-up wait.
     pub action_timeout: Duration,
+    /// The bearer token the db sidecars' admin API requires for actions
+    /// (`admin_token_file` in their configuration).
+    pub action_token: Option<Arc<str>>,
 }
 
 impl Default for ReparentOptions {
@@ -43,6 +47,7 @@ impl Default for ReparentOptions {
             wait_timeout: Duration::from_secs(30),
             lock_timeout: Duration::from_secs(10),
             action_timeout: Duration::from_secs(10),
+            action_token: None,
         }
     }
 }
@@ -133,6 +138,7 @@ pub(crate) async fn action(
     tablet: &TabletRecord,
     path: &str,
     timeout: Duration,
+    token: Option<&str>,
 ) -> Result<serde_json::Value, ReparentError> {
     let body = http::request(
         "POST",
@@ -140,6 +146,7 @@ pub(crate) async fn action(
         tablet.admin_port,
         &format!("/debug/tablet/{path}"),
         timeout,
+        token,
     )
     .await?;
     serde_json::from_str(&body)
@@ -195,7 +202,13 @@ async fn reparent_locked(
     let paused = Instant::now();
     mark_reparenting(topology, keyspace, shard, true).await?;
     let promoted = async {
-        let demoted = action(old, "demote", options.action_timeout).await?;
+        let demoted = action(
+            old,
+            "demote",
+            options.action_timeout,
+            options.action_token.as_deref(),
+        )
+        .await?;
         let position = demoted["binlog_position"]
             .as_str()
             .unwrap_or("")
@@ -208,9 +221,16 @@ async fn reparent_locked(
                 options.wait_timeout.as_millis()
             ),
             options.wait_timeout + options.action_timeout,
+            options.action_token.as_deref(),
         )
         .await?;
-        action(new, &format!("promote?term={term}"), options.action_timeout).await?;
+        action(
+            new,
+            &format!("promote?term={term}"),
+            options.action_timeout,
+            options.action_token.as_deref(),
+        )
+        .await?;
         Ok::<_, ReparentError>(position)
     }
     .await;
@@ -222,6 +242,7 @@ async fn reparent_locked(
                 old,
                 &format!("promote?term={}", record.term),
                 options.action_timeout,
+                options.action_token.as_deref(),
             )
             .await;
             if let Err(undo) = &back {
@@ -248,7 +269,14 @@ async fn reparent_locked(
             "replicate?host={}&port={}",
             new.mysqld_host, new.mysqld_port
         );
-        if let Err(e) = action(t, &path, options.action_timeout).await {
+        if let Err(e) = action(
+            t,
+            &path,
+            options.action_timeout,
+            options.action_token.as_deref(),
+        )
+        .await
+        {
             warn!(tablet = %t.alias, error = %e, "could not point the tablet at the new primary");
             not_repointed.push(t.alias.clone());
         }
@@ -395,7 +423,14 @@ async fn emergency_locked(
             "stop_replication?timeout_ms={}",
             options.wait_timeout.as_millis()
         );
-        match action(t, &path, options.wait_timeout + options.action_timeout).await {
+        match action(
+            t,
+            &path,
+            options.wait_timeout + options.action_timeout,
+            options.action_token.as_deref(),
+        )
+        .await
+        {
             Ok(status) => {
                 let position = status["position"].as_str().unwrap_or("").to_string();
                 stopped.push((t, position));
@@ -423,6 +458,7 @@ async fn emergency_locked(
         &new,
         &format!("promote?term={term}"),
         options.action_timeout,
+        options.action_token.as_deref(),
     )
     .await
     {
@@ -448,10 +484,23 @@ async fn emergency_locked(
         if t.alias == dead_alias {
             // Its sidecar may still answer (mysqld died, the sidecar lives): fence it now;
             // otherwise it fences itself from the term when it comes back.
-            let _ = action(t, "demote", options.action_timeout).await;
+            let _ = action(
+                t,
+                "demote",
+                options.action_timeout,
+                options.action_token.as_deref(),
+            )
+            .await;
             continue;
         }
-        if let Err(e) = action(t, &path, options.action_timeout).await {
+        if let Err(e) = action(
+            t,
+            &path,
+            options.action_timeout,
+            options.action_token.as_deref(),
+        )
+        .await
+        {
             warn!(tablet = %t.alias, error = %e, "could not point the tablet at the new primary");
             not_repointed.push(t.alias.clone());
         }

@@ -35,7 +35,7 @@ mod sidecar;
 
 pub use cluster::{shared_cluster, start_replica, Cluster, ClusterSpec, Shard};
 pub use shardcar::local::etcd::{etcd_cluster, Etcd, EtcdCluster};
-pub use shardcar::local::http::{http_get, http_post};
+pub use shardcar::local::http::{http_get, http_post, http_post_as};
 pub use shardcar::local::mariadb::{MariaDb, MariaDbOptions};
 pub use shardcar::local::LocalError;
 pub use sidecar::{metric, metric_or_zero, shardcar_binary, SidecarOptions, SidecarProcess};

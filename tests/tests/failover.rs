@@ -16,7 +16,7 @@ use shardcar::local::mariadb::{MariaDb, MariaDbOptions};
 use shardcar::local::{run_until, Durability, LocalArgs, TopoMode};
 use shardcar_control::{planned_reparent, ReparentOptions};
 use shardcar_tests::client::{opts, run_output};
-use shardcar_tests::{etcd_cluster, free_port, http_get, http_post, EtcdCluster};
+use shardcar_tests::{etcd_cluster, free_port, http_get, http_post, http_post_as, EtcdCluster};
 use shardcar_topo::{EtcdStore, Layout, TabletRecord, TabletType, Topology};
 
 const ROWS: usize = 2_000;
@@ -148,6 +148,21 @@ impl Cluster {
             .expect("connecting through the app sidecar")
     }
 
+    /// The db sidecars' admin token, which tablet actions need.
+    fn token(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("cluster/action-token"))
+            .expect("the action token")
+            .trim()
+            .to_string()
+    }
+
+    fn reparent_options(&self) -> ReparentOptions {
+        ReparentOptions {
+            action_token: Some(self.token().into()),
+            ..ReparentOptions::default()
+        }
+    }
+
     async fn tablets(&self) -> Vec<TabletRecord> {
         self.topology.tablets(None).await.expect("listing tablets")
     }
@@ -191,8 +206,8 @@ impl Cluster {
                     "/debug/tablet/wait_position?position={}&timeout_ms=4000",
                     position.replace(',', "%2C")
                 );
-                let (code, body) =
-                    http_post(replica.admin_port, &path).expect("wait_position request");
+                let (code, body) = http_post_as(replica.admin_port, &path, &self.token())
+                    .expect("wait_position request");
                 assert_eq!(
                     code, 200,
                     "{} did not reach {position}: {body}",
@@ -276,7 +291,7 @@ async fn planned_reparents_under_write_load_cause_no_client_errors() {
 
     let port = cluster.port;
     let load = tokio::task::spawn_blocking(move || sysbench(port, 14));
-    let options = ReparentOptions::default();
+    let options = cluster.reparent_options();
     let mut reports = Vec::new();
     // One shard, then the other, then both at once.
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -753,14 +768,17 @@ async fn a_replica_with_errant_transactions_is_rebuilt_from_its_primary() {
     root.query_drop(format!("INSERT INTO {KEYSPACE}.acked (id) VALUES (999)"))
         .await
         .expect("an errant write");
-    let (code, body) = http_post(
-        replica.admin_port,
-        &format!(
-            "/debug/tablet/replicate?host=127.0.0.1&port={}",
-            primary.mysqld_port
-        ),
-    )
-    .expect("replicate request");
+    let repoint = format!(
+        "/debug/tablet/replicate?host=127.0.0.1&port={}",
+        primary.mysqld_port
+    );
+    // Tablet actions need the admin token.
+    let (code, _) = http_post(replica.admin_port, &repoint).expect("replicate request");
+    assert_eq!(code, 401);
+    let (code, _) = http_post_as(replica.admin_port, &repoint, "wrong").expect("replicate request");
+    assert_eq!(code, 401);
+    let (code, body) =
+        http_post_as(replica.admin_port, &repoint, &cluster.token()).expect("replicate request");
     assert_eq!(code, 200, "{body}");
 
     // The orchestrator sees error 1236 and rebuilds the replica from the primary: the
@@ -895,7 +913,7 @@ async fn lagging_replicas_get_no_reads_and_etcd_outages_do_not_stop_serving() {
         &cluster.topology,
         KEYSPACE,
         "-80",
-        &ReparentOptions::default(),
+        &cluster.reparent_options(),
     )
     .await
     .expect("a reparent with one etcd member down");

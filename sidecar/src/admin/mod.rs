@@ -136,15 +136,17 @@ pub async fn serve(
     health: Arc<Health>,
     shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
-    serve_with(listener, metrics, health, None, shutdown).await
+    serve_with(listener, metrics, health, None, None, shutdown).await
 }
 
-/// [`serve`], with `/debug/...` pages.
+/// [`serve`], with `/debug/...` pages; with `token`, a `POST` (an action) must carry it
+/// as a bearer token or is refused with 401.
 pub async fn serve_with(
     listener: TcpListener,
     metrics: Arc<Metrics>,
     health: Arc<Health>,
     pages: Option<DebugPages>,
+    token: Option<Arc<[u8]>>,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     if *shutdown.borrow() {
@@ -172,9 +174,17 @@ pub async fn serve_with(
         let metrics = metrics.clone();
         let health = health.clone();
         let pages = pages.clone();
+        let token = token.clone();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req| {
-                let response = route(&req, &metrics, &health, pages.as_ref());
+                let response = if req.method() == Method::POST
+                    && !authorized(&req, token.as_deref())
+                {
+                    tracing::warn!(%peer, path = %req.uri().path(), "admin action refused: missing or wrong bearer token");
+                    Box::pin(std::future::ready(unauthorized()))
+                } else {
+                    route(&req, &metrics, &health, pages.as_ref())
+                };
                 async move { Ok::<_, Infallible>(response.await) }
             });
             let result = hyper::server::conn::http1::Builder::new()
@@ -247,6 +257,34 @@ fn debug_response(r: DebugReply) -> Response<Full<Bytes>> {
             "nested deferred reply\n",
         ),
     }
+}
+
+/// Whether `req` carries `token` as its bearer token (always, without a token).
+fn authorized(req: &Request<Incoming>, token: Option<&[u8]>) -> bool {
+    let Some(token) = token else {
+        return true;
+    };
+    let given = req
+        .headers()
+        .get(hyper::header::AUTHORIZATION)
+        .map(HeaderValue::as_bytes)
+        .and_then(|v| v.strip_prefix(b"Bearer ".as_slice()))
+        .unwrap_or_default();
+    // Compared in time independent of where they differ.
+    given.len() == token.len() && given.iter().zip(token).fold(0u8, |d, (a, b)| d | (a ^ b)) == 0
+}
+
+fn unauthorized() -> Response<Full<Bytes>> {
+    let mut r = reply(
+        StatusCode::UNAUTHORIZED,
+        TEXT,
+        "admin actions need the bearer token of admin_token_file\n",
+    );
+    r.headers_mut().insert(
+        hyper::header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Bearer"),
+    );
+    r
 }
 
 fn method_not_allowed() -> Response<Full<Bytes>> {

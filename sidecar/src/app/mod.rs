@@ -138,6 +138,8 @@ pub enum Role {
 pub struct AppServer {
     listener: TcpListener,
     admin: TcpListener,
+    /// The bearer token admin actions need (`admin_token_file`).
+    admin_token: Option<Arc<[u8]>>,
     shared: Arc<Shared>,
     health: Arc<Health>,
 }
@@ -239,6 +241,7 @@ impl AppServer {
         let admin = TcpListener::bind(config.admin_listen)
             .await
             .with_context(|| format!("cannot listen on {} (admin_listen)", config.admin_listen))?;
+        let admin_token = config.admin_token()?.map(Arc::from);
         let shared = Arc::new(Shared {
             config,
             auth: authenticator,
@@ -255,6 +258,7 @@ impl AppServer {
         Ok(Self {
             listener,
             admin,
+            admin_token,
             shared,
             health: Health::new(),
         })
@@ -273,6 +277,7 @@ impl AppServer {
         let AppServer {
             listener,
             admin,
+            admin_token,
             shared,
             health,
         } = self;
@@ -294,6 +299,7 @@ impl AppServer {
             shared.metrics.clone(),
             health.clone(),
             pages,
+            admin_token,
             admin_stopped,
         ));
         if let Some(router) = &shared.router {

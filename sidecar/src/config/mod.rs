@@ -41,6 +41,10 @@ pub struct AppConfig {
     pub listen: SocketAddr,
     /// Where `/metrics`, `/healthz` and `/ready` are served.
     pub admin_listen: SocketAddr,
+    /// A file holding a bearer token every `POST /debug/...` action (tablet actions,
+    /// query kills) must carry (`Authorization: Bearer <token>`); without it anyone who
+    /// reaches `admin_listen` may act.
+    pub admin_token_file: Option<PathBuf>,
     /// Client connections beyond this are refused with ER_CON_COUNT_ERROR (1040).
     pub max_connections: usize,
     /// Largest logical packet accepted from a client, in bytes; beyond it the client
@@ -79,6 +83,7 @@ impl Default for AppConfig {
         Self {
             listen: DEFAULT_LISTEN,
             admin_listen: DEFAULT_ADMIN_LISTEN,
+            admin_token_file: None,
             max_connections: 10_000,
             max_packet_size: 64 * 1024 * 1024,
             handshake_timeout_ms: 10_000,
@@ -257,6 +262,21 @@ impl Endpoint {
 }
 
 impl AppConfig {
+    /// The token of `admin_token_file`, when set.
+    pub fn admin_token(&self) -> Result<Option<Vec<u8>>, ConfigError> {
+        let Some(path) = &self.admin_token_file else {
+            return Ok(None);
+        };
+        let token = secrets::read_password_file(path, "admin_token_file")?;
+        if token.is_empty() {
+            return Err(ConfigError::invalid(
+                "admin_token_file",
+                format!("{} is empty", path.display()),
+            ));
+        }
+        Ok(Some(token))
+    }
+
     /// Where the `upstream` section points. With `sharding.topology` the address may be
     /// left empty (every shard's address comes from the topology): the endpoint is then
     /// an empty TCP address that is never dialled.

@@ -46,6 +46,7 @@ pub(super) fn validate(c: &AppConfig) -> Result<(), ConfigError> {
     timeout("drain_timeout_ms", c.drain_timeout_ms, 0, MAX_TIMEOUT_MS)?;
     timeout("idle_timeout_ms", c.idle_timeout_ms, 0, MAX_IDLE_TIMEOUT_MS)?;
     c.db.validate()?;
+    c.admin_token()?;
     if let Some(t) = &c.topology {
         t.validate()?;
     }

@@ -12,17 +12,22 @@ const LOOPBACK: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
 
 /// GETs `path` from `127.0.0.1:port`; returns the status code and the body.
 pub fn http_get(port: u16, path: &str) -> anyhow::Result<(u16, String)> {
-    http_request(LOOPBACK, port, "GET", path)
+    http_request(LOOPBACK, port, "GET", path, None)
 }
 
 /// POSTs to `path` (no body) on `127.0.0.1:port`; returns the status code and the body.
 pub fn http_post(port: u16, path: &str) -> anyhow::Result<(u16, String)> {
-    http_request(LOOPBACK, port, "POST", path)
+    http_request(LOOPBACK, port, "POST", path, None)
+}
+
+/// [`http_post`] with `token` as the bearer token (an admin action).
+pub fn http_post_as(port: u16, path: &str, token: &str) -> anyhow::Result<(u16, String)> {
+    http_request(LOOPBACK, port, "POST", path, Some(token))
 }
 
 /// [`http_get`] from `host:port` (a network namespace's address).
 pub fn http_get_at(host: IpAddr, port: u16, path: &str) -> anyhow::Result<(u16, String)> {
-    http_request(host, port, "GET", path)
+    http_request(host, port, "GET", path, None)
 }
 
 fn http_request(
@@ -30,6 +35,7 @@ fn http_request(
     port: u16,
     method: &str,
     path: &str,
+    token: Option<&str>,
 ) -> anyhow::Result<(u16, String)> {
     let timeout = Duration::from_secs(5);
     let addr = std::net::SocketAddr::from((host, port));
@@ -37,9 +43,12 @@ fn http_request(
         .with_context(|| format!("connecting to {addr}"))?;
     stream.set_read_timeout(Some(timeout))?;
     stream.set_write_timeout(Some(timeout))?;
+    let authorization = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
     write!(
         stream,
-        "{method} {path} HTTP/1.0\r\nHost: {host}:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.0\r\nHost: {host}:{port}\r\n{authorization}Content-Length: 0\r\nConnection: close\r\n\r\n"
     )?;
     let mut raw = Vec::new();
     stream

@@ -17,6 +17,7 @@ use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
@@ -405,6 +406,9 @@ struct Accounts {
     dba_file: PathBuf,
     repl: String,
     repl_file: PathBuf,
+    /// The db sidecars' admin token (tablet actions), shared with the orchestrator.
+    action_token: String,
+    action_token_file: PathBuf,
 }
 
 impl Accounts {
@@ -418,12 +422,15 @@ impl Accounts {
         let (upstream, upstream_file) = fresh("upstream-password")?;
         let (_, dba_file) = fresh("dba-password")?;
         let (repl, repl_file) = fresh("repl-password")?;
+        let (action_token, action_token_file) = fresh("action-token")?;
         Ok(Accounts {
             upstream,
             upstream_file,
             dba_file,
             repl,
             repl_file,
+            action_token,
+            action_token_file,
         })
     }
 
@@ -592,7 +599,8 @@ pub async fn run_until(args: LocalArgs, shutdown: watch::Receiver<bool>) -> anyh
                 }
             }
             if !args.no_orchestrator {
-                tokio::spawn(orchestrate(t, shutdown.clone()));
+                let token = Arc::from(accounts.action_token.as_str());
+                tokio::spawn(orchestrate(t, token, shutdown.clone()));
             }
         } else if args.durability != Durability::None {
             bail!("--durability needs replicas (--replicas N)");
@@ -797,11 +805,16 @@ impl LocalTopology {
 }
 
 /// Runs the failover orchestrator on the local topology until shutdown.
-async fn orchestrate(topology: Topology, shutdown: watch::Receiver<bool>) {
+async fn orchestrate(topology: Topology, token: Arc<str>, shutdown: watch::Receiver<bool>) {
     // A local cluster is for development: tablets with errant transactions are rebuilt.
+    let defaults = shardcar_control::OrchestratorOptions::default();
     let options = shardcar_control::OrchestratorOptions {
         rebuild_errant: true,
-        ..shardcar_control::OrchestratorOptions::default()
+        reparent: shardcar_control::ReparentOptions {
+            action_token: Some(token),
+            ..defaults.reparent.clone()
+        },
+        ..defaults
     };
     shardcar_control::orchestrator::run(topology, options, shutdown, |report, detected| {
         tracing::info!(
@@ -1080,6 +1093,7 @@ fn db_config(run: &Run<'_>, tablet: &Tablet) -> AppConfig {
     AppConfig {
         listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
         admin_listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+        admin_token_file: Some(accounts.action_token_file.clone()),
         drain_timeout_ms: LOCAL_DRAIN_TIMEOUT_MS,
         users: vec![user(UPSTREAM_USER, &accounts.upstream)],
         upstream: UpstreamConfig {
