@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use shardcar_control::{orchestrator, planned_reparent, OrchestratorOptions, ReparentOptions};
+use shardcar_control::{
+    api, orchestrator, planned_reparent, Api, ControlMetrics, OrchestratorOptions, ReparentOptions,
+};
 use shardcar_topo::{EtcdStore, Layout, Topology};
 
 /// The Shardcar control service.
@@ -72,6 +74,10 @@ enum Command {
         /// primary, discarding those transactions; without it they are only reported.
         #[arg(long)]
         rebuild_errant: bool,
+        /// Serve the control API here: /metrics, /healthz, /debug/shards and
+        /// POST /reparent?keyspace=K&shard=S[&to=ALIAS].
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<std::net::SocketAddr>,
     },
     /// Move a shard's primary to a replica (planned reparent); prints a JSON report.
     Reparent {
@@ -109,6 +115,7 @@ async fn main() -> anyhow::Result<()> {
             topo,
             interval_ms,
             rebuild_errant,
+            listen,
         }) => {
             let topology = topo.connect().await?;
             let (stop, shutdown) = tokio::sync::watch::channel(false);
@@ -123,8 +130,20 @@ async fn main() -> anyhow::Result<()> {
                     action_token: topo.action_token()?,
                     ..OrchestratorOptions::default().reparent
                 },
+                metrics: Some(Arc::new(ControlMetrics::default())),
                 ..OrchestratorOptions::default()
             };
+            if let Some(address) = listen {
+                let listener = tokio::net::TcpListener::bind(address)
+                    .await
+                    .with_context(|| format!("cannot listen on {address} (--listen)"))?;
+                let api = Api {
+                    topology: topology.clone(),
+                    metrics: options.metrics.clone().unwrap_or_default(),
+                    reparent: options.reparent.clone(),
+                };
+                tokio::spawn(api::serve(listener, api, shutdown.clone()));
+            }
             orchestrator::run(topology, options, shutdown, |report, detected| {
                 tracing::info!(
                     detected_ms = detected.as_millis() as u64,

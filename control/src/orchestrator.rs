@@ -24,12 +24,14 @@
 //! Both must hold for `confirmations` consecutive checks before a failover starts.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use shardcar_topo::{TabletRecord, TabletType, Topology};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
+use crate::api::ControlMetrics;
 use crate::reparent::{action, emergency_reparent, EmergencyReport, ReparentOptions};
 
 /// How the orchestrator checks and acts.
@@ -46,6 +48,8 @@ pub struct OrchestratorOptions {
     /// The longest one rebuild may take.
     pub rebuild_timeout: Duration,
     pub reparent: ReparentOptions,
+    /// Where leadership and the actions taken are counted (the control API's metrics).
+    pub metrics: Option<Arc<ControlMetrics>>,
 }
 
 impl Default for OrchestratorOptions {
@@ -56,10 +60,20 @@ impl Default for OrchestratorOptions {
             repair_backoff: Duration::from_secs(5),
             rebuild_errant: false,
             rebuild_timeout: Duration::from_secs(3600),
+            metrics: None,
             reparent: ReparentOptions {
                 wait_timeout: Duration::from_secs(10),
                 ..ReparentOptions::default()
             },
+        }
+    }
+}
+
+impl OrchestratorOptions {
+    /// Counts into the metrics, when there are any.
+    fn count(&self, f: impl FnOnce(&ControlMetrics)) {
+        if let Some(m) = &self.metrics {
+            f(m);
         }
     }
 }
@@ -103,12 +117,14 @@ pub async fn run(
             Err(_) => continue,
         };
         info!("orchestrator is the leader");
+        options.count(|m| m.set_leader(true));
         let mut state = State::default();
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(options.interval) => {}
                 _ = shutdown.changed() => {
                     guard.unlock().await;
+                    options.count(|m| m.set_leader(false));
                     return;
                 }
             }
@@ -164,8 +180,14 @@ async fn check(
                 )
                 .await
                 {
-                    Ok(report) => on_failover(&report, detected),
-                    Err(e) => warn!(%keyspace, %shard, error = %e, "emergency reparent failed"),
+                    Ok(report) => {
+                        options.count(|m| m.action("emergency", true));
+                        on_failover(&report, detected)
+                    }
+                    Err(e) => {
+                        options.count(|m| m.action("emergency", false));
+                        warn!(%keyspace, %shard, error = %e, "emergency reparent failed")
+                    }
                 }
                 continue;
             }
@@ -232,9 +254,14 @@ async fn repair(
             let (tablet, primary_alias, timeout) =
                 (t.clone(), primary.alias.clone(), options.rebuild_timeout);
             let token = options.reparent.action_token.clone();
+            let metrics = options.metrics.clone();
             let task = tokio::spawn(async move {
                 let path = format!("rebuild?{source}");
-                match action(&tablet, &path, timeout, token.as_deref()).await {
+                let result = action(&tablet, &path, timeout, token.as_deref()).await;
+                if let Some(m) = &metrics {
+                    m.action("rebuild", result.is_ok());
+                }
+                match result {
                     Ok(report) => {
                         info!(tablet = %tablet.alias, primary = %primary_alias, report = %report["rebuild"], "tablet rebuilt")
                     }
@@ -252,8 +279,14 @@ async fn repair(
         )
         .await
         {
-            Ok(_) => info!(tablet = %t.alias, primary = %primary.alias, "replication repaired"),
-            Err(e) => warn!(tablet = %t.alias, error = %e, "replication repair failed"),
+            Ok(_) => {
+                options.count(|m| m.action("repair", true));
+                info!(tablet = %t.alias, primary = %primary.alias, "replication repaired")
+            }
+            Err(e) => {
+                options.count(|m| m.action("repair", false));
+                warn!(tablet = %t.alias, error = %e, "replication repair failed")
+            }
         }
     }
 }

@@ -909,15 +909,49 @@ async fn lagging_replicas_get_no_reads_and_etcd_outages_do_not_stop_serving() {
         .query_drop("UPDATE sbtest1 SET k = k + 1 WHERE id = 1")
         .await
         .expect("a write with one etcd member down");
-    let report = planned_reparent(
-        &cluster.topology,
-        KEYSPACE,
-        "-80",
-        &cluster.reparent_options(),
-    )
-    .await
-    .expect("a reparent with one etcd member down");
-    assert!(report.not_repointed.is_empty(), "{report:?}");
+    // This reparent goes through the control API, as an operator's would.
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+        .await
+        .expect("a port for the control API");
+    let api_port = listener.local_addr().expect("address").port();
+    let (stop_api, api_stopped) = tokio::sync::watch::channel(false);
+    let api = tokio::spawn(shardcar_control::api::serve(
+        listener,
+        shardcar_control::Api {
+            topology: cluster.topology.clone(),
+            metrics: Default::default(),
+            reparent: cluster.reparent_options(),
+        },
+        api_stopped,
+    ));
+    let path = format!("/reparent?keyspace={KEYSPACE}&shard=-80");
+    let (code, _) = http_post(api_port, &path).expect("reparent request");
+    assert_eq!(code, 401, "a reparent without the token");
+    let (code, body) = http_post_as(api_port, &path, &cluster.token()).expect("reparent request");
+    assert_eq!(code, 200, "a reparent with one etcd member down: {body}");
+    let report: serde_json::Value = serde_json::from_str(&body).expect("the report");
+    assert_eq!(report["not_repointed"], serde_json::json!([]), "{report}");
+    let (_, shards) = http_get(api_port, "/debug/shards").expect("/debug/shards");
+    let shards: serde_json::Value = serde_json::from_str(&shards).expect("shards JSON");
+    let moved = shards
+        .as_array()
+        .and_then(|a| a.iter().find(|s| s["shard"] == "-80"))
+        .expect("-80 listed");
+    assert_eq!(
+        moved["record"]["primary_alias"], report["new_primary"],
+        "{moved}"
+    );
+    let (_, metrics) = http_get(api_port, "/metrics").expect("/metrics");
+    assert_eq!(
+        shardcar_tests::metric(
+            &metrics,
+            "shardcar_control_actions_total{kind=\"planned\",result=\"ok\"}"
+        ),
+        Some(1.0),
+        "{metrics}"
+    );
+    let _ = stop_api.send(true);
+    let _ = api.await;
     writes
         .query_drop("UPDATE sbtest1 SET k = k + 1 WHERE id = 1")
         .await

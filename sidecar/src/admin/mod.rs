@@ -2,17 +2,13 @@
 //! `/ready` for readiness probes, plus the [`Health`] flags that `/ready` reports, and
 //! `/debug/...` pages a role registers ([`DebugPages`]).
 
-use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE};
-use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper::header::{HeaderValue, ALLOW};
+use hyper::{Method, Request, StatusCode};
+use shardcar_control::http_server::{self, reply, Reply, ReplyFuture};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -74,8 +70,6 @@ impl std::fmt::Debug for DebugReply {
         }
     }
 }
-/// A client that has not sent its request headers by then is dropped.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Whether the sidecar should receive traffic: ready (set once listening and able to
 /// reach the upstream), the upstream still answering where the role probes it, and not
@@ -147,57 +141,16 @@ pub async fn serve_with(
     health: Arc<Health>,
     pages: Option<DebugPages>,
     token: Option<Arc<[u8]>>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
-    if *shutdown.borrow() {
-        return Ok(());
-    }
-    loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    // Per-connection failures (ECONNABORTED, EMFILE) must not stop the
-                    // server; back off briefly so EMFILE does not spin.
-                    tracing::warn!(error = %e, "admin accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            changed = shutdown.changed() => {
-                if changed.is_err() || *shutdown.borrow() {
-                    return Ok(());
-                }
-                continue;
-            }
-        };
-        let metrics = metrics.clone();
-        let health = health.clone();
-        let pages = pages.clone();
-        let token = token.clone();
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| {
-                let response = if req.method() == Method::POST
-                    && !authorized(&req, token.as_deref())
-                {
-                    tracing::warn!(%peer, path = %req.uri().path(), "admin action refused: missing or wrong bearer token");
-                    Box::pin(std::future::ready(unauthorized()))
-                } else {
-                    route(&req, &metrics, &health, pages.as_ref())
-                };
-                async move { Ok::<_, Infallible>(response.await) }
-            });
-            let result = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_READ_TIMEOUT)
-                .keep_alive(true)
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-            if let Err(e) = result {
-                tracing::debug!(%peer, error = %e, "admin connection ended with an error");
-            }
-        });
-    }
+    http_server::serve(listener, shutdown, "admin", move |req, peer| {
+        if req.method() == Method::POST && !authorized(&req, token.as_deref()) {
+            tracing::warn!(%peer, path = %req.uri().path(), "admin action refused: missing or wrong bearer token");
+            return Box::pin(std::future::ready(unauthorized()));
+        }
+        route(&req, &metrics, &health, pages.as_ref())
+    })
+    .await
 }
 
 /// The response to `req`: at once for everything but a [`DebugReply::Later`] action.
@@ -206,7 +159,7 @@ fn route(
     metrics: &Metrics,
     health: &Health,
     pages: Option<&DebugPages>,
-) -> std::pin::Pin<Box<dyn std::future::Future<Output = Response<Full<Bytes>>> + Send>> {
+) -> ReplyFuture {
     let post = req.method() == Method::POST;
     let debug = req.uri().path().strip_prefix("/debug/");
     if req.method() != Method::GET && req.method() != Method::HEAD && !(post && debug.is_some()) {
@@ -244,7 +197,7 @@ fn route(
     Box::pin(std::future::ready(reply))
 }
 
-fn debug_response(r: DebugReply) -> Response<Full<Bytes>> {
+fn debug_response(r: DebugReply) -> Reply {
     match r {
         DebugReply::Json(json) => reply(StatusCode::OK, JSON, json),
         DebugReply::NotFound => reply(StatusCode::NOT_FOUND, TEXT, "not found\n"),
@@ -261,20 +214,12 @@ fn debug_response(r: DebugReply) -> Response<Full<Bytes>> {
 
 /// Whether `req` carries `token` as its bearer token (always, without a token).
 fn authorized(req: &Request<Incoming>, token: Option<&[u8]>) -> bool {
-    let Some(token) = token else {
-        return true;
-    };
-    let given = req
-        .headers()
-        .get(hyper::header::AUTHORIZATION)
-        .map(HeaderValue::as_bytes)
-        .and_then(|v| v.strip_prefix(b"Bearer ".as_slice()))
-        .unwrap_or_default();
-    // Compared in time independent of where they differ.
-    given.len() == token.len() && given.iter().zip(token).fold(0u8, |d, (a, b)| d | (a ^ b)) == 0
+    token.is_none_or(|t| {
+        http_server::bearer_token_matches(req.headers().get(hyper::header::AUTHORIZATION), t)
+    })
 }
 
-fn unauthorized() -> Response<Full<Bytes>> {
+fn unauthorized() -> Reply {
     let mut r = reply(
         StatusCode::UNAUTHORIZED,
         TEXT,
@@ -287,24 +232,12 @@ fn unauthorized() -> Response<Full<Bytes>> {
     r
 }
 
-fn method_not_allowed() -> Response<Full<Bytes>> {
+fn method_not_allowed() -> Reply {
     let mut r = reply(StatusCode::METHOD_NOT_ALLOWED, TEXT, "method not allowed\n");
     r.headers_mut().insert(
         ALLOW,
         HeaderValue::from_static("GET, HEAD; POST for /debug actions"),
     );
-    r
-}
-
-fn reply(
-    status: StatusCode,
-    content_type: &'static str,
-    body: impl Into<Bytes>,
-) -> Response<Full<Bytes>> {
-    let mut r = Response::new(Full::new(body.into()));
-    *r.status_mut() = status;
-    r.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     r
 }
 

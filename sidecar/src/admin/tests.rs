@@ -1,6 +1,7 @@
 //! Tests of the health flags and of the admin server over real loopback sockets.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;

@@ -1,0 +1,253 @@
+//! The control service's HTTP API (`shardcar-control orchestrate --listen ADDR`):
+//! `/metrics` and `/healthz` for monitoring, `/debug/shards` for operators, and
+//! `POST /reparent?keyspace=K&shard=S[&to=ALIAS][&wait_timeout_ms=N]`, a planned reparent
+//! on demand that answers with its JSON report.
+//!
+//! With an action token (`--action-token-file`) a `POST` needs it as a bearer token, as
+//! the db sidecars' actions do.
+
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicI64;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, AUTHORIZATION, WWW_AUTHENTICATE};
+use hyper::{Method, Request, StatusCode};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use shardcar_topo::Topology;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::http_server::{self, reply, Reply};
+use crate::reparent::{planned_reparent, ReparentOptions};
+
+/// The longest `wait_timeout_ms` a reparent request may ask for.
+const MAX_WAIT: Duration = Duration::from_secs(600);
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    kind: &'static str,
+    result: &'static str,
+}
+
+/// The control service's metrics.
+pub struct ControlMetrics {
+    registry: Mutex<Registry>,
+    leader: Gauge<i64, AtomicI64>,
+    actions: Family<OutcomeLabels, Counter>,
+}
+
+impl std::fmt::Debug for ControlMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ControlMetrics").finish_non_exhaustive()
+    }
+}
+
+impl Default for ControlMetrics {
+    fn default() -> Self {
+        let mut registry = Registry::default();
+        let leader = Gauge::<i64, AtomicI64>::default();
+        registry.register(
+            "shardcar_control_orchestrator_leader",
+            "1 while this instance holds the orchestrator's leader lock",
+            leader.clone(),
+        );
+        let actions = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "shardcar_control_actions",
+            "Shard actions by kind (planned, emergency, rebuild, repair) and result (ok, error)",
+            actions.clone(),
+        );
+        ControlMetrics {
+            registry: Mutex::new(registry),
+            leader,
+            actions,
+        }
+    }
+}
+
+impl ControlMetrics {
+    pub fn set_leader(&self, leader: bool) {
+        self.leader.set(i64::from(leader));
+    }
+
+    /// One shard action of `kind` ended.
+    pub fn action(&self, kind: &'static str, ok: bool) {
+        let result = if ok { "ok" } else { "error" };
+        self.actions
+            .get_or_create(&OutcomeLabels { kind, result })
+            .inc();
+    }
+
+    fn encode(&self) -> String {
+        let mut out = String::new();
+        let registry = self
+            .registry
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if prometheus_client::encoding::text::encode(&mut out, &registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}
+
+/// What the API serves from.
+#[derive(Debug, Clone)]
+pub struct Api {
+    pub topology: Topology,
+    pub metrics: Arc<ControlMetrics>,
+    /// Defaults of the reparents it runs (the action token among them).
+    pub reparent: ReparentOptions,
+}
+
+/// Serves `api` on `listener` until `shutdown` turns true.
+pub async fn serve(
+    listener: TcpListener,
+    api: Api,
+    shutdown: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    info!(address = %listener.local_addr()?, "control API listening");
+    http_server::serve(listener, shutdown, "control API", move |req, peer| {
+        let api = api.clone();
+        Box::pin(async move { api.route(req, peer).await })
+    })
+    .await
+}
+
+impl Api {
+    async fn route(&self, req: Request<Incoming>, peer: SocketAddr) -> Reply {
+        let path = req.uri().path().to_string();
+        let query = req.uri().query().unwrap_or("").to_string();
+        match (req.method(), path.as_str()) {
+            (&Method::GET, "/metrics") => reply(
+                StatusCode::OK,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                self.metrics.encode(),
+            ),
+            (&Method::GET, "/healthz") => reply(StatusCode::OK, TEXT, "ok\n"),
+            (&Method::GET, "/debug/shards") => match self.shards().await {
+                Ok(json) => reply(StatusCode::OK, JSON, json.to_string()),
+                Err(e) => reply(StatusCode::SERVICE_UNAVAILABLE, TEXT, format!("{e}\n")),
+            },
+            (&Method::POST, "/reparent") => {
+                if !self.authorized(&req) {
+                    warn!(%peer, "reparent refused: missing or wrong bearer token");
+                    let mut r = reply(
+                        StatusCode::UNAUTHORIZED,
+                        TEXT,
+                        "a bearer token is required\n",
+                    );
+                    r.headers_mut()
+                        .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+                    return r;
+                }
+                self.reparent(&query).await
+            }
+            (_, "/metrics" | "/healthz" | "/debug/shards" | "/reparent") => {
+                reply(StatusCode::METHOD_NOT_ALLOWED, TEXT, "method not allowed\n")
+            }
+            _ => reply(StatusCode::NOT_FOUND, TEXT, "not found\n"),
+        }
+    }
+
+    fn authorized(&self, req: &Request<Incoming>) -> bool {
+        self.reparent.action_token.as_deref().is_none_or(|t| {
+            http_server::bearer_token_matches(req.headers().get(AUTHORIZATION), t.as_bytes())
+        })
+    }
+
+    /// Every shard's record and its tablets' health.
+    async fn shards(&self) -> Result<serde_json::Value, shardcar_topo::TopoError> {
+        let tablets = self.topology.tablets(None).await?;
+        let mut shards = Vec::new();
+        for keyspace in self.topology.keyspace_names().await? {
+            for shard in self.topology.shard_names(&keyspace).await? {
+                let record = self
+                    .topology
+                    .shard(&keyspace, &shard)
+                    .await?
+                    .map(|(r, _)| r);
+                let members: Vec<serde_json::Value> = tablets
+                    .iter()
+                    .filter(|t| t.keyspace == keyspace && t.shard == shard)
+                    .map(|t| {
+                        serde_json::json!({
+                            "alias": t.alias,
+                            "type": t.tablet_type,
+                            "serving": t.health.serving,
+                            "read_only": t.health.read_only,
+                            "replicating": t.health.replicating,
+                            "lag_ms": t.health.lag_ms(),
+                            "replication_error": t.health.replication_error,
+                            "position": t.health.gtid_position,
+                        })
+                    })
+                    .collect();
+                shards.push(serde_json::json!({
+                    "keyspace": keyspace,
+                    "shard": shard,
+                    "record": record,
+                    "tablets": members,
+                }));
+            }
+        }
+        Ok(serde_json::Value::Array(shards))
+    }
+
+    async fn reparent(&self, query: &str) -> Reply {
+        let param = |key: &str| {
+            query
+                .split('&')
+                .filter_map(|kv| kv.split_once('='))
+                .find(|(k, _)| *k == key)
+                .map(|(_, v)| v.to_string())
+        };
+        let (Some(keyspace), Some(shard)) = (param("keyspace"), param("shard")) else {
+            return reply(
+                StatusCode::BAD_REQUEST,
+                TEXT,
+                "keyspace=K and shard=S are required\n",
+            );
+        };
+        let mut options = self.reparent.clone();
+        options.to = param("to").or(options.to);
+        if let Some(ms) = param("wait_timeout_ms") {
+            match ms.parse::<u64>() {
+                Ok(ms) => options.wait_timeout = Duration::from_millis(ms).min(MAX_WAIT),
+                Err(_) => {
+                    return reply(
+                        StatusCode::BAD_REQUEST,
+                        TEXT,
+                        format!("wait_timeout_ms={ms} is not a number\n"),
+                    )
+                }
+            }
+        }
+        let result = planned_reparent(&self.topology, &keyspace, &shard, &options).await;
+        self.metrics.action("planned", result.is_ok());
+        match result {
+            Ok(report) => {
+                info!(%keyspace, %shard, ?report, "planned reparent over the API");
+                reply(
+                    StatusCode::OK,
+                    JSON,
+                    serde_json::to_string_pretty(&report).unwrap_or_default(),
+                )
+            }
+            Err(e) => {
+                warn!(%keyspace, %shard, error = %e, "planned reparent over the API failed");
+                reply(StatusCode::CONFLICT, TEXT, format!("{e}\n"))
+            }
+        }
+    }
+}
+
+const TEXT: &str = "text/plain; charset=utf-8";
+const JSON: &str = "application/json";
