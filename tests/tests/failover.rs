@@ -648,6 +648,104 @@ async fn read_server(conn: &mut mysql_async::Conn) -> u32 {
     id.expect("row 1")
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cross_cell_durability_waits_for_a_replica_in_another_cell() {
+    // The primary and one replica in zone1, the other replica in zone2. No orchestrator:
+    // it would repair the replication this test stops.
+    let cluster = start_tweaked(2, 1, Durability::CrossCell, 30_000, |a| {
+        a.cells = vec!["zone1".into(), "zone2".into()];
+        a.no_orchestrator = true;
+    })
+    .await;
+    cluster.wait_converged().await;
+    // Only the replica in the other cell acknowledges.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let (near, far) = loop {
+        let tablets = cluster.tablets().await;
+        let primary_ok = tablets.iter().any(|t| {
+            t.tablet_type == TabletType::Primary && t.cell == "zone1" && t.health.semi_sync_primary
+        });
+        let replica = |cell: &str| {
+            tablets
+                .iter()
+                .find(|t| t.tablet_type == TabletType::Replica && t.cell == cell)
+                .cloned()
+        };
+        if let (true, Some(near), Some(far)) = (primary_ok, replica("zone1"), replica("zone2")) {
+            if far.health.semi_sync_replica && !near.health.semi_sync_replica {
+                break (near, far);
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "cross_cell semi-sync never applied: {tablets:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let root_password = std::fs::read_to_string(cluster.dir.path().join("cluster/root-password"))
+        .expect("root password");
+    let root = |port: u16| {
+        let password = root_password.trim().to_string();
+        async move {
+            mysql_async::Conn::new(opts(port, "root", &password))
+                .await
+                .expect("root on a tablet's mysqld")
+        }
+    };
+    // With the far replica's IO thread stopped, a commit waits: the near replica receives
+    // and applies it, but its acknowledgement does not count.
+    let mut far_root = root(far.mysqld_port).await;
+    far_root
+        .query_drop("STOP SLAVE IO_THREAD")
+        .await
+        .expect("stopping the far replica");
+    let port = cluster.port;
+    let write = tokio::spawn(async move {
+        let mut conn = mysql_async::Conn::new(opts(port, "app", "app").db_name(Some(KEYSPACE)))
+            .await
+            .expect("connecting through the app sidecar");
+        conn.query_drop("INSERT INTO acked (id) VALUES (11)").await
+    });
+    let mut near_root = root(near.mysqld_port).await;
+    wait_for_row(&mut near_root, 11, "the near replica never got the row").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !write.is_finished(),
+        "the commit returned with only a same-cell replica holding it: {:?}",
+        write.await
+    );
+    // The far replica back: its acknowledgement releases the commit.
+    far_root
+        .query_drop("START SLAVE IO_THREAD")
+        .await
+        .expect("starting the far replica");
+    tokio::time::timeout(Duration::from_secs(30), write)
+        .await
+        .expect("the commit completes once the far replica acknowledges")
+        .expect("write task")
+        .expect("the insert");
+    drop((far_root, near_root));
+    cluster.shutdown().await;
+}
+
+/// Waits until a mysqld (a root session on it) holds row `id` of `acked`.
+async fn wait_for_row(conn: &mut mysql_async::Conn, id: u64, failure: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let n: Option<u64> = conn
+            .query_first(format!(
+                "SELECT COUNT(*) FROM {KEYSPACE}.acked WHERE id = {id}"
+            ))
+            .await
+            .expect("a count of acked");
+        if n == Some(1) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{failure}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Reads row 7 of `acked`, asking for a replica; the server that answered.
 async fn read_own_write(conn: &mut mysql_async::Conn) -> u32 {
     let read: Option<(u64, u32)> = conn
@@ -819,23 +917,7 @@ async fn a_replica_with_errant_transactions_is_rebuilt_from_its_primary() {
     conn.query_drop("INSERT INTO acked (id) VALUES (4)")
         .await
         .expect("a write after the rebuild");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let n: Option<u64> = root
-            .query_first(format!(
-                "SELECT COUNT(*) FROM {KEYSPACE}.acked WHERE id = 4"
-            ))
-            .await
-            .expect("count");
-        if n == Some(1) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the rebuilt replica does not replicate"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_for_row(&mut root, 4, "the rebuilt replica does not replicate").await;
     drop((conn, root));
     cluster.shutdown().await;
 }

@@ -149,6 +149,10 @@ pub struct LocalArgs {
     /// replica has it) or `cross_cell`.
     #[arg(long, value_enum, default_value_t = Durability::None)]
     pub durability: Durability,
+    /// The cells tablets are spread over: a shard's n-th tablet (the primary first) lives
+    /// in the n-th cell, round robin; the app sidecar lives in the first.
+    #[arg(long, value_delimiter = ',', default_value = "zone1")]
+    pub cells: Vec<String>,
 }
 
 /// `--durability`.
@@ -187,6 +191,14 @@ impl LocalArgs {
             TopoMode::None
         })
     }
+
+    /// The cell of a shard's `i`-th tablet.
+    fn cell_of(&self, i: u32) -> &str {
+        match self.cells.len() {
+            0 => CELL,
+            n => &self.cells[i as usize % n],
+        }
+    }
 }
 
 impl Default for LocalArgs {
@@ -212,6 +224,7 @@ impl Default for LocalArgs {
             max_replica_lag_ms: 30_000,
             replica_reads: false,
             read_your_writes: false,
+            cells: vec![CELL.to_string()],
         }
     }
 }
@@ -276,12 +289,13 @@ enum SchemaSource {
 #[derive(Debug, Clone)]
 struct TabletPlan {
     uid: u32,
+    cell: String,
     tablet_type: TabletType,
 }
 
 impl TabletPlan {
     fn alias(&self) -> String {
-        format!("{CELL}-{:010}", self.uid)
+        shardcar_topo::TabletRecord::alias_of(&self.cell, self.uid)
     }
 }
 
@@ -314,6 +328,13 @@ fn plan(args: &LocalArgs) -> anyhow::Result<Vec<KeyspacePlan>> {
     }
     if args.replicas > 8 {
         bail!("--replicas {}: at most 8 per shard", args.replicas);
+    }
+    if let Some(bad) = args
+        .cells
+        .iter()
+        .find(|c| c.is_empty() || !c.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_'))
+    {
+        bail!("--cells: {bad:?} is not a cell name (letters, digits, '_')");
     }
     let mut wanted = args.keyspaces.clone();
     if demo_mode(args) {
@@ -367,6 +388,7 @@ fn plan(args: &LocalArgs) -> anyhow::Result<Vec<KeyspacePlan>> {
                 let tablets = (0..=args.replicas)
                     .map(|i| TabletPlan {
                         uid: next_uid + i,
+                        cell: args.cell_of(i).to_string(),
                         tablet_type: if i == 0 {
                             TabletType::Primary
                         } else {
@@ -393,6 +415,7 @@ struct Tablet {
     keyspace: String,
     shard: String,
     uid: u32,
+    cell: String,
     alias: String,
     tablet_type: TabletType,
     db: MariaDb,
@@ -559,6 +582,7 @@ pub async fn run_until(args: LocalArgs, shutdown: watch::Receiver<bool>) -> anyh
                         keyspace: ks.name.clone(),
                         shard: shard.name.clone(),
                         uid: tablet.uid,
+                        cell: tablet.cell.clone(),
                         alias,
                         tablet_type: tablet.tablet_type,
                         db,
@@ -954,7 +978,7 @@ async fn serve_app(
         if let Some(t) = &run.topology {
             sharding.topology = Some(TopologySourceConfig {
                 etcd_endpoints: t.endpoints(),
-                cell: CELL.to_string(),
+                cell: args.cell_of(0).to_string(),
                 max_replica_lag_ms: args.max_replica_lag_ms,
                 reads: if args.replica_reads {
                     crate::config::ReadTarget::Replica
@@ -1077,7 +1101,7 @@ fn db_config(run: &Run<'_>, tablet: &Tablet) -> AppConfig {
     let accounts = run.accounts;
     let topology = run.topology.as_ref().map(|t| TopologyConfig {
         etcd_endpoints: t.endpoints(),
-        cell: CELL.to_string(),
+        cell: tablet.cell.clone(),
         uid: tablet.uid,
         keyspace: tablet.keyspace.clone(),
         shard: tablet.shard.clone(),
