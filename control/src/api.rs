@@ -114,7 +114,7 @@ pub async fn serve(
     shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     info!(address = %listener.local_addr()?, "control API listening");
-    http_server::serve(listener, shutdown, "control API", move |req, peer| {
+    http_server::serve(listener, None, shutdown, "control API", move |req, peer| {
         let api = api.clone();
         Box::pin(async move { api.route(req, peer).await })
     })

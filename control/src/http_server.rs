@@ -27,9 +27,11 @@ pub type Reply = Response<Full<Bytes>>;
 pub type ReplyFuture = Pin<Box<dyn Future<Output = Reply> + Send>>;
 
 /// Serves `handler` on `listener` until `shutdown` turns true (or its sender goes
-/// away); requests in flight finish on their own. `what` names the server in logs.
+/// away); requests in flight finish on their own. With `tls` each connection's TLS
+/// handshake comes first (a failed one drops it). `what` names the server in logs.
 pub async fn serve<H>(
     listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     mut shutdown: watch::Receiver<bool>,
     what: &'static str,
     handler: H,
@@ -60,17 +62,44 @@ where
             }
         };
         let handler = handler.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req| {
                 let response = handler(req, peer);
                 async move { Ok::<_, Infallible>(response.await) }
             });
-            let result = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_READ_TIMEOUT)
-                .keep_alive(true)
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+            let builder = || {
+                let mut b = hyper::server::conn::http1::Builder::new();
+                b.timer(TokioTimer::new())
+                    .header_read_timeout(HEADER_READ_TIMEOUT)
+                    .keep_alive(true);
+                b
+            };
+            let result = match tls {
+                None => {
+                    builder()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await
+                }
+                Some(tls) => {
+                    let handshake = tokio::time::timeout(HEADER_READ_TIMEOUT, tls.accept(stream));
+                    match handshake.await {
+                        Ok(Ok(stream)) => {
+                            builder()
+                                .serve_connection(TokioIo::new(stream), service)
+                                .await
+                        }
+                        Ok(Err(e)) => {
+                            tracing::debug!(server = what, %peer, error = %e, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!(server = what, %peer, "TLS handshake timed out");
+                            return;
+                        }
+                    }
+                }
+            };
             if let Err(e) = result {
                 tracing::debug!(server = what, %peer, error = %e, "connection ended with an error");
             }

@@ -6,8 +6,10 @@
 pub mod api;
 mod http;
 pub mod http_server;
+pub mod inject;
 pub mod orchestrator;
 pub mod reparent;
+pub mod webhook;
 
 pub use api::{Api, ControlMetrics};
 pub use orchestrator::OrchestratorOptions;

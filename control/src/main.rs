@@ -79,6 +79,20 @@ enum Command {
         #[arg(long, value_name = "ADDR")]
         listen: Option<std::net::SocketAddr>,
     },
+    /// Serve the sidecar-injection admission webhook over HTTPS until SIGINT/SIGTERM:
+    /// POST /inject[?default=app|db], GET /healthz.
+    Webhook {
+        #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:9443")]
+        listen: std::net::SocketAddr,
+        /// PEM certificate chain the API server trusts (cert-manager's, say).
+        #[arg(long, value_name = "FILE")]
+        cert: std::path::PathBuf,
+        #[arg(long, value_name = "FILE")]
+        key: std::path::PathBuf,
+        /// The sidecar image injected pods get (annotation `shardcar.io/image` overrides).
+        #[arg(long, env = "SHARDCAR_IMAGE")]
+        image: Option<String>,
+    },
     /// Move a shard's primary to a replica (planned reparent); prints a JSON report.
     Reparent {
         #[command(flatten)]
@@ -152,6 +166,29 @@ async fn main() -> anyhow::Result<()> {
                 );
             })
             .await;
+            Ok(())
+        }
+        Some(Command::Webhook {
+            listen,
+            cert,
+            key,
+            image,
+        }) => {
+            let tls = shardcar_control::webhook::tls_acceptor(&cert, &key)?;
+            let listener = tokio::net::TcpListener::bind(listen)
+                .await
+                .with_context(|| format!("cannot listen on {listen} (--listen)"))?;
+            let (stop, shutdown) = tokio::sync::watch::channel(false);
+            tokio::spawn(async move {
+                let _ = tokio::signal::ctrl_c().await;
+                let _ = stop.send(true);
+            });
+            let defaults = shardcar_control::inject::InjectConfig::default();
+            let config = shardcar_control::inject::InjectConfig {
+                image: image.unwrap_or(defaults.image.clone()),
+                ..defaults
+            };
+            shardcar_control::webhook::serve(listener, tls, config, shutdown).await?;
             Ok(())
         }
         Some(Command::Reparent {

@@ -61,6 +61,19 @@ pub fn workspace_root() -> std::path::PathBuf {
     manifest.parent().unwrap_or(manifest).to_path_buf()
 }
 
+/// The Python of the workspace's venv (`scripts/setup.sh` installs it with
+/// tests/python/requirements.txt).
+pub fn venv_python() -> std::path::PathBuf {
+    let python = workspace_root().join(".venv").join("bin").join("python");
+    assert!(
+        python.exists(),
+        "{} is missing: run scripts/setup.sh (or `python3 -m venv .venv && .venv/bin/pip install \
+         -r tests/python/requirements.txt`)",
+        python.display()
+    );
+    python
+}
+
 /// Waits until `shardcar local` (running as `task`) accepts connections on `port`; panics
 /// when the task ends first or `limit` passes.
 pub async fn wait_for_local(

@@ -19,7 +19,7 @@ use std::time::Duration;
 use mysql_async::prelude::*;
 use mysql_async::{Conn, Row, Value, WhiteListFsHandler};
 use shardcar_tests::client::{block_on, opts, run_output};
-use shardcar_tests::{shared_cluster, workspace_root, Cluster, SidecarProcess};
+use shardcar_tests::{shared_cluster, venv_python, workspace_root, Cluster, SidecarProcess};
 
 const MAX_PACKET: usize = 64 * 1024 * 1024;
 
@@ -531,17 +531,6 @@ fn mask_timing(line: &str) -> String {
 
 // ---------------------------------------------------------------------------------------------
 // Python drivers
-
-fn venv_python() -> PathBuf {
-    let python = workspace_root().join(".venv").join("bin").join("python");
-    assert!(
-        python.exists(),
-        "{} is missing: run scripts/setup.sh (or `python3 -m venv .venv && .venv/bin/pip install \
-         PyMySQL mysql-connector-python cryptography`)",
-        python.display()
-    );
-    python
-}
 
 fn run_python(c: &Cluster, script: &str, port: u16, db: &str) -> Output {
     let dir = workspace_root().join("tests").join("python").join("compat");

@@ -143,7 +143,7 @@ pub async fn serve_with(
     token: Option<Arc<[u8]>>,
     shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
-    http_server::serve(listener, shutdown, "admin", move |req, peer| {
+    http_server::serve(listener, None, shutdown, "admin", move |req, peer| {
         if req.method() == Method::POST && !authorized(&req, token.as_deref()) {
             tracing::warn!(%peer, path = %req.uri().path(), "admin action refused: missing or wrong bearer token");
             return Box::pin(std::future::ready(unauthorized()));

@@ -44,6 +44,14 @@ pub struct AppOverrides {
         value_parser = clap::builder::BoolishValueParser::new(),
     )]
     pub local_infile: Option<bool>,
+    /// db role: the tablet's uid in its cell (`topology.uid`).
+    #[arg(long, env = "SHARDCAR_TABLET_UID", value_name = "N")]
+    pub tablet_uid: Option<u32>,
+    /// db role: the address others reach this tablet at (`topology.hostname`); also
+    /// the host of `topology.mysqld_address` when that is unset (the pod IP on
+    /// Kubernetes, where mysqld listens beside the sidecar).
+    #[arg(long, env = "SHARDCAR_TABLET_HOSTNAME", value_name = "HOST")]
+    pub tablet_hostname: Option<String>,
 }
 
 impl AppOverrides {
@@ -70,6 +78,24 @@ impl AppOverrides {
         }
         if let Some(v) = self.local_infile {
             c.local_infile = v;
+        }
+        if let Some(t) = c.topology.as_mut() {
+            if let Some(uid) = self.tablet_uid {
+                t.uid = uid;
+            }
+            if let Some(host) = &self.tablet_hostname {
+                t.hostname = Some(host.clone());
+                if t.mysqld_address.is_none() {
+                    let port = super::Endpoint::Tcp(c.upstream.address.clone())
+                        .port()
+                        .unwrap_or(3306);
+                    t.mysqld_address = Some(if host.contains(':') {
+                        format!("[{host}]:{port}")
+                    } else {
+                        format!("{host}:{port}")
+                    });
+                }
+            }
         }
     }
 }
