@@ -445,6 +445,21 @@ fn overrides_follow_defaults_file_env_flags_precedence() -> Result<(), Box<dyn s
     let o = TestCli::try_parse_from(["t", "--local-infile=false"])?.o;
     assert_eq!(o.local_infile, Some(false));
     assert!(TestCli::try_parse_from(["t", "--listen", "nope"]).is_err());
+
+    // A db sidecar on Kubernetes: its uid and pod IP from the environment, mysqld beside it.
+    let mut db = AppConfig::from_yaml_str(
+        "upstream:\n  address: 127.0.0.1:3306\n  password: x\ntopology:\n  etcd_endpoints: [\"http://e:2379\"]\n  cell: c1\n  uid: 1\n  keyspace: ks\n",
+    )?;
+    std::env::set_var("SHARDCAR_TABLET_UID", "102");
+    std::env::set_var("SHARDCAR_TABLET_HOSTNAME", "10.1.2.3");
+    let parsed = TestCli::try_parse_from(["t"]);
+    std::env::remove_var("SHARDCAR_TABLET_UID");
+    std::env::remove_var("SHARDCAR_TABLET_HOSTNAME");
+    db.apply_overrides(&parsed?.o);
+    let t = db.topology.as_ref().ok_or("topology")?;
+    assert_eq!(t.uid, 102);
+    assert_eq!(t.hostname.as_deref(), Some("10.1.2.3"));
+    assert_eq!(t.mysqld_address.as_deref(), Some("10.1.2.3:3306"));
     Ok(())
 }
 
