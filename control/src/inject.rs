@@ -12,7 +12,9 @@
 //! Annotations override the defaults: `shardcar.io/image`, `shardcar.io/config-map`,
 //! `shardcar.io/cpu`, `shardcar.io/memory` (requests; the memory limit is twice the
 //! request); `shardcar.io/tablet-uid-base` numbers the tablets of a StatefulSet
-//! (`SHARDCAR_TABLET_UID` = base + the pod's ordinal). A db sidecar learns its pod IP as
+//! (`SHARDCAR_TABLET_UID` = base + the pod's ordinal; ordinal 0 starts as the primary, so
+//! it claims a new shard); `shardcar.io/secret` mounts a Secret at `/etc/shardcar-secrets`
+//! (passwords, the action token). A db sidecar learns its pod IP as
 //! `SHARDCAR_TABLET_HOSTNAME`. A bad annotation denies the pod with a message naming it. A pod that already
 //! has the sidecar (a container named `shardcar`) is left alone, so a second pass patches
 //! nothing.
@@ -203,7 +205,32 @@ pub fn patch(
             }
         }
     };
-    let container = sidecar(role, &image, &cpu, &memory, &memory_limit, tablet_uid);
+    let secret = annotation("shardcar.io/secret");
+    if let Some(name) = secret.as_deref().filter(|n| !is_dns_label(n)) {
+        return Err(format!(
+            "annotation shardcar.io/secret={name:?} is not a Secret name"
+        ));
+    }
+    let first_of_set = tablet_uid.is_some()
+        && metadata
+            .get("name")
+            .and_then(Value::as_str)
+            .is_some_and(|n| n.ends_with("-0"));
+    let mut container = sidecar(role, &image, &cpu, &memory, &memory_limit, tablet_uid);
+    if first_of_set {
+        if let Some(env) = container["env"].as_array_mut() {
+            env.push(json!({"name": "SHARDCAR_TABLET_TYPE", "value": "primary"}));
+        }
+    }
+    if secret.is_some() {
+        if let Some(mounts) = container["volumeMounts"].as_array_mut() {
+            mounts.push(json!({
+                "name": "shardcar-secrets",
+                "mountPath": "/etc/shardcar-secrets",
+                "readOnly": true,
+            }));
+        }
+    }
     let mut ops = Vec::new();
     match spec.get("initContainers").and_then(Value::as_array) {
         Some(list) if !list.is_empty() => {
@@ -211,10 +238,16 @@ pub fn patch(
         }
         _ => ops.push(json!({"op": "add", "path": "/spec/initContainers", "value": [container]})),
     }
-    let volumes = [
+    let mut volumes = vec![
         json!({"name": "shardcar-config", "configMap": {"name": config_map}}),
         json!({"name": "shardcar-tmp", "emptyDir": {}}),
     ];
+    if let Some(name) = &secret {
+        volumes.push(json!({
+            "name": "shardcar-secrets",
+            "secret": {"secretName": name, "defaultMode": 0o440},
+        }));
+    }
     match spec.get("volumes").and_then(Value::as_array) {
         Some(_) => ops.extend(
             volumes
@@ -469,6 +502,11 @@ mod tests {
         let ops = patch(&p, &config, None).unwrap().unwrap();
         let env = ops[0]["value"][0]["env"].as_array().unwrap().clone();
         assert!(env.contains(&json!({"name": "SHARDCAR_TABLET_UID", "value": "102"})));
+        assert!(!env.iter().any(|e| e["name"] == "SHARDCAR_TABLET_TYPE"));
+        p["metadata"]["name"] = json!("mysql-0");
+        let ops = patch(&p, &config, None).unwrap().unwrap();
+        let env = ops[0]["value"][0]["env"].as_array().unwrap().clone();
+        assert!(env.contains(&json!({"name": "SHARDCAR_TABLET_TYPE", "value": "primary"})));
         p["metadata"]["name"] = json!("mysql");
         assert!(patch(&p, &config, None)
             .unwrap_err()

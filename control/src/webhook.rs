@@ -1,6 +1,6 @@
 //! The sidecar-injection admission webhook's HTTPS endpoint
-//! (`shardcar-control webhook --listen ADDR --cert F --key F`): `POST /inject` (optionally
-//! `?default=app|db`, the namespace default) answers an `AdmissionReview` with
+//! (`shardcar-control webhook --listen ADDR --cert F --key F`): `POST /inject` (and
+//! `/inject/app`, `/inject/db` or `?default=app|db` with a namespace default) answers an `AdmissionReview` with
 //! [`crate::inject::answer`]; `GET /healthz` for probes. The Kubernetes API server only
 //! calls webhooks over TLS, so there is no plain-HTTP mode.
 
@@ -67,13 +67,18 @@ pub async fn serve(
             Box::pin(async move {
                 match (req.method(), req.uri().path()) {
                     (&Method::GET, "/healthz") => reply(StatusCode::OK, TEXT, "ok\n"),
-                    (&Method::POST, "/inject") => {
-                        let default = req
-                            .uri()
-                            .query()
-                            .unwrap_or("")
-                            .split('&')
-                            .find_map(|kv| kv.strip_prefix("default="))
+                    (&Method::POST, path @ ("/inject" | "/inject/app" | "/inject/db")) => {
+                        // The namespace default: `/inject/app` (a webhook configuration's
+                        // service path takes no query string), or `?default=app`.
+                        let default = path
+                            .strip_prefix("/inject/")
+                            .or_else(|| {
+                                req.uri()
+                                    .query()
+                                    .unwrap_or("")
+                                    .split('&')
+                                    .find_map(|kv| kv.strip_prefix("default="))
+                            })
                             .map(str::to_string);
                         let body = http_body_util::Limited::new(req.into_body(), MAX_REVIEW)
                             .collect()
@@ -87,7 +92,7 @@ pub async fn serve(
                             }
                         }
                     }
-                    (_, "/healthz" | "/inject") => {
+                    (_, "/healthz" | "/inject" | "/inject/app" | "/inject/db") => {
                         reply(StatusCode::METHOD_NOT_ALLOWED, TEXT, "method not allowed\n")
                     }
                     _ => reply(StatusCode::NOT_FOUND, TEXT, "not found\n"),

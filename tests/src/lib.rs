@@ -30,6 +30,7 @@
 
 pub mod client;
 mod cluster;
+pub mod k8s;
 pub mod netns;
 mod sidecar;
 

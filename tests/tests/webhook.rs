@@ -12,7 +12,8 @@ use std::process::Command;
 
 use serde_json::{json, Value};
 use shardcar_control::inject::InjectConfig;
-use shardcar_tests::{venv_python, workspace_root};
+use shardcar_tests::k8s;
+use shardcar_tests::workspace_root;
 
 /// A CA and a server certificate for 127.0.0.1 signed by it, as PEM files in `dir`:
 /// (ca, cert, key).
@@ -119,27 +120,6 @@ impl Webhook {
         assert_eq!(answer["response"]["uid"], review["request"]["uid"]);
         answer
     }
-
-    /// Applies `answer` to the pod of `review` and validates it (Kubernetes 1.30,
-    /// strict); the patched pod, or the validator's complaint.
-    fn patched(&self, review: &Value, answer: &Value) -> Result<Value, String> {
-        let request = self.dir.path().join("review.json");
-        let response = self.dir.path().join("answer.json");
-        std::fs::write(&request, review.to_string()).expect("review file");
-        std::fs::write(&response, answer.to_string()).expect("answer file");
-        let script = workspace_root().join("tests/python/k8s/validate_pod.py");
-        let out = Command::new(venv_python())
-            .arg(script)
-            .arg(&request)
-            .arg(&response)
-            .arg("1.30")
-            .output()
-            .expect("running the validator");
-        if !out.status.success() {
-            return Err(String::from_utf8_lossy(&out.stderr).into_owned());
-        }
-        Ok(serde_json::from_slice(&out.stdout).expect("the patched pod"))
-    }
 }
 
 fn fixture(name: &str) -> Value {
@@ -162,7 +142,7 @@ async fn a_deployment_pod_gets_a_valid_app_sidecar_once() {
     let answer = w.review(&review, "");
     assert_eq!(answer["response"]["allowed"], true);
     assert_eq!(answer["response"]["patchType"], "JSONPatch");
-    let pod = w.patched(&review, &answer).expect("a valid pod");
+    let pod = k8s::patched_pod(&review, &answer).expect("a valid pod");
     let sidecar = &pod["spec"]["initContainers"][0];
     assert_eq!(sidecar["name"], "shardcar");
     assert_eq!(sidecar["restartPolicy"], "Always", "a native sidecar");
@@ -206,7 +186,7 @@ async fn a_statefulset_pod_gets_a_numbered_db_sidecar() {
     let w = start().await;
     let review = fixture("review-statefulset-pod.json");
     let answer = w.review(&review, "");
-    let pod = w.patched(&review, &answer).expect("a valid pod");
+    let pod = k8s::patched_pod(&review, &answer).expect("a valid pod");
     let sidecar = &pod["spec"]["initContainers"][0];
     assert_eq!(sidecar["args"][0], "db");
     assert_eq!(
@@ -249,8 +229,12 @@ async fn labels_defaults_and_bad_input() {
     let unlabelled = with_label(None);
     assert!(w.review(&unlabelled, "")["response"].get("patch").is_none());
     let answer = w.review(&unlabelled, "?default=db");
-    let pod = w.patched(&unlabelled, &answer).expect("a valid pod");
+    let pod = k8s::patched_pod(&unlabelled, &answer).expect("a valid pod");
     assert_eq!(pod["spec"]["initContainers"][0]["args"][0], "db");
+    // The path form the webhook configuration uses (manifests/base/webhook.yaml).
+    let answer = w.review(&unlabelled, "/app");
+    let pod = k8s::patched_pod(&unlabelled, &answer).expect("a valid pod");
+    assert_eq!(pod["spec"]["initContainers"][0]["args"][0], "app");
     // `none` opts a pod out of the namespace default.
     let opted_out = with_label(Some("none"));
     assert!(w.review(&opted_out, "?default=app")["response"]
@@ -292,6 +276,6 @@ async fn the_validator_rejects_a_broken_pod() {
     let mut review = fixture("review-deployment-pod.json");
     review["request"]["object"]["spec"]["containers"][0]["sidecarMode"] = json!(true);
     let answer = w.review(&review, "");
-    let complaint = w.patched(&review, &answer).expect_err("an invalid pod");
+    let complaint = k8s::patched_pod(&review, &answer).expect_err("an invalid pod");
     assert!(complaint.contains("sidecarMode"), "{complaint}");
 }

@@ -52,6 +52,15 @@ pub struct AppOverrides {
     /// Kubernetes, where mysqld listens beside the sidecar).
     #[arg(long, env = "SHARDCAR_TABLET_HOSTNAME", value_name = "HOST")]
     pub tablet_hostname: Option<String>,
+    /// db role: what the tablet starts as (`topology.tablet_type`: primary, replica,
+    /// rdonly, spare).
+    #[arg(long, env = "SHARDCAR_TABLET_TYPE", value_name = "TYPE", value_parser = parse_tablet_type)]
+    pub tablet_type: Option<shardcar_topo::TabletType>,
+}
+
+fn parse_tablet_type(s: &str) -> Result<shardcar_topo::TabletType, String> {
+    serde_json::from_value(serde_json::Value::String(s.to_string()))
+        .map_err(|_| format!("{s:?}: expected primary, replica, rdonly or spare"))
 }
 
 impl AppOverrides {
@@ -82,6 +91,9 @@ impl AppOverrides {
         if let Some(t) = c.topology.as_mut() {
             if let Some(uid) = self.tablet_uid {
                 t.uid = uid;
+            }
+            if let Some(kind) = self.tablet_type {
+                t.tablet_type = kind;
             }
             if let Some(host) = &self.tablet_hostname {
                 t.hostname = Some(host.clone());

@@ -1,0 +1,189 @@
+//! The Kubernetes manifests (manifests/): every object is valid against the Kubernetes
+//! 1.30 OpenAPI schema in strict mode (kubernetes-validate); the example ConfigMaps'
+//! sidecar configurations pass `shardcar check-config` with the environment the webhook
+//! injects; the example pods, run through the injection webhook's logic, are still valid.
+
+// Test code: a failed step should stop the test with its message.
+#![allow(clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::{json, Value};
+use shardcar_control::inject::{self, InjectConfig};
+use shardcar_tests::k8s::{self, validate};
+use shardcar_tests::{shardcar_binary, workspace_root};
+
+/// Every object of every YAML file under manifests/, with its file.
+fn objects() -> Vec<(PathBuf, Value)> {
+    let mut files = Vec::new();
+    let mut dirs = vec![workspace_root().join("manifests")];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).expect("manifests dir") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "yaml")
+                && path.file_name().is_some_and(|n| n != "kustomization.yaml")
+            {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    let mut objects = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file).expect("manifest");
+        for doc in serde_yaml::Deserializer::from_str(&text) {
+            let value: Value = serde::Deserialize::deserialize(doc)
+                .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+            if !value.is_null() {
+                objects.push((file.clone(), value));
+            }
+        }
+    }
+    objects
+}
+
+#[test]
+fn every_manifest_is_valid_kubernetes() {
+    let objects: Vec<Value> = objects().into_iter().map(|(_, o)| o).collect();
+    let kinds: Vec<&str> = objects.iter().filter_map(|o| o["kind"].as_str()).collect();
+    for kind in [
+        "Namespace",
+        "ServiceAccount",
+        "Deployment",
+        "PodDisruptionBudget",
+        "Service",
+        "MutatingWebhookConfiguration",
+        "StatefulSet",
+        "ConfigMap",
+    ] {
+        assert!(kinds.contains(&kind), "no {kind} among {kinds:?}");
+    }
+    let report = validate(&objects).unwrap_or_else(|e| panic!("invalid manifests:\n{e}"));
+    // `kubectl apply -k manifests/base` finds every file it lists.
+    let base = workspace_root().join("manifests/base");
+    let kustomization = std::fs::read_to_string(base.join("kustomization.yaml"))
+        .expect("manifests/base/kustomization.yaml");
+    let kustomization: Value = serde_yaml::from_str(&kustomization).expect("kustomization");
+    let resources = kustomization["resources"].as_array().expect("resources");
+    assert_eq!(resources.len(), 4);
+    for r in resources {
+        let file = base.join(r.as_str().expect("a file name"));
+        assert!(file.exists(), "{} is missing", file.display());
+    }
+    assert_eq!(report, format!("{} valid", objects.len()));
+    // The check is real: a misspelt field fails it.
+    let mut broken = objects
+        .iter()
+        .find(|o| o["kind"] == "Deployment")
+        .expect("a Deployment")
+        .clone();
+    broken["spec"]["replica"] = json!(2);
+    assert!(validate(&[broken]).is_err());
+}
+
+/// The secret files a configuration names under /etc/shardcar-secrets, created with
+/// placeholder contents in `dir`.
+fn fake_secrets(config: &str, dir: &Path) {
+    for word in config.split_whitespace() {
+        if let Some(name) = word.strip_prefix("/etc/shardcar-secrets/") {
+            std::fs::write(dir.join(name), "placeholder-secret\n").expect("secret file");
+        }
+    }
+}
+
+#[test]
+fn example_sidecar_configs_pass_check_config() {
+    let mut checked = 0;
+    for (file, object) in objects() {
+        if object["kind"] != "ConfigMap" || !file.to_string_lossy().contains("examples") {
+            continue;
+        }
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (files, secrets) = (dir.path().join("files"), dir.path().join("secrets"));
+        std::fs::create_dir_all(&files).expect("dir");
+        std::fs::create_dir_all(&secrets).expect("dir");
+        let data = object["data"].as_object().expect("ConfigMap data");
+        let relocate = |text: &str| {
+            text.replace("/etc/shardcar-secrets/", &format!("{}/", secrets.display()))
+                .replace("/etc/shardcar/", &format!("{}/", files.display()))
+        };
+        for (key, value) in data {
+            let text = value.as_str().expect("text data");
+            fake_secrets(text, &secrets);
+            std::fs::write(files.join(key), relocate(text)).expect("data file");
+        }
+        let name = object["metadata"]["name"].as_str().expect("name");
+        let role = name.strip_prefix("shardcar-").expect("shardcar-<role>");
+        // As the webhook sets them (inject.rs).
+        let listen = if role == "db" {
+            "0.0.0.0:15306"
+        } else {
+            "127.0.0.1:3306"
+        };
+        let out = Command::new(shardcar_binary().expect("the shardcar binary"))
+            .args(["check-config", "--config"])
+            .arg(files.join("config.yaml"))
+            .env("SHARDCAR_LISTEN", listen)
+            .env("SHARDCAR_ADMIN_LISTEN", "0.0.0.0:15000")
+            .env("SHARDCAR_TABLET_UID", "100")
+            .env("SHARDCAR_TABLET_HOSTNAME", "10.0.0.5")
+            .output()
+            .expect("running shardcar check-config");
+        assert!(
+            out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == "ok",
+            "{name} in {}: {}{}",
+            file.display(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        checked += 1;
+    }
+    assert_eq!(checked, 2, "the app and db examples");
+}
+
+#[test]
+fn example_pods_are_valid_after_injection() {
+    let mut injected = 0;
+    for (_, object) in objects() {
+        let kind = object["kind"].as_str().unwrap_or("");
+        if !matches!(kind, "Deployment" | "StatefulSet")
+            || object["spec"]["template"]["metadata"]["labels"]["shardcar.io/inject"].is_null()
+        {
+            continue;
+        }
+        // The pod the controller would create from the template.
+        let mut metadata = object["spec"]["template"]["metadata"].clone();
+        let name = object["metadata"]["name"].as_str().expect("name");
+        metadata["name"] = json!(format!("{name}-0"));
+        metadata["namespace"] = object["metadata"]["namespace"].clone();
+        let pod = json!({
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": metadata,
+            "spec": object["spec"]["template"]["spec"],
+        });
+        let review = json!({
+            "apiVersion": "admission.k8s.io/v1",
+            "kind": "AdmissionReview",
+            "request": {"uid": format!("uid-{name}"), "object": pod},
+        });
+        let answer = inject::answer(&review, &InjectConfig::default(), None).expect("an answer");
+        assert_eq!(answer["response"]["allowed"], true, "{answer}");
+        let patched = k8s::patched_pod(&review, &answer)
+            .unwrap_or_else(|e| panic!("{kind}/{name} after injection: {e}"));
+        let sidecar = &patched["spec"]["initContainers"][0];
+        assert_eq!(sidecar["name"], "shardcar");
+        let mounts = sidecar["volumeMounts"].as_array().expect("mounts");
+        assert!(
+            mounts
+                .iter()
+                .any(|m| m["mountPath"] == "/etc/shardcar-secrets"),
+            "{kind}/{name}: the secret is not mounted"
+        );
+        injected += 1;
+    }
+    assert_eq!(injected, 2, "the app Deployment and the db StatefulSet");
+}
