@@ -746,16 +746,27 @@ async fn wait_for_row(conn: &mut mysql_async::Conn, id: u64, failure: &str) {
     }
 }
 
-/// Reads row 7 of `acked`, asking for a replica; the server that answered.
-async fn read_own_write(conn: &mut mysql_async::Conn) -> u32 {
+/// `k` of sbtest1's row 5, read from the `target` tablet type.
+async fn k_of_row_5(conn: &mut mysql_async::Conn, target: &str) -> u64 {
+    let k: Option<u64> = conn
+        .query_first(format!(
+            "SELECT /* shardcar: target={target} */ k FROM sbtest1 WHERE id = 5"
+        ))
+        .await
+        .expect("a read of k");
+    k.expect("row 5")
+}
+
+/// Reads row `id` of `acked`, asking for a replica; the server that answered.
+async fn read_own_write(conn: &mut mysql_async::Conn, id: u64) -> u32 {
     let read: Option<(u64, u32)> = conn
-        .query_first(
-            "SELECT /* shardcar: target=replica */ id, @@server_id FROM acked WHERE id = 7",
-        )
+        .query_first(format!(
+            "SELECT /* shardcar: target=replica */ id, @@server_id FROM acked WHERE id = {id}"
+        ))
         .await
         .expect("read of the session's write");
-    let (id, server) = read.expect("the session's own write is visible");
-    assert_eq!(id, 7);
+    let (got, server) = read.expect("the session's own write is visible");
+    assert_eq!(got, id);
     server
 }
 
@@ -816,7 +827,7 @@ async fn replica_reads_by_hint_and_scatter_with_read_your_writes() {
     let behind = |m: &str| shardcar_tests::metric_or_zero(m, "shardcar_replica_reads_behind_total");
     let (_, m) = http_get(admin, "/metrics").expect("metrics");
     let behind_before = behind(&m);
-    let server = read_own_write(&mut conn).await;
+    let server = read_own_write(&mut conn, 7).await;
     let (_, m) = http_get(admin, "/metrics").expect("metrics");
     assert_eq!(
         behind(&m) - behind_before,
@@ -825,7 +836,7 @@ async fn replica_reads_by_hint_and_scatter_with_read_your_writes() {
     );
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        if read_own_write(&mut conn).await != server {
+        if read_own_write(&mut conn, 7).await != server {
             break;
         }
         assert!(
@@ -834,6 +845,18 @@ async fn replica_reads_by_hint_and_scatter_with_read_your_writes() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // A write through a server-side prepared statement relayed to its shard counts too
+    // (the replicas are still 3 s late).
+    let before = k_of_row_5(&mut conn, "primary").await;
+    conn.exec_drop("UPDATE sbtest1 SET k = k + 1 WHERE id = ?", (5,))
+        .await
+        .expect("a prepared write");
+    let after = k_of_row_5(&mut conn, "replica").await;
+    assert_eq!(
+        after,
+        before + 1,
+        "the session's prepared write is not visible"
+    );
     drop(conn);
     cluster.shutdown().await;
 }

@@ -363,9 +363,27 @@ impl Session {
                 .await?
             {
                 Some(term) => failed_term = Some(term),
-                None => return Ok(()),
+                None => {
+                    if self.prepared_writes(id) {
+                        self.note_writes(std::slice::from_ref(&key)).await;
+                    }
+                    return Ok(());
+                }
             }
         }
+    }
+
+    /// Whether prepared statement `id` may write (anything but a read), for
+    /// read-your-writes.
+    fn prepared_writes(&self, id: u32) -> bool {
+        let Some(p) = self.routed.as_ref().and_then(|r| r.statements.get(&id)) else {
+            return false;
+        };
+        let words = shardcar_filter::sql::lexer::leading_words(&p.sql, 1);
+        !matches!(
+            words.first().map(String::as_str),
+            Some("SELECT" | "SHOW" | "DESCRIBE" | "DESC" | "EXPLAIN" | "WITH")
+        )
     }
 
     /// The COM_STMT_EXECUTE payload for shard `key`, preparing the statement there when

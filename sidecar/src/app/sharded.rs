@@ -605,7 +605,7 @@ impl Session {
     /// With read-your-writes, records the GTID of the session's last write (MariaDB's
     /// `@@last_gtid`) on each of `keys`' primaries, outside transactions (a transaction's
     /// is recorded at its COMMIT).
-    async fn note_writes(&mut self, keys: &[ShardKey]) {
+    pub(super) async fn note_writes(&mut self, keys: &[ShardKey]) {
         let caps = self.auth.capabilities;
         let Some(routed) = self.routed.as_mut() else {
             return;
