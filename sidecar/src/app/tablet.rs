@@ -138,22 +138,24 @@ impl Tablet {
         Duration::from_millis(self.config.lease_ttl_ms / 4)
     }
 
+    /// The lease's expiry as the guard knows it: `None` before the first registration,
+    /// `Some(None)` for a store whose leases never expire.
+    fn lease_expiry(&self) -> Option<Option<Instant>> {
+        lock(&self.lease).as_ref().map(|until| *until.borrow())
+    }
+
     /// Whether the lease is certain to outlive the margin (or never expires).
     fn lease_good(&self) -> bool {
         let deadline = Instant::now() + self.lease_margin();
-        match &*lock(&self.lease) {
-            None => false,
-            Some(until) => until.borrow().is_none_or(|u| u > deadline),
-        }
+        self.lease_expiry()
+            .is_some_and(|until| until.is_none_or(|u| u > deadline))
     }
 
     /// Whether the lease may expire within the margin.
     fn lease_ending(&self) -> bool {
         let deadline = Instant::now() + self.lease_margin();
-        match &*lock(&self.lease) {
-            None => false,
-            Some(until) => until.borrow().is_some_and(|u| u <= deadline),
-        }
+        self.lease_expiry()
+            .is_some_and(|until| until.is_some_and(|u| u <= deadline))
     }
 
     /// Runs for the process's life: turns a cut-off primary read-only (module docs).
