@@ -24,7 +24,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use crate::http_server::{self, reply, Reply};
+use crate::http_server::{self, reply, Reply, JSON, OPENMETRICS, TEXT};
 use crate::reparent::{planned_reparent, ReparentOptions};
 
 /// The longest `wait_timeout_ms` a reparent request may ask for.
@@ -126,11 +126,7 @@ impl Api {
         let path = req.uri().path().to_string();
         let query = req.uri().query().unwrap_or("").to_string();
         match (req.method(), path.as_str()) {
-            (&Method::GET, "/metrics") => reply(
-                StatusCode::OK,
-                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                self.metrics.encode(),
-            ),
+            (&Method::GET, "/metrics") => reply(StatusCode::OK, OPENMETRICS, self.metrics.encode()),
             (&Method::GET, "/healthz") => reply(StatusCode::OK, TEXT, "ok\n"),
             (&Method::GET, "/debug/shards") => match self.shards().await {
                 Ok(json) => reply(StatusCode::OK, JSON, json.to_string()),
@@ -248,6 +244,3 @@ impl Api {
         }
     }
 }
-
-const TEXT: &str = "text/plain; charset=utf-8";
-const JSON: &str = "application/json";

@@ -21,6 +21,12 @@ use tokio::sync::watch;
 /// A client that has not sent its request headers by then is dropped.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Content types of the replies.
+pub const TEXT: &str = "text/plain; charset=utf-8";
+pub const JSON: &str = "application/json";
+/// The OpenMetrics text `/metrics` answers with.
+pub const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
 /// A whole response.
 pub type Reply = Response<Full<Bytes>>;
 /// A response still being worked out (an action that takes a while).

@@ -32,7 +32,7 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::api::ControlMetrics;
-use crate::reparent::{action, emergency_reparent, EmergencyReport, ReparentOptions};
+use crate::reparent::{emergency_reparent, EmergencyReport, ReparentOptions};
 
 /// How the orchestrator checks and acts.
 #[derive(Debug, Clone)]
@@ -253,11 +253,11 @@ async fn repair(
             warn!(tablet = %t.alias, primary = %primary.alias, "the tablet has errant GTIDs (error 1236): rebuilding it from the primary");
             let (tablet, primary_alias, timeout) =
                 (t.clone(), primary.alias.clone(), options.rebuild_timeout);
-            let token = options.reparent.action_token.clone();
+            let reparent = options.reparent.clone();
             let metrics = options.metrics.clone();
             let task = tokio::spawn(async move {
                 let path = format!("rebuild?{source}");
-                let result = action(&tablet, &path, timeout, token.as_deref()).await;
+                let result = reparent.act_within(&tablet, &path, timeout).await;
                 if let Some(m) = &metrics {
                     m.action("rebuild", result.is_ok());
                 }
@@ -271,13 +271,10 @@ async fn repair(
             state.rebuilds.insert(t.alias.clone(), task);
             continue;
         }
-        match action(
-            t,
-            &format!("replicate?{source}"),
-            options.reparent.action_timeout,
-            options.reparent.action_token.as_deref(),
-        )
-        .await
+        match options
+            .reparent
+            .act(t, &format!("replicate?{source}"))
+            .await
         {
             Ok(_) => {
                 options.count(|m| m.action("repair", true));

@@ -133,24 +133,66 @@ fn candidate<'a>(
         .ok_or_else(|| ReparentError::NoCandidate("no healthy replica to promote".to_string()))
 }
 
-/// Calls a tablet action and returns its JSON answer.
-pub(crate) async fn action(
-    tablet: &TabletRecord,
-    path: &str,
-    timeout: Duration,
-    token: Option<&str>,
-) -> Result<serde_json::Value, ReparentError> {
-    let body = http::request(
-        "POST",
-        &tablet.hostname,
-        tablet.admin_port,
-        &format!("/debug/tablet/{path}"),
-        timeout,
-        token,
-    )
-    .await?;
-    serde_json::from_str(&body)
-        .map_err(|e| ReparentError::Answer(tablet.alias.clone(), e.to_string()))
+impl ReparentOptions {
+    /// Calls a tablet action (with the action token) within `action_timeout`; its JSON
+    /// answer.
+    pub(crate) async fn act(
+        &self,
+        tablet: &TabletRecord,
+        path: &str,
+    ) -> Result<serde_json::Value, ReparentError> {
+        self.act_within(tablet, path, self.action_timeout).await
+    }
+
+    /// [`ReparentOptions::act`] for an action that itself waits up to `wait_timeout`.
+    async fn act_waiting(
+        &self,
+        tablet: &TabletRecord,
+        path: &str,
+    ) -> Result<serde_json::Value, ReparentError> {
+        self.act_within(tablet, path, self.wait_timeout + self.action_timeout)
+            .await
+    }
+
+    /// [`ReparentOptions::act`] within `timeout`.
+    pub(crate) async fn act_within(
+        &self,
+        tablet: &TabletRecord,
+        path: &str,
+        timeout: Duration,
+    ) -> Result<serde_json::Value, ReparentError> {
+        let body = http::request(
+            "POST",
+            &tablet.hostname,
+            tablet.admin_port,
+            &format!("/debug/tablet/{path}"),
+            timeout,
+            self.action_token.as_deref(),
+        )
+        .await?;
+        serde_json::from_str(&body)
+            .map_err(|e| ReparentError::Answer(tablet.alias.clone(), e.to_string()))
+    }
+
+    /// Points each of `tablets` at `new`; the aliases of those that could not be.
+    async fn repoint<'a>(
+        &self,
+        tablets: impl Iterator<Item = &'a TabletRecord>,
+        new: &TabletRecord,
+    ) -> Vec<String> {
+        let path = format!(
+            "replicate?host={}&port={}",
+            new.mysqld_host, new.mysqld_port
+        );
+        let mut not_repointed = Vec::new();
+        for t in tablets {
+            if let Err(e) = self.act(t, &path).await {
+                warn!(tablet = %t.alias, error = %e, "could not point the tablet at the new primary");
+                not_repointed.push(t.alias.clone());
+            }
+        }
+        not_repointed
+    }
 }
 
 /// Moves the primary of `keyspace/shard` (see the module docs).
@@ -202,35 +244,18 @@ async fn reparent_locked(
     let paused = Instant::now();
     mark_reparenting(topology, keyspace, shard, true).await?;
     let promoted = async {
-        let demoted = action(
-            old,
-            "demote",
-            options.action_timeout,
-            options.action_token.as_deref(),
-        )
-        .await?;
+        let demoted = options.act(old, "demote").await?;
         let position = demoted["binlog_position"]
             .as_str()
             .unwrap_or("")
             .to_string();
-        action(
-            new,
-            &format!(
-                "wait_position?position={}&timeout_ms={}",
-                position.replace(',', "%2C"),
-                options.wait_timeout.as_millis()
-            ),
-            options.wait_timeout + options.action_timeout,
-            options.action_token.as_deref(),
-        )
-        .await?;
-        action(
-            new,
-            &format!("promote?term={term}"),
-            options.action_timeout,
-            options.action_token.as_deref(),
-        )
-        .await?;
+        let wait = format!(
+            "wait_position?position={}&timeout_ms={}",
+            position.replace(',', "%2C"),
+            options.wait_timeout.as_millis()
+        );
+        options.act_waiting(new, &wait).await?;
+        options.act(new, &format!("promote?term={term}")).await?;
         Ok::<_, ReparentError>(position)
     }
     .await;
@@ -238,13 +263,9 @@ async fn reparent_locked(
         Ok(p) => p,
         Err(e) => {
             warn!(error = %e, "reparent failed before the promotion; putting the old primary back");
-            let back = action(
-                old,
-                &format!("promote?term={}", record.term),
-                options.action_timeout,
-                options.action_token.as_deref(),
-            )
-            .await;
+            let back = options
+                .act(old, &format!("promote?term={}", record.term))
+                .await;
             if let Err(undo) = &back {
                 warn!(error = %undo, "could not make the old primary writable again");
             }
@@ -263,24 +284,9 @@ async fn reparent_locked(
     let write_pause = paused.elapsed();
     info!(%keyspace, %shard, primary = %new.alias, term = published.term, pause_ms = write_pause.as_millis() as u64, "new primary published");
 
-    let mut not_repointed = Vec::new();
-    for t in tablets.iter().filter(|t| t.alias != new.alias) {
-        let path = format!(
-            "replicate?host={}&port={}",
-            new.mysqld_host, new.mysqld_port
-        );
-        if let Err(e) = action(
-            t,
-            &path,
-            options.action_timeout,
-            options.action_token.as_deref(),
-        )
-        .await
-        {
-            warn!(tablet = %t.alias, error = %e, "could not point the tablet at the new primary");
-            not_repointed.push(t.alias.clone());
-        }
-    }
+    let not_repointed = options
+        .repoint(tablets.iter().filter(|t| t.alias != new.alias), new)
+        .await;
     Ok(ReparentReport {
         keyspace: keyspace.to_string(),
         shard: shard.to_string(),
@@ -423,14 +429,7 @@ async fn emergency_locked(
             "stop_replication?timeout_ms={}",
             options.wait_timeout.as_millis()
         );
-        match action(
-            t,
-            &path,
-            options.wait_timeout + options.action_timeout,
-            options.action_token.as_deref(),
-        )
-        .await
-        {
+        match options.act_waiting(t, &path).await {
             Ok(status) => {
                 let position = status["position"].as_str().unwrap_or("").to_string();
                 stopped.push((t, position));
@@ -454,14 +453,7 @@ async fn emergency_locked(
         ));
     };
     let term = record.term + 1;
-    if let Err(e) = action(
-        &new,
-        &format!("promote?term={term}"),
-        options.action_timeout,
-        options.action_token.as_deref(),
-    )
-    .await
-    {
+    if let Err(e) = options.act(&new, &format!("promote?term={term}")).await {
         mark_reparenting(topology, keyspace, shard, false).await?;
         return Err(e);
     }
@@ -475,36 +467,19 @@ async fn emergency_locked(
         .await?;
     let promotion = started.elapsed();
     info!(%keyspace, %shard, dead = %dead_alias, primary = %new.alias, term = published.term, promotion_ms = promotion.as_millis() as u64, "emergency reparent: new primary published");
-    let mut not_repointed = Vec::new();
-    for t in tablets.iter().filter(|t| t.alias != new.alias) {
-        let path = format!(
-            "replicate?host={}&port={}",
-            new.mysqld_host, new.mysqld_port
-        );
-        if t.alias == dead_alias {
-            // Its sidecar may still answer (mysqld died, the sidecar lives): fence it now;
-            // otherwise it fences itself from the term when it comes back.
-            let _ = action(
-                t,
-                "demote",
-                options.action_timeout,
-                options.action_token.as_deref(),
-            )
-            .await;
-            continue;
-        }
-        if let Err(e) = action(
-            t,
-            &path,
-            options.action_timeout,
-            options.action_token.as_deref(),
-        )
-        .await
-        {
-            warn!(tablet = %t.alias, error = %e, "could not point the tablet at the new primary");
-            not_repointed.push(t.alias.clone());
-        }
+    // The dead primary's sidecar may still answer (mysqld died, the sidecar lives):
+    // fence it now; otherwise it fences itself from the term when it comes back.
+    if let Some(dead) = tablets.iter().find(|t| t.alias == dead_alias) {
+        let _ = options.act(dead, "demote").await;
     }
+    let not_repointed = options
+        .repoint(
+            tablets
+                .iter()
+                .filter(|t| t.alias != new.alias && t.alias != dead_alias),
+            &new,
+        )
+        .await;
     Ok(EmergencyReport {
         keyspace: keyspace.to_string(),
         shard: shard.to_string(),

@@ -13,14 +13,11 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use crate::http_server::{self, reply, Reply};
+use crate::http_server::{self, reply, Reply, JSON, TEXT};
 use crate::inject::{self, InjectConfig, Role};
 
 /// The largest AdmissionReview accepted (the API server's own request limit is 3 MiB).
 const MAX_REVIEW: usize = 4 << 20;
-
-const TEXT: &str = "text/plain; charset=utf-8";
-const JSON: &str = "application/json";
 
 /// The TLS configuration from a PEM certificate chain and private key.
 pub fn tls_acceptor(cert: &Path, key: &Path) -> anyhow::Result<tokio_rustls::TlsAcceptor> {

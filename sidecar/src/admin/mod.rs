@@ -8,16 +8,11 @@ use std::sync::Arc;
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, ALLOW};
 use hyper::{Method, Request, StatusCode};
-use shardcar_control::http_server::{self, reply, Reply, ReplyFuture};
+use shardcar_control::http_server::{self, reply, Reply, ReplyFuture, JSON, OPENMETRICS, TEXT};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::metrics::Metrics;
-
-/// Content type of the OpenMetrics text that [`Metrics::encode`] produces.
-const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
-const TEXT: &str = "text/plain; charset=utf-8";
-const JSON: &str = "application/json";
 
 /// A role's `/debug/<name>` pages and actions.
 pub type DebugPages = Arc<dyn Fn(&DebugRequest<'_>) -> DebugReply + Send + Sync>;

@@ -30,7 +30,7 @@ use serde::Serialize;
 
 use super::probe::{query, query_rows};
 use super::upstream::{LoginParams, Upstream, UpstreamSettings};
-use crate::config::Endpoint;
+use crate::config::{join_host_port, Endpoint};
 
 /// Schemas a rebuild never copies or drops: the server's own.
 const SYSTEM_SCHEMAS: &str = "'mysql', 'information_schema', 'performance_schema', 'sys'";
@@ -85,9 +85,10 @@ pub async fn rebuild(
     query(local, "RESET SLAVE ALL").await?;
     let discarded_position = single_value(local, "SELECT @@global.gtid_current_pos").await?;
 
+    let address = join_host_port(source.0, source.1);
     let source_settings = Arc::new(UpstreamSettings {
-        endpoint: Endpoint::Tcp(host_port(source.0, source.1)),
-        display: host_port(source.0, source.1),
+        endpoint: Endpoint::Tcp(address.clone()),
+        display: address,
         database: None,
         ..(**dba).clone()
     });
@@ -278,14 +279,6 @@ fn parse_position(rest: &[u8]) -> Option<String> {
         .then(|| value.to_string())
 }
 
-fn host_port(host: &str, port: u16) -> String {
-    if host.contains(':') {
-        format!("[{host}]:{port}")
-    } else {
-        format!("{host}:{port}")
-    }
-}
-
 /// A quoted identifier.
 fn quote_name(name: &str) -> String {
     format!("`{}`", name.replace('`', "``"))
@@ -316,7 +309,8 @@ mod tests {
     #[test]
     fn names_and_addresses_are_quoted() {
         assert_eq!(quote_name("a`b"), "`a``b`");
-        assert_eq!(host_port("::1", 3306), "[::1]:3306");
-        assert_eq!(host_port("10.0.0.5", 3306), "10.0.0.5:3306");
+        assert_eq!(join_host_port("::1", 3306), "[::1]:3306");
+        assert_eq!(join_host_port("10.0.0.5", 3306), "10.0.0.5:3306");
+        assert_eq!(join_host_port("[::1]", 3306), "[::1]:3306");
     }
 }

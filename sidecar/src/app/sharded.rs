@@ -874,7 +874,11 @@ impl Session {
                 )
                 .await;
             let Err(e) = result else {
-                if merge.is_none() {
+                let tracks_writes = self
+                    .routed
+                    .as_ref()
+                    .is_some_and(|r| r.router.read_your_writes.is_some());
+                if merge.is_none() && tracks_writes {
                     let keys: Vec<ShardKey> = jobs.iter().map(|(k, _)| k.clone()).collect();
                     self.note_writes(&keys).await;
                 }

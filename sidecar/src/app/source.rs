@@ -55,25 +55,12 @@ impl Shape {
     /// The settings for reaching `tablet`'s db sidecar.
     fn settings(&self, key: &ShardKey, tablet: &TabletRecord) -> Option<Arc<UpstreamSettings>> {
         let template = self.templates.get(key)?;
-        let address = format!(
-            "{}:{}",
-            host_for_address(&tablet.hostname),
-            tablet.mysql_port
-        );
+        let address = crate::config::join_host_port(&tablet.hostname, tablet.mysql_port);
         Some(Arc::new(UpstreamSettings {
             endpoint: Endpoint::Tcp(address.clone()),
             display: format!("{} ({address})", tablet.alias),
             ..(**template).clone()
         }))
-    }
-}
-
-/// `host` as the host part of `host:port` (IPv6 in brackets).
-fn host_for_address(host: &str) -> String {
-    if host.contains(':') && !host.starts_with('[') {
-        format!("[{host}]")
-    } else {
-        host.to_string()
     }
 }
 

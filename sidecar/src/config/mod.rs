@@ -227,6 +227,16 @@ impl Default for UpstreamTlsConfig {
     }
 }
 
+/// `host:port` as a TCP endpoint's address (`[host]:port` for an IPv6 host not
+/// bracketed yet).
+pub fn join_host_port(host: &str, port: u16) -> String {
+    if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
 /// Where the upstream listens.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Endpoint {

@@ -101,11 +101,7 @@ impl AppOverrides {
                     let port = super::Endpoint::Tcp(c.upstream.address.clone())
                         .port()
                         .unwrap_or(3306);
-                    t.mysqld_address = Some(if host.contains(':') {
-                        format!("[{host}]:{port}")
-                    } else {
-                        format!("{host}:{port}")
-                    });
+                    t.mysqld_address = Some(super::join_host_port(host, port));
                 }
             }
         }
