@@ -104,7 +104,9 @@ pub struct MariaDb {
     client: PathBuf,
     // Dropped after the process is gone (see `Drop`).
     _temp_data: Option<tempfile::TempDir>,
-    _temp_socket: Option<tempfile::TempDir>,
+    /// Private `--tmpdir`, and the socket when the data dir's path is too long for one.
+    /// Servers sharing `/tmp` have been seen deleting each other's temp tables.
+    _run_dir: tempfile::TempDir,
 }
 
 impl MariaDb {
@@ -168,15 +170,13 @@ impl MariaDb {
                 })?;
         }
 
+        let run_dir = tempfile::Builder::new()
+            .prefix("shardcar-mariadb-run-")
+            .tempdir()
+            .map_err(|e| LocalError::io("creating a run dir", e))?;
         let mut socket = data_dir.join("mariadbd.sock");
-        let mut temp_socket = None;
         if socket.as_os_str().len() > MAX_SOCKET_PATH {
-            let dir = tempfile::Builder::new()
-                .prefix("shardcar-sock-")
-                .tempdir()
-                .map_err(|e| LocalError::io("creating a socket dir", e))?;
-            socket = dir.path().join("mariadbd.sock");
-            temp_socket = Some(dir);
+            socket = run_dir.path().join("mariadbd.sock");
         }
         let port = match opts.port {
             Some(p) => p,
@@ -190,7 +190,7 @@ impl MariaDb {
             &programs.server,
         ));
         cmd.arg("--no-defaults")
-            .args(server_args(&data_dir, &socket, port, opts))
+            .args(server_args(&data_dir, run_dir.path(), &socket, port, opts))
             .args(&opts.extra_args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -214,7 +214,7 @@ impl MariaDb {
             root_password: String::new(),
             client: programs.client.clone(),
             _temp_data: temp_data,
-            _temp_socket: temp_socket,
+            _run_dir: run_dir,
         };
         db.wait_ready().await?;
         if fresh {
@@ -480,7 +480,13 @@ fn wait_gone(child: &mut Child, timeout: Duration) {
     }
 }
 
-fn server_args(data_dir: &Path, socket: &Path, port: u16, opts: &MariaDbOptions) -> Vec<String> {
+fn server_args(
+    data_dir: &Path,
+    tmp_dir: &Path,
+    socket: &Path,
+    port: u16,
+    opts: &MariaDbOptions,
+) -> Vec<String> {
     let d = data_dir.display();
     let mut args = vec![
         format!("--datadir={d}"),
@@ -489,7 +495,7 @@ fn server_args(data_dir: &Path, socket: &Path, port: u16, opts: &MariaDbOptions)
         "--bind-address=127.0.0.1".to_string(),
         format!("--pid-file={d}/mariadbd.pid"),
         format!("--log-error={d}/{ERROR_LOG}"),
-        format!("--tmpdir={}", std::env::temp_dir().display()),
+        format!("--tmpdir={}", tmp_dir.display()),
         "--skip-name-resolve".to_string(),
         "--max-connections=1000".to_string(),
         "--local-infile=1".to_string(),
