@@ -1,5 +1,6 @@
 //! The control service's HTTP API (`shardcar-control orchestrate --listen ADDR`):
-//! `/metrics` and `/healthz` for monitoring, `/debug/shards` for operators, and
+//! `/metrics` and `/healthz` for monitoring, `/debug/shards` and `/debug/streams` (the
+//! configuration streams served, with their versions and NACKs) for operators, and
 //! `POST /reparent?keyspace=K&shard=S[&to=ALIAS][&wait_timeout_ms=N]`, a planned reparent
 //! on demand that answers with its JSON report.
 //!
@@ -36,11 +37,29 @@ struct OutcomeLabels {
     result: &'static str,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RoleLabels {
+    role: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabels {
+    kind: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: &'static str,
+}
+
 /// The control service's metrics.
 pub struct ControlMetrics {
     registry: Mutex<Registry>,
     leader: Gauge<i64, AtomicI64>,
     actions: Family<OutcomeLabels, Counter>,
+    streams: Family<RoleLabels, Gauge<i64, AtomicI64>>,
+    updates: Family<KindLabels, Counter>,
+    responses: Family<ResultLabels, Counter>,
 }
 
 impl std::fmt::Debug for ControlMetrics {
@@ -64,10 +83,31 @@ impl Default for ControlMetrics {
             "Shard actions by kind (planned, emergency, rebuild, repair) and result (ok, error)",
             actions.clone(),
         );
+        let streams = Family::<RoleLabels, Gauge<i64, AtomicI64>>::default();
+        registry.register(
+            "shardcar_control_config_streams",
+            "Connected configuration streams by sidecar role",
+            streams.clone(),
+        );
+        let updates = Family::<KindLabels, Counter>::default();
+        registry.register(
+            "shardcar_control_config_updates",
+            "Configuration updates sent, by kind (snapshot, delta)",
+            updates.clone(),
+        );
+        let responses = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "shardcar_control_config_responses",
+            "Sidecars' answers to configuration updates (ack, nack)",
+            responses.clone(),
+        );
         ControlMetrics {
             registry: Mutex::new(registry),
             leader,
             actions,
+            streams,
+            updates,
+            responses,
         }
     }
 }
@@ -83,6 +123,23 @@ impl ControlMetrics {
         self.actions
             .get_or_create(&OutcomeLabels { kind, result })
             .inc();
+    }
+
+    /// A configuration stream of `role` opened (`+1`) or closed (`-1`).
+    pub fn config_stream(&self, role: &'static str, change: i64) {
+        self.streams
+            .get_or_create(&RoleLabels { role })
+            .inc_by(change);
+    }
+
+    pub fn config_update(&self, full: bool) {
+        let kind = if full { "snapshot" } else { "delta" };
+        self.updates.get_or_create(&KindLabels { kind }).inc();
+    }
+
+    pub fn config_response(&self, ack: bool) {
+        let result = if ack { "ack" } else { "nack" };
+        self.responses.get_or_create(&ResultLabels { result }).inc();
     }
 
     fn encode(&self) -> String {
@@ -105,6 +162,8 @@ pub struct Api {
     pub metrics: Arc<ControlMetrics>,
     /// Defaults of the reparents it runs (the action token among them).
     pub reparent: ReparentOptions,
+    /// The configuration streams served, when this instance serves them.
+    pub streams: Option<Arc<crate::config::Streams>>,
 }
 
 /// Serves `api` on `listener` until `shutdown` turns true.
@@ -132,6 +191,18 @@ impl Api {
                 Ok(json) => reply(StatusCode::OK, JSON, json.to_string()),
                 Err(e) => reply(StatusCode::SERVICE_UNAVAILABLE, TEXT, format!("{e}\n")),
             },
+            (&Method::GET, "/debug/streams") => match &self.streams {
+                Some(s) => reply(
+                    StatusCode::OK,
+                    JSON,
+                    serde_json::to_string_pretty(&s.list()).unwrap_or_default(),
+                ),
+                None => reply(
+                    StatusCode::NOT_FOUND,
+                    TEXT,
+                    "this instance serves no configuration streams (--config-listen)\n",
+                ),
+            },
             (&Method::POST, "/reparent") => {
                 if !self.authorized(&req) {
                     warn!(%peer, "reparent refused: missing or wrong bearer token");
@@ -146,7 +217,7 @@ impl Api {
                 }
                 self.reparent(&query).await
             }
-            (_, "/metrics" | "/healthz" | "/debug/shards" | "/reparent") => {
+            (_, "/metrics" | "/healthz" | "/debug/shards" | "/debug/streams" | "/reparent") => {
                 reply(StatusCode::METHOD_NOT_ALLOWED, TEXT, "method not allowed\n")
             }
             _ => reply(StatusCode::NOT_FOUND, TEXT, "not found\n"),

@@ -1,9 +1,11 @@
-//! The Shardcar control service. This release runs planned and emergency reparents
-//! against the topology (`shardcar-control reparent`, or `POST /reparent` on its API) and
-//! the failover orchestrator (`shardcar-control orchestrate`, also inside `shardcar
-//! local`); configuration streaming and federation build on it.
+//! The Shardcar control service: planned and emergency reparents against the topology
+//! (`shardcar-control reparent`, or `POST /reparent` on its API), the failover
+//! orchestrator (`shardcar-control orchestrate`, also inside `shardcar local`), the
+//! configuration streams the sidecars follow ([`config`], `--config-listen`) and the
+//! sidecar-injection webhook.
 
 pub mod api;
+pub mod config;
 mod http;
 pub mod http_server;
 pub mod inject;

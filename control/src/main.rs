@@ -78,6 +78,13 @@ enum Command {
         /// POST /reparent?keyspace=K&shard=S[&to=ALIAS].
         #[arg(long, value_name = "ADDR")]
         listen: Option<std::net::SocketAddr>,
+        /// Serve the sidecars' configuration streams (gRPC `shardcar.config.v1`) here.
+        /// Every instance serves streams; only the leader acts on shards.
+        #[arg(long, value_name = "ADDR")]
+        config_listen: Option<std::net::SocketAddr>,
+        /// This instance's name in the updates it sends (default: the host name).
+        #[arg(long, env = "POD_NAME")]
+        instance: Option<String>,
     },
     /// Serve the sidecar-injection admission webhook over HTTPS until SIGINT/SIGTERM:
     /// POST /inject[?default=app|db], GET /healthz.
@@ -130,6 +137,8 @@ async fn main() -> anyhow::Result<()> {
             interval_ms,
             rebuild_errant,
             listen,
+            config_listen,
+            instance,
         }) => {
             let topology = topo.connect().await?;
             let (stop, shutdown) = tokio::sync::watch::channel(false);
@@ -147,14 +156,37 @@ async fn main() -> anyhow::Result<()> {
                 metrics: Some(Arc::new(ControlMetrics::default())),
                 ..OrchestratorOptions::default()
             };
+            let metrics = options.metrics.clone().unwrap_or_default();
+            let streams = match config_listen {
+                None => None,
+                Some(address) => {
+                    let listener = tokio::net::TcpListener::bind(address)
+                        .await
+                        .with_context(|| format!("cannot listen on {address} (--config-listen)"))?;
+                    let instance = instance.unwrap_or_else(host_name);
+                    let service = shardcar_control::config::service(metrics.clone(), instance);
+                    let streams = service.streams.clone();
+                    let (topology, shutdown) = (topology.clone(), shutdown.clone());
+                    tokio::spawn(async move {
+                        if let Err(e) =
+                            shardcar_control::config::serve(listener, topology, service, shutdown)
+                                .await
+                        {
+                            tracing::error!(error = %e, "configuration streams stopped");
+                        }
+                    });
+                    Some(streams)
+                }
+            };
             if let Some(address) = listen {
                 let listener = tokio::net::TcpListener::bind(address)
                     .await
                     .with_context(|| format!("cannot listen on {address} (--listen)"))?;
                 let api = Api {
                     topology: topology.clone(),
-                    metrics: options.metrics.clone().unwrap_or_default(),
+                    metrics,
                     reparent: options.reparent.clone(),
+                    streams,
                 };
                 tokio::spawn(api::serve(listener, api, shutdown.clone()));
             }
@@ -210,4 +242,13 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// This machine's name, for `--instance`.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "shardcar-control".to_string())
 }

@@ -422,7 +422,11 @@ impl Store for EtcdStore {
                 }
             }
         });
-        Ok(Watch { initial, events })
+        Ok(Watch {
+            initial,
+            revision,
+            events,
+        })
     }
 
     async fn lock(

@@ -25,6 +25,16 @@ impl Layout {
         &self.root
     }
 
+    /// The prefix of every key of this topology.
+    pub fn everything(&self) -> String {
+        format!("{}/", self.root)
+    }
+
+    /// Vitess routing rules JSON (`{"rules": [...]}`), for every keyspace.
+    pub fn routing_rules(&self) -> String {
+        format!("{}/global/routing_rules", self.root)
+    }
+
     pub fn keyspaces(&self) -> String {
         format!("{}/global/keyspaces/", self.root)
     }
@@ -70,6 +80,14 @@ impl Layout {
             .then(|| (keyspace.to_string(), shard.to_string()))
     }
 
+    /// The keyspace of a keyspace record's key (`None` for any other key).
+    pub fn parse_keyspace(&self, key: &str) -> Option<String> {
+        let name = key
+            .strip_prefix(&self.keyspaces())?
+            .strip_suffix("/keyspace")?;
+        (!name.is_empty() && !name.contains('/')).then(|| name.to_string())
+    }
+
     /// Whether `key` is a tablet record's key.
     pub fn is_tablet(&self, key: &str) -> bool {
         key.strip_prefix(&self.cells())
@@ -105,5 +123,9 @@ mod tests {
         assert_eq!(l.parse_shard(&l.keyspace("shop")), None);
         assert!(l.is_tablet(&l.tablet("zone1", "zone1-0000000100")));
         assert!(!l.is_tablet(&l.tablets("zone1")));
+        assert_eq!(l.parse_keyspace(&l.keyspace("shop")), Some("shop".into()));
+        assert_eq!(l.parse_keyspace(&l.shard("shop", "-80")), None);
+        assert_eq!(l.routing_rules(), "/sc/global/routing_rules");
+        assert!(l.routing_rules().starts_with(&l.everything()));
     }
 }

@@ -16,7 +16,8 @@
 //!
 //! | key | value |
 //! |---|---|
-//! | `<root>/global/keyspaces/<keyspace>/keyspace` | [`KeyspaceRecord`] |
+//! | `<root>/global/keyspaces/<keyspace>/keyspace` | [`KeyspaceRecord`]: durability policy, VSchema |
+//! | `<root>/global/routing_rules` | Vitess routing rules JSON (`{"rules": [...]}`) |
 //! | `<root>/global/keyspaces/<keyspace>/shards/<shard>/shard` | [`ShardRecord`]: primary alias and term |
 //! | `<root>/global/locks/keyspaces/<keyspace>/shards/<shard>` | the lock a reparent holds |
 //! | `<root>/cells/<cell>/tablets/<alias>` | [`TabletRecord`], under the tablet's lease |

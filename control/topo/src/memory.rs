@@ -204,7 +204,11 @@ impl Store for MemoryStore {
             .map(|(k, v)| Inner::entry(k, v))
             .collect();
         inner.watchers.push((prefix.to_string(), tx));
-        Ok(Watch { initial, events })
+        Ok(Watch {
+            initial,
+            revision: inner.revision,
+            events,
+        })
     }
 
     async fn lock(

@@ -48,6 +48,8 @@ pub enum WatchEvent {
 #[derive(Debug)]
 pub struct Watch {
     pub initial: Vec<Entry>,
+    /// The store revision the initial listing was read at; events follow from the next.
+    pub revision: Version,
     pub events: mpsc::Receiver<WatchEvent>,
 }
 

@@ -267,6 +267,37 @@ impl Topology {
         decode(entry)
     }
 
+    /// Sets a keyspace's VSchema (Vitess JSON), as `vtctl ApplyVSchema` does.
+    pub async fn set_vschema(
+        &self,
+        keyspace: &str,
+        vschema: serde_json::Value,
+    ) -> Result<KeyspaceRecord, TopoError> {
+        self.modify(&self.layout.keyspace(keyspace), |k: &mut KeyspaceRecord| {
+            k.vschema = Some(vschema.clone());
+            Ok(())
+        })
+        .await
+    }
+
+    /// Replaces the routing rules (Vitess JSON, `{"rules": [...]}`).
+    pub async fn set_routing_rules(&self, rules: &serde_json::Value) -> Result<(), TopoError> {
+        self.store
+            .update(&self.layout.routing_rules(), encode(rules), None)
+            .await
+            .map(|_| ())
+    }
+
+    /// Decodes a keyspace record from a watch event's entry.
+    pub fn keyspace_of(entry: &Entry) -> Result<KeyspaceRecord, TopoError> {
+        decode(entry)
+    }
+
+    /// Watches every key of the topology (the control service's view of it).
+    pub async fn watch_all(&self) -> Result<Watch, TopoError> {
+        self.store.watch(&self.layout.everything()).await
+    }
+
     /// Watches every keyspace and shard record.
     pub async fn watch_keyspaces(&self) -> Result<Watch, TopoError> {
         self.store.watch(&self.layout.keyspaces()).await
