@@ -111,12 +111,17 @@ impl View {
         Ok(())
     }
 
-    /// The Vitess SrvVSchema JSON of this view: every keyspace's VSchema (`{}` for a
-    /// keyspace without one) and the routing rules. A keyspace whose VSchema is not JSON
-    /// is named in the error.
+    /// The Vitess SrvVSchema JSON of this view: the VSchema of every keyspace that has
+    /// shards (`{}` for one without a VSchema) and the routing rules. A keyspace whose
+    /// VSchema is not JSON is named in the error.
     pub fn srv_vschema_json(&self) -> Result<String, String> {
+        let served = self.shard_names();
         let mut keyspaces = serde_json::Map::new();
-        for (name, k) in &self.keyspaces {
+        for (name, k) in self
+            .keyspaces
+            .iter()
+            .filter(|(n, _)| served.contains_key(*n))
+        {
             let vschema = if k.vschema_json.trim().is_empty() {
                 serde_json::Value::Object(serde_json::Map::new())
             } else {
@@ -135,15 +140,14 @@ impl View {
         Ok(serde_json::Value::Object(out).to_string())
     }
 
-    /// Shard names per keyspace, in key order.
+    /// Shard names per keyspace (in key order), for the keyspaces that have a record
+    /// and at least one shard: the ones a sidecar can serve.
     pub fn shard_names(&self) -> BTreeMap<String, Vec<String>> {
-        let mut out: BTreeMap<String, Vec<String>> = self
-            .keyspaces
-            .keys()
-            .map(|k| (k.clone(), Vec::new()))
-            .collect();
+        let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for (keyspace, shard) in self.shards.keys() {
-            out.entry(keyspace.clone()).or_default().push(shard.clone());
+            if self.keyspaces.contains_key(keyspace) {
+                out.entry(keyspace.clone()).or_default().push(shard.clone());
+            }
         }
         out
     }
@@ -259,11 +263,21 @@ mod tests {
     #[test]
     fn the_srv_vschema_names_every_keyspace() {
         let mut v = view(1, &[]);
-        v.keyspaces.insert(
-            "main".into(),
-            pb::Keyspace {
-                name: "main".into(),
-                ..pb::Keyspace::default()
+        for name in ["main", "empty"] {
+            v.keyspaces.insert(
+                name.into(),
+                pb::Keyspace {
+                    name: name.into(),
+                    ..pb::Keyspace::default()
+                },
+            );
+        }
+        v.shards.insert(
+            ("main".into(), "0".into()),
+            pb::Shard {
+                keyspace: "main".into(),
+                name: "0".into(),
+                ..pb::Shard::default()
             },
         );
         v.routing_rules_json = r#"{"rules":[]}"#.into();
@@ -271,8 +285,10 @@ mod tests {
             serde_json::from_str(&v.srv_vschema_json().expect("valid")).expect("json");
         assert_eq!(json["keyspaces"]["user"]["sharded"], true);
         assert_eq!(json["keyspaces"]["main"], serde_json::json!({}));
+        assert!(json["keyspaces"].get("empty").is_none(), "no shards yet");
         assert_eq!(json["routing_rules"]["rules"], serde_json::json!([]));
-        assert_eq!(v.shard_names()["main"], Vec::<String>::new());
+        assert_eq!(v.shard_names()["main"], vec!["0".to_string()]);
+        assert!(!v.shard_names().contains_key("empty"));
 
         v.keyspaces.get_mut("main").expect("added").vschema_json = "{".into();
         let err = v.srv_vschema_json().expect_err("not JSON");

@@ -8,6 +8,7 @@
 
 mod auth;
 mod client;
+mod control;
 pub mod endpoints;
 mod handshake;
 mod pool;
@@ -213,15 +214,21 @@ impl AppServer {
             tls: upstream_tls,
             max_packet_size: config.max_packet_size,
         });
+        let metrics = Metrics::new();
         let (upstream, router) = match &config.sharding {
             None => (upstream, None),
             Some(sharding) => {
-                let router = router::Router::new(sharding, &upstream, topology.clone())?;
+                let router = match sharding.control() {
+                    Some(_) => {
+                        let follower = control::Follower::start(sharding, metrics.clone()).await?;
+                        router::Router::following(sharding, &upstream, follower)?
+                    }
+                    None => router::Router::new(sharding, &upstream, topology.clone())?,
+                };
                 let first = router.any_shard().unwrap_or(upstream);
                 (first, Some(Arc::new(router)))
             }
         };
-        let metrics = Metrics::new();
         let guard = match role {
             Role::App => None,
             Role::Db => {

@@ -130,7 +130,7 @@ impl Session {
             r.next_statement_id = r.next_statement_id.wrapping_add(1).max(1);
             id
         };
-        let key = match plan::plan(&router.schema, &text, &ctx) {
+        let key = match plan::plan(&router.schema(), &text, &ctx) {
             Err(e) => return self.refuse(&e).await,
             Ok(Plan::Route(r)) => (r.keyspace.clone(), r.shards.first().copied().unwrap_or(0)),
             Ok(Plan::Insert(i)) => (i.keyspace.clone(), 0),
@@ -258,19 +258,19 @@ impl Session {
             .get(&id)
             .and_then(|s| s.template.clone());
         if let Some(Some(t)) = &known {
-            if let Some(route) = t.route_params(&router.schema, &vindex_values) {
+            if let Some(route) = t.route_params(&router.schema(), &vindex_values) {
                 self.shared.metrics.plan_cache(true);
                 let key = (route.keyspace.clone(), route.shards[0]);
                 return self.execute_on(id, key, exec).await;
             }
         }
         self.shared.metrics.plan_cache(false);
-        let planned = plan::plan_with_params(&router.schema, &sql, &ctx, &vindex_values);
+        let planned = plan::plan_with_params(&router.schema(), &sql, &ctx, &vindex_values);
         if known.is_none() {
             // Keep the template only when it routes this execute exactly as the planner did.
-            let template = cache::template(&router.schema, &sql, &ctx).filter(|t| {
+            let template = cache::template(&router.schema(), &sql, &ctx).filter(|t| {
                 matches!(&planned, Ok(Plan::Route(r)) if r.is_passthrough()
-                    && t.route_params(&router.schema, &vindex_values).as_ref() == Some(r))
+                    && t.route_params(&router.schema(), &vindex_values).as_ref() == Some(r))
             });
             if let Some(s) = self.routed()?.statements.get_mut(&id) {
                 s.template = Some(template);
@@ -290,7 +290,7 @@ impl Session {
             );
             return self.send_err(&e).await;
         };
-        let outcome = match plan::plan(&router.schema, &bound, &ctx) {
+        let outcome = match plan::plan(&router.schema(), &bound, &ctx) {
             Err(e) => return self.refuse(&e).await,
             Ok(p) => self.outcome_of(p, &bound).await,
         };

@@ -28,10 +28,49 @@ const PLAN_CACHE_SIZE: usize = 10_000;
 /// A shard by keyspace name and index in the keyspace's shard list.
 pub type ShardKey = (String, usize);
 
+/// The routing schema and the plan cache built on it, replaced together when the
+/// control service sends another VSchema.
+#[derive(Debug)]
+pub struct Planning {
+    schema: std::sync::RwLock<Arc<RoutingSchema>>,
+    /// Templates of statement shapes seen, shared by all sessions.
+    cache: std::sync::RwLock<PlanCache>,
+}
+
+impl Planning {
+    fn new(schema: RoutingSchema) -> Self {
+        Planning {
+            schema: std::sync::RwLock::new(Arc::new(schema)),
+            cache: std::sync::RwLock::new(PlanCache::new(PLAN_CACHE_SIZE)),
+        }
+    }
+
+    pub fn schema(&self) -> Arc<RoutingSchema> {
+        self.schema
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Replaces the schema and empties the cache. Holding the cache's lock throughout
+    /// keeps a template of the old schema from landing in the new cache.
+    pub fn replace(&self, schema: RoutingSchema) {
+        let mut cache = self
+            .cache
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *self
+            .schema
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(schema);
+        *cache = PlanCache::new(PLAN_CACHE_SIZE);
+    }
+}
+
 /// Everything the sharded app role shares between sessions.
 #[derive(Debug)]
 pub struct Router {
-    pub schema: RoutingSchema,
+    planning: Arc<Planning>,
     /// Where each shard's primary and replicas are, and the failover buffer.
     pub directory: Arc<Directory>,
     shape: Shape,
@@ -48,8 +87,6 @@ pub struct Router {
     pub mode: TransactionMode,
     pub max_rows: usize,
     sequences: Mutex<HashMap<String, (i64, i64)>>,
-    /// Templates of statement shapes seen, shared by all sessions.
-    pub cache: std::sync::RwLock<PlanCache>,
 }
 
 /// The topology the endpoints follow: an etcd cluster, or a store given in-process
@@ -61,6 +98,8 @@ pub enum TopologySpec {
         root: String,
     },
     Store(Topology),
+    /// The control service's configuration stream.
+    Control(Arc<super::control::Follower>),
 }
 
 impl std::fmt::Debug for TopologySpec {
@@ -72,6 +111,7 @@ impl std::fmt::Debug for TopologySpec {
                 .field("root", root)
                 .finish(),
             TopologySpec::Store(t) => f.debug_tuple("Store").field(t.layout()).finish(),
+            TopologySpec::Control(c) => f.debug_tuple("Control").field(c).finish(),
         }
     }
 }
@@ -82,9 +122,13 @@ impl TopologySpec {
         self,
         directory: Arc<Directory>,
         shape: Shape,
+        planning: Arc<Planning>,
         mut shutdown: tokio::sync::watch::Receiver<bool>,
     ) {
         let topology = match self {
+            TopologySpec::Control(follower) => {
+                return follower.follow(directory, shape, planning, shutdown).await;
+            }
             TopologySpec::Store(t) => t,
             TopologySpec::Etcd { endpoints, root } => {
                 let mut delay = std::time::Duration::from_millis(100);
@@ -139,23 +183,66 @@ impl Router {
         store: Option<Topology>,
     ) -> anyhow::Result<Router> {
         let schema = config.routing_schema()?;
+        let source = match (&config.topology, store) {
+            (Some(_), Some(t)) => Some(TopologySpec::Store(t)),
+            (Some(t), None) => {
+                if t.etcd_endpoints.is_empty() {
+                    anyhow::bail!(
+                        "sharding.topology.etcd_endpoints: name at least one etcd client URL"
+                    );
+                }
+                Some(TopologySpec::Etcd {
+                    endpoints: t.etcd_endpoints.clone(),
+                    root: t.root.clone(),
+                })
+            }
+            (None, _) => None,
+        };
+        Self::build(config, schema, base, source)
+    }
+
+    /// A router whose keyspaces, VSchema and endpoints come from the control service,
+    /// starting from the configuration `follower` holds.
+    pub fn following(
+        config: &ShardingConfig,
+        base: &UpstreamSettings,
+        follower: super::control::Follower,
+    ) -> anyhow::Result<Router> {
+        let schema = follower.schema().map_err(anyhow::Error::msg)?;
+        let source = Some(TopologySpec::Control(Arc::new(follower)));
+        Self::build(config, schema, base, source)
+    }
+
+    fn build(
+        config: &ShardingConfig,
+        schema: RoutingSchema,
+        base: &UpstreamSettings,
+        source: Option<TopologySpec>,
+    ) -> anyhow::Result<Router> {
         let mut shape = Shape {
             keys: HashMap::new(),
             templates: HashMap::new(),
         };
+        let streamed = matches!(source, Some(TopologySpec::Control(_)));
         for ks in schema.keyspaces() {
-            let cfg = config
-                .keyspaces
-                .get(&ks.name)
-                .ok_or_else(|| anyhow::anyhow!("keyspace {} has no shards configured", ks.name))?;
+            let cfg = config.keyspaces.get(&ks.name);
+            if cfg.is_none() && !streamed {
+                anyhow::bail!("keyspace {} has no shards configured", ks.name);
+            }
             for (index, shard) in ks.shards.iter().enumerate() {
-                let c = cfg
-                    .shards
-                    .iter()
-                    .find(|s| s.name.eq_ignore_ascii_case(&shard.name))
-                    .ok_or_else(|| {
-                        anyhow::anyhow!("shard {}/{} is not configured", ks.name, shard.name)
-                    })?;
+                // Streamed shards have no local configuration: the address comes from
+                // their tablets, the database is the keyspace's name.
+                let c = match cfg {
+                    None => crate::config::ShardConfig::default(),
+                    Some(cfg) => cfg
+                        .shards
+                        .iter()
+                        .find(|s| s.name.eq_ignore_ascii_case(&shard.name))
+                        .cloned()
+                        .ok_or_else(|| {
+                            anyhow::anyhow!("shard {}/{} is not configured", ks.name, shard.name)
+                        })?,
+                };
                 let (endpoint, display) = if c.address.is_empty() {
                     (base.endpoint.clone(), format!("{}/{}", ks.name, shard.name))
                 } else {
@@ -179,21 +266,6 @@ impl Router {
                 );
             }
         }
-        let source = match (&config.topology, store) {
-            (Some(_), Some(t)) => Some(TopologySpec::Store(t)),
-            (Some(t), None) => {
-                if t.etcd_endpoints.is_empty() {
-                    anyhow::bail!(
-                        "sharding.topology.etcd_endpoints: name at least one etcd client URL"
-                    );
-                }
-                Some(TopologySpec::Etcd {
-                    endpoints: t.etcd_endpoints.clone(),
-                    root: t.root.clone(),
-                })
-            }
-            (None, _) => None,
-        };
         let initial = match source {
             None => shape.static_endpoints(),
             Some(_) => Endpoints {
@@ -211,7 +283,7 @@ impl Router {
         let directory = Arc::new(Directory::new(initial, source.is_some(), limits));
         let topology = config.topology.clone().unwrap_or_default();
         Ok(Router {
-            schema,
+            planning: Arc::new(Planning::new(schema)),
             directory,
             shape,
             source,
@@ -224,14 +296,23 @@ impl Router {
             mode: config.transaction_mode,
             max_rows: config.max_merge_rows,
             sequences: Mutex::new(HashMap::new()),
-            cache: std::sync::RwLock::new(PlanCache::new(PLAN_CACHE_SIZE)),
         })
+    }
+
+    /// The routing schema now (the control service may replace it).
+    pub fn schema(&self) -> Arc<RoutingSchema> {
+        self.planning.schema()
     }
 
     /// Starts following the topology, when the endpoints come from one.
     pub fn start(&self, shutdown: tokio::sync::watch::Receiver<bool>) {
         if let Some(spec) = self.source.clone() {
-            tokio::spawn(spec.follow(self.directory.clone(), self.shape.clone(), shutdown));
+            tokio::spawn(spec.follow(
+                self.directory.clone(),
+                self.shape.clone(),
+                self.planning.clone(),
+                shutdown,
+            ));
         }
     }
 
@@ -246,12 +327,12 @@ impl Router {
         let Some((key, literals)) = cache::key(default_keyspace, sql) else {
             return Err(None);
         };
-        let known = match self.cache.read() {
+        let known = match self.planning.cache.read() {
             Ok(c) => c.get(&key).map(|t| t.as_ref().cloned()),
             Err(_) => return Err(None),
         };
         match known {
-            Some(Some(t)) => t.route(&self.schema, &literals).ok_or(None),
+            Some(Some(t)) => t.route(&self.schema(), &literals).ok_or(None),
             Some(None) => Err(None),
             None => Err(Some((key, literals))),
         }
@@ -267,14 +348,17 @@ impl Router {
         plan: &Plan,
     ) {
         let ctx = PlanContext { default_keyspace };
+        // Under the cache's lock, so a schema replaced meanwhile cannot be mixed in.
+        let Ok(mut c) = self.planning.cache.write() else {
+            return;
+        };
+        let schema = self.schema();
         let template: Option<Template> = match plan {
-            Plan::Route(r) if r.is_passthrough() => cache::template(&self.schema, &key, &ctx)
-                .filter(|t| t.route(&self.schema, &literals).as_ref() == Some(r)),
+            Plan::Route(r) if r.is_passthrough() => cache::template(&schema, &key, &ctx)
+                .filter(|t| t.route(&schema, &literals).as_ref() == Some(r)),
             _ => None,
         };
-        if let Ok(mut c) = self.cache.write() {
-            c.insert(key, template);
-        }
+        c.insert(key, template);
     }
 
     /// Where shard `key`'s primary listens now.
@@ -284,7 +368,7 @@ impl Router {
 
     /// The shard's name (`-80`), for messages.
     pub fn shard_name(&self, key: &ShardKey) -> String {
-        self.schema
+        self.schema()
             .keyspace(&key.0)
             .and_then(|k| k.shards.get(key.1))
             .map_or_else(|| key.1.to_string(), |s| s.name.clone())
@@ -293,12 +377,14 @@ impl Router {
     /// Any shard's primary, for the greeting profile (the first unsharded one when there
     /// is one, else the first with a primary).
     pub fn any_shard(&self) -> Option<Arc<UpstreamSettings>> {
-        let unsharded = self.schema.keyspaces().find(|k| !k.sharded);
-        let first = unsharded
+        let schema = self.schema();
+        let unsharded = schema.keyspaces().find(|k| !k.sharded);
+        let keys: Vec<ShardKey> = unsharded
             .into_iter()
-            .chain(self.schema.keyspaces())
-            .flat_map(|k| (0..k.shards.len()).map(move |i| (k.name.clone(), i)));
-        first.into_iter().find_map(|key| self.settings(&key))
+            .chain(schema.keyspaces())
+            .flat_map(|k| (0..k.shards.len()).map(move |i| (k.name.clone(), i)))
+            .collect();
+        keys.into_iter().find_map(|key| self.settings(&key))
     }
 
     /// `count` consecutive ids from the sequence table `table` of `keyspace`, reserving a

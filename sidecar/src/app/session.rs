@@ -167,7 +167,7 @@ impl Session {
     /// unknown database is reported at login, as mysqld does.
     async fn finish_login(&mut self, ok: Vec<u8>) -> Result<(), &'static str> {
         if let (Some(routed), Some(db)) = (self.routed.as_mut(), self.auth.database.clone()) {
-            if routed.router.schema.keyspace(&db).is_none() {
+            if routed.router.schema().keyspace(&db).is_none() {
                 let err = ErrPacket::new(
                     error_codes::ER_BAD_DB_ERROR,
                     format!("Unknown database '{db}'"),

@@ -223,7 +223,7 @@ impl Session {
         let ctx = PlanContext {
             default_keyspace: default_keyspace.as_deref(),
         };
-        let planned = plan::plan(&router.schema, &text, &ctx);
+        let planned = plan::plan(&router.schema(), &text, &ctx);
         if let (Some(key), Ok(p)) = (cache_key, planned.as_ref()) {
             router.remember(key, ctx.default_keyspace, p);
         }
@@ -287,7 +287,7 @@ impl Session {
                 let mut names: Vec<Vec<u8>> = vec![b"information_schema".to_vec()];
                 names.extend(
                     router
-                        .schema
+                        .schema()
                         .keyspaces()
                         .map(|k| k.name.clone().into_bytes()),
                 );
@@ -331,7 +331,7 @@ impl Session {
                         }
                     }
                 }
-                let statements = match insert.shard_statements(&router.schema) {
+                let statements = match insert.shard_statements(&router.schema()) {
                     Ok(s) => s,
                     Err(e) => return Some(Err(e.to_err_packet())),
                 };
@@ -348,7 +348,7 @@ impl Session {
             Plan::AllShards { keyspace } => {
                 self.shared.metrics.routed("multi");
                 let n = router
-                    .schema
+                    .schema()
                     .keyspace(&keyspace)
                     .map_or(0, |k| k.shards.len());
                 let jobs = (0..n)
@@ -1151,7 +1151,7 @@ impl Session {
             .as_ref()
             .and_then(|r| r.default_keyspace.as_deref());
         let ctx = PlanContext { default_keyspace };
-        plan::plan(&router.schema, sql, &ctx).map_err(|e| e.to_err_packet())
+        plan::plan(&router.schema(), sql, &ctx).map_err(|e| e.to_err_packet())
     }
 
     /// Runs the inner part of `m`, puts its rows into the outer statement and runs that
@@ -1334,7 +1334,7 @@ impl Session {
                     .routed()?
                     .default_keyspace
                     .clone()
-                    .or_else(|| router.schema.keyspaces().next().map(|k| k.name.clone()));
+                    .or_else(|| router.schema().keyspaces().next().map(|k| k.name.clone()));
                 match ks {
                     Some(ks) => (ks, 0),
                     None => return self.send_ok(OkPacket::default()).await,
@@ -1392,7 +1392,8 @@ impl Session {
     /// its reads go to replicas.
     async fn use_target(&mut self, target: plan::UseTarget) -> Result<(), End> {
         let router = self.routed()?.router.clone();
-        let Some(keyspace) = router.schema.keyspace(&target.keyspace) else {
+        let schema = router.schema();
+        let Some(keyspace) = schema.keyspace(&target.keyspace) else {
             return self
                 .refuse(&PlanError::UnknownKeyspace(target.keyspace))
                 .await;
@@ -1463,7 +1464,7 @@ impl Session {
                 let ctx = PlanContext {
                     default_keyspace: ks.as_deref(),
                 };
-                match plan::plan(&router.schema, "SELECT 1", &ctx) {
+                match plan::plan(&router.schema(), "SELECT 1", &ctx) {
                     Ok(Plan::Route(r)) => {
                         let key = (r.keyspace.clone(), r.shards.first().copied().unwrap_or(0));
                         self.relay_on(&key, command, packet).await

@@ -3,8 +3,8 @@
 //! tablet's address and health from the tablet records — followed by watches. When the
 //! store is unreachable the last endpoints keep serving and the watches start again.
 //!
-//! The control service's configuration stream is meant to become a third source feeding
-//! the same [`Directory`].
+//! The control service's configuration stream (`control.rs`) is the third source; its
+//! views become endpoints through [`endpoints_of`].
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -113,6 +113,24 @@ impl Seen {
         }
         Endpoints { shards: out }
     }
+}
+
+/// The endpoints a configuration view from the control service describes.
+pub fn endpoints_of(view: &shardcar_config_api::View, shape: &Shape) -> Endpoints {
+    use shardcar_config_api::convert;
+    let seen = Seen {
+        shards: view
+            .shards
+            .iter()
+            .map(|(id, s)| (id.clone(), convert::shard_record(s)))
+            .collect(),
+        tablets: view
+            .tablets
+            .iter()
+            .map(|(alias, t)| (alias.clone(), convert::tablet_record(t)))
+            .collect(),
+    };
+    seen.endpoints(shape)
 }
 
 /// Keeps `directory` in step with the topology until `shutdown`.

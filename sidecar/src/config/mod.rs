@@ -27,8 +27,8 @@ pub use db::{
 pub use error::ConfigError;
 pub use overrides::AppOverrides;
 pub use sharding::{
-    FailoverBufferConfig, KeyspaceConfig, ReadTarget, ShardConfig, ShardingConfig,
-    TopologySourceConfig, TransactionMode,
+    ControlStreamConfig, FailoverBufferConfig, KeyspaceConfig, ReadTarget, ShardConfig,
+    ShardingConfig, TopologySourceConfig, TransactionMode,
 };
 pub use topology::TopologyConfig;
 

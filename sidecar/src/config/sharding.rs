@@ -48,8 +48,11 @@ pub struct ShardingConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TopologySourceConfig {
-    /// etcd client URLs.
+    /// etcd client URLs (leave empty with `control`).
     pub etcd_endpoints: Vec<String>,
+    /// Follow the control service's configuration stream instead of etcd: keyspaces,
+    /// VSchema, routing rules, shards and tablets all come from it.
+    pub control: Option<ControlStreamConfig>,
     /// Key prefix of the topology.
     pub root: String,
     /// This sidecar's cell: replica reads prefer its tablets.
@@ -67,6 +70,38 @@ pub struct TopologySourceConfig {
     pub read_your_writes_wait_ms: u64,
 }
 
+/// The control service's configuration stream, as the app role follows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ControlStreamConfig {
+    /// The control service's gRPC address (`http://host:port`).
+    pub address: String,
+    /// The last configuration applied is kept here, so the sidecar can start (and
+    /// serve) when the control service is unreachable.
+    pub cache_file: Option<PathBuf>,
+    /// How long startup waits for the control service before it starts from
+    /// `cache_file`.
+    pub startup_timeout_ms: u64,
+    /// This sidecar's identity on the stream; the pod and namespace default to
+    /// `SHARDCAR_POD_NAME` and `SHARDCAR_POD_NAMESPACE` (the webhook sets both).
+    pub cluster: String,
+    pub namespace: String,
+    pub pod: String,
+}
+
+impl Default for ControlStreamConfig {
+    fn default() -> Self {
+        ControlStreamConfig {
+            address: String::new(),
+            cache_file: None,
+            startup_timeout_ms: 5_000,
+            cluster: String::new(),
+            namespace: String::new(),
+            pod: String::new(),
+        }
+    }
+}
+
 /// The tablets reads outside transactions go to.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -80,6 +115,7 @@ impl Default for TopologySourceConfig {
     fn default() -> Self {
         TopologySourceConfig {
             etcd_endpoints: Vec::new(),
+            control: None,
             root: "/shardcar".to_string(),
             cell: String::new(),
             max_replica_lag_ms: 30_000,
@@ -154,18 +190,46 @@ impl ParamFileLoader for Files {
 }
 
 impl ShardingConfig {
+    /// The control stream this section follows, if any.
+    pub fn control(&self) -> Option<&ControlStreamConfig> {
+        self.topology.as_ref().and_then(|t| t.control.as_ref())
+    }
+
+    /// Checks every field; builds the routing schema (VSchema, vindexes, shards) unless
+    /// the keyspaces come from the control stream (`None` then).
+    pub fn validate(&self) -> Result<Option<RoutingSchema>, ConfigError> {
+        let Some(c) = self.control() else {
+            return self.routing_schema().map(Some);
+        };
+        self.check_common()?;
+        if !(c.address.starts_with("http://") || c.address.starts_with("https://")) {
+            return Err(ConfigError::invalid(
+                "sharding.topology.control.address",
+                "must be an http:// or https:// URL of the control service",
+            ));
+        }
+        if !self.keyspaces.is_empty() || self.vschema_file.is_some() {
+            return Err(ConfigError::invalid(
+                "sharding.keyspaces",
+                "leave keyspaces and vschema_file out with topology.control: they come from the control service",
+            ));
+        }
+        if !(100..=600_000).contains(&c.startup_timeout_ms) {
+            return Err(ConfigError::invalid(
+                "sharding.topology.control.startup_timeout_ms",
+                "must be between 100 and 600000",
+            ));
+        }
+        Ok(None)
+    }
+
     /// Checks every field and builds the routing schema (VSchema, vindexes, shards).
     pub fn routing_schema(&self) -> Result<RoutingSchema, ConfigError> {
+        self.check_common()?;
         if self.keyspaces.is_empty() {
             return Err(ConfigError::invalid(
                 "sharding.keyspaces",
                 "at least one keyspace is required",
-            ));
-        }
-        if self.max_merge_rows == 0 {
-            return Err(ConfigError::invalid(
-                "sharding.max_merge_rows",
-                "must be at least 1",
             ));
         }
         let mut shards = BTreeMap::new();
@@ -192,6 +256,38 @@ impl ShardingConfig {
                 ks.shards.iter().map(|s| s.name.clone()).collect(),
             );
         }
+        let vschema = match &self.vschema_file {
+            None => SrvVSchema::default(),
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    field: "sharding.vschema_file".into(),
+                    path: path.clone(),
+                    source,
+                })?;
+                SrvVSchema::from_json(&text)
+                    .map_err(|e| ConfigError::invalid("sharding.vschema_file", e.to_string()))?
+            }
+        };
+        Self::schema_of(vschema, &shards)
+    }
+
+    /// The routing schema of `vschema` over these shard names per keyspace.
+    pub fn schema_of(
+        vschema: SrvVSchema,
+        shards: &BTreeMap<String, Vec<String>>,
+    ) -> Result<RoutingSchema, ConfigError> {
+        RoutingSchema::build(vschema, shards, &Files)
+            .map_err(|e| ConfigError::invalid("sharding", e.to_string()))
+    }
+
+    /// The checks that hold whatever the keyspaces' source.
+    fn check_common(&self) -> Result<(), ConfigError> {
+        if self.max_merge_rows == 0 {
+            return Err(ConfigError::invalid(
+                "sharding.max_merge_rows",
+                "must be at least 1",
+            ));
+        }
         if let Some(t) = &self.topology {
             if t.cell.is_empty() || t.cell.contains('/') {
                 return Err(ConfigError::invalid(
@@ -212,19 +308,6 @@ impl ShardingConfig {
                 "must be between 100 and 600000",
             ));
         }
-        let vschema = match &self.vschema_file {
-            None => SrvVSchema::default(),
-            Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-                    field: "sharding.vschema_file".into(),
-                    path: path.clone(),
-                    source,
-                })?;
-                SrvVSchema::from_json(&text)
-                    .map_err(|e| ConfigError::invalid("sharding.vschema_file", e.to_string()))?
-            }
-        };
-        RoutingSchema::build(vschema, &shards, &Files)
-            .map_err(|e| ConfigError::invalid("sharding", e.to_string()))
+        Ok(())
     }
 }

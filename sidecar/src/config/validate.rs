@@ -108,7 +108,7 @@ pub(super) fn validate(c: &AppConfig) -> Result<(), ConfigError> {
     }
     up.password_bytes()?;
     if let Some(sharding) = &c.sharding {
-        sharding.routing_schema()?;
+        sharding.validate()?;
     }
     timeout(
         "upstream.connect_timeout_ms",

@@ -153,6 +153,14 @@ pub struct LocalArgs {
     /// in the n-th cell, round robin; the app sidecar lives in the first.
     #[arg(long, value_delimiter = ',', default_value = "zone1")]
     pub cells: Vec<String>,
+    /// Run the control service's configuration streams too, and configure the app
+    /// sidecar only through them: keyspaces, VSchema, shards and tablets come from the
+    /// stream, as on Kubernetes (needs a topology).
+    #[arg(long)]
+    pub config_stream: bool,
+    /// The control service's gRPC port with `--config-stream` (0: any free port).
+    #[arg(long, default_value_t = 15999)]
+    pub control_port: u16,
 }
 
 /// `--durability`.
@@ -225,6 +233,8 @@ impl Default for LocalArgs {
             replica_reads: false,
             read_your_writes: false,
             cells: vec![CELL.to_string()],
+            config_stream: false,
+            control_port: 15999,
         }
     }
 }
@@ -610,17 +620,34 @@ pub async fn run_until(args: LocalArgs, shutdown: watch::Receiver<bool>) -> anyh
             }
         }
         let (topology, _etcd) = start_topology(&args).await?;
+        let mut control_address = None;
         if let Some(t) = &topology {
             let t = t.connect().await?;
+            let vschema = srv_vschema(&args)?;
             for ks in &keyspaces {
                 let record = shardcar_topo::KeyspaceRecord {
                     durability_policy: args.durability.policy().to_string(),
-                    vschema: None,
+                    vschema: vschema["keyspaces"].get(&ks.name).cloned(),
                 };
                 match t.create_keyspace(&ks.name, &record).await {
-                    Ok(()) | Err(shardcar_topo::TopoError::Exists(_)) => {}
+                    Ok(()) => {}
+                    Err(shardcar_topo::TopoError::Exists(_)) => {
+                        if let Some(v) = record.vschema {
+                            t.set_vschema(&ks.name, v)
+                                .await
+                                .context("updating a keyspace's VSchema")?;
+                        }
+                    }
                     Err(e) => return Err(e).context("creating the keyspace records"),
                 }
+            }
+            if let Some(rules) = vschema.get("routing_rules") {
+                t.set_routing_rules(rules)
+                    .await
+                    .context("writing the routing rules")?;
+            }
+            if args.config_stream {
+                control_address = Some(serve_config(&args, t.clone(), shutdown.clone()).await?);
             }
             if !args.no_orchestrator {
                 let token = Arc::from(accounts.action_token.as_str());
@@ -628,6 +655,8 @@ pub async fn run_until(args: LocalArgs, shutdown: watch::Receiver<bool>) -> anyh
             }
         } else if args.durability != Durability::None {
             bail!("--durability needs replicas (--replicas N)");
+        } else if args.config_stream {
+            bail!("--config-stream needs a topology (--topo embedded|etcd, or --replicas N)");
         }
         let run = Run {
             args: &args,
@@ -636,6 +665,7 @@ pub async fn run_until(args: LocalArgs, shutdown: watch::Receiver<bool>) -> anyh
             root: &root,
             accounts: &accounts,
             topology,
+            control_address,
         };
         serve(&run, &data, shutdown, started).await
     }
@@ -786,6 +816,8 @@ struct Run<'a> {
     root: &'a Path,
     accounts: &'a Accounts,
     topology: Option<LocalTopology>,
+    /// The configuration streams' URL, with `--config-stream`.
+    control_address: Option<String>,
 }
 
 /// The topology of a local cluster: in this process, or in etcd.
@@ -826,6 +858,50 @@ impl LocalTopology {
             LocalTopology::Etcd(e) => e.clone(),
         }
     }
+}
+
+/// The SrvVSchema the keyspaces are served with (`--vschema`, the demo's, or none), as
+/// JSON with a `keyspaces` object.
+fn srv_vschema(args: &LocalArgs) -> anyhow::Result<serde_json::Value> {
+    let text = match &args.vschema {
+        Some(path) => std::fs::read_to_string(path)
+            .with_context(|| format!("reading --vschema {}", path.display()))?,
+        None if demo_mode(args) => DEMO_VSCHEMA.to_string(),
+        None => return Ok(serde_json::json!({"keyspaces": {}})),
+    };
+    let json: serde_json::Value = serde_json::from_str(&text).context("--vschema is not JSON")?;
+    if !json["keyspaces"].is_object() {
+        bail!("--vschema: a SrvVSchema needs a \"keyspaces\" object");
+    }
+    Ok(json)
+}
+
+/// Serves the control service's configuration streams on loopback until shutdown;
+/// returns their URL.
+async fn serve_config(
+    args: &LocalArgs,
+    topology: Topology,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<String> {
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.control_port))
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on 127.0.0.1:{} (--control-port)",
+                args.control_port
+            )
+        })?;
+    let address = format!("http://{}", listener.local_addr()?);
+    let metrics = Arc::new(shardcar_control::ControlMetrics::default());
+    let service = shardcar_control::config::service(metrics, "local".to_string());
+    tokio::spawn(async move {
+        if let Err(e) = shardcar_control::config::serve(listener, topology, service, shutdown).await
+        {
+            tracing::error!(error = %e, "the configuration streams stopped");
+        }
+    });
+    tracing::info!(%address, "configuration streams");
+    Ok(address)
 }
 
 /// Runs the failover orchestrator on the local topology until shutdown.
@@ -986,8 +1062,21 @@ async fn serve_app(
                     crate::config::ReadTarget::Primary
                 },
                 read_your_writes: args.read_your_writes,
+                control: run.control_address.as_ref().map(|address| {
+                    crate::config::ControlStreamConfig {
+                        address: address.clone(),
+                        cache_file: Some(run.root.join("config-cache.pb")),
+                        pod: "local-app".to_string(),
+                        ..Default::default()
+                    }
+                }),
                 ..TopologySourceConfig::default()
             });
+            if run.control_address.is_some() {
+                // Everything the stream says is left out of the file.
+                sharding.keyspaces.clear();
+                sharding.vschema_file = None;
+            }
         }
         config.sharding = Some(sharding);
     }

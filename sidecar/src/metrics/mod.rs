@@ -2,9 +2,11 @@
 //! with per-command series resolved up front so that recording a command is two atomic
 //! updates, and process gauges (RSS, CPU) refreshed when scraped.
 
+mod config;
 mod failover;
 mod guard;
 
+pub use config::ConfigMetrics;
 pub use failover::FailoverMetrics;
 pub use guard::GuardMetrics;
 
@@ -142,6 +144,7 @@ pub struct Metrics {
     pub guard: GuardMetrics,
     /// Failover buffering, replica reads and tablet actions.
     pub failover: FailoverMetrics,
+    pub config: ConfigMetrics,
 }
 
 struct ProcessMetrics {
@@ -330,6 +333,7 @@ impl Metrics {
         reg.register("process_threads", "OS threads", process.threads.clone());
         let guard = GuardMetrics::register(reg);
         let failover = FailoverMetrics::register(reg);
+        let config = ConfigMetrics::register(reg);
 
         Arc::new(Metrics {
             registry,
@@ -355,6 +359,7 @@ impl Metrics {
             process: Mutex::new(process),
             guard,
             failover,
+            config,
         })
     }
 
