@@ -431,3 +431,75 @@ async fn local_app_sidecar_configured_only_by_the_stream() {
         "the last good configuration is cached"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn app_sidecar_starts_from_its_cache_when_control_is_unreachable() {
+    use prost::Message as _;
+    let cluster = shardcar_tests::shared_cluster();
+    let keyspace = cluster.database.clone();
+    // The configuration a control service sent earlier: one unsharded keyspace whose
+    // primary is the cluster's MariaDB.
+    let mut view = shardcar_config_api::View {
+        version: 42,
+        ..Default::default()
+    };
+    view.keyspaces.insert(
+        keyspace.clone(),
+        pb::Keyspace {
+            name: keyspace.clone(),
+            ..Default::default()
+        },
+    );
+    let alias = TabletRecord::alias_of("zone1", 1);
+    view.shards.insert(
+        (keyspace.clone(), "0".into()),
+        pb::Shard {
+            keyspace: keyspace.clone(),
+            name: "0".into(),
+            primary_alias: alias.clone(),
+            term: 1,
+            ..Default::default()
+        },
+    );
+    let mut primary = tablet(1, "0", cluster.mariadb.port());
+    primary.keyspace = keyspace.clone();
+    primary.tablet_type = TabletType::Primary;
+    primary.primary_term = 1;
+    primary.health.serving = true;
+    view.tablets
+        .insert(alias, shardcar_config_api::convert::tablet(&primary));
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cache = dir.path().join("config-cache.pb");
+    std::fs::write(&cache, view.snapshot().encode_to_vec()).expect("cache file");
+
+    // Nothing listens at the control address.
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    let yaml = format!(
+        "sharding:\n  topology:\n    cell: zone1\n    control:\n      address: {dead}\n      cache_file: {}\n      startup_timeout_ms: 500\n",
+        cache.display()
+    );
+    let sidecar = shardcar_tests::SidecarProcess::start(cluster.sidecar_options(yaml))
+        .expect("the sidecar starts from its cache");
+    let mut conn = mysql_async::Conn::from_url(cluster.url(sidecar.port()))
+        .await
+        .expect("connecting through the sidecar");
+    let one: Option<u32> = conn.query_first("SELECT 1").await.expect("served");
+    assert_eq!(one, Some(1));
+    let text = sidecar.metrics().expect("metrics");
+    assert_eq!(metric_or_zero(&text, "shardcar_config_version"), 42.0);
+    assert_eq!(
+        metric_or_zero(&text, "shardcar_config_stream_connected"),
+        0.0
+    );
+
+    // Without a cache, the sidecar says why it cannot start.
+    std::fs::remove_file(&cache).expect("removing the cache");
+    let yaml = format!(
+        "sharding:\n  topology:\n    cell: zone1\n    control:\n      address: {dead}\n      cache_file: {}\n      startup_timeout_ms: 500\n",
+        cache.display()
+    );
+    let err = shardcar_tests::SidecarProcess::start(cluster.sidecar_options(yaml))
+        .expect_err("no configuration at all");
+    let text = format!("{err:#}");
+    assert!(text.contains("no cache file to start from"), "{text}");
+}
