@@ -60,6 +60,88 @@ impl TopoArgs {
     }
 }
 
+/// What an instance serves besides acting on shards.
+#[derive(Debug, clap::Args)]
+struct ServeArgs {
+    /// Serve the control API here: /metrics, /healthz, /debug/shards, /debug/streams
+    /// and POST /reparent?keyspace=K&shard=S[&to=ALIAS].
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<std::net::SocketAddr>,
+    /// Serve the sidecars' configuration streams (gRPC `shardcar.config.v1`) here.
+    /// Every instance serves streams; only the orchestrator's leader acts on shards.
+    #[arg(long, value_name = "ADDR")]
+    config_listen: Option<std::net::SocketAddr>,
+    /// This instance's name in the updates it sends (default: the host name).
+    #[arg(long, env = "POD_NAME")]
+    instance: Option<String>,
+}
+
+impl ServeArgs {
+    /// Starts the configuration streams and the API that were asked for.
+    async fn start(
+        self,
+        topology: &Topology,
+        metrics: Arc<ControlMetrics>,
+        reparent: ReparentOptions,
+        shutdown: &tokio::sync::watch::Receiver<bool>,
+    ) -> anyhow::Result<()> {
+        let streams = match self.config_listen {
+            None => None,
+            Some(address) => {
+                let listener = tokio::net::TcpListener::bind(address)
+                    .await
+                    .with_context(|| format!("cannot listen on {address} (--config-listen)"))?;
+                let instance = self.instance.unwrap_or_else(host_name);
+                let service = shardcar_control::config::service(metrics.clone(), instance);
+                let streams = service.streams.clone();
+                let (topology, shutdown) = (topology.clone(), shutdown.clone());
+                tokio::spawn(async move {
+                    if let Err(e) =
+                        shardcar_control::config::serve(listener, topology, service, shutdown).await
+                    {
+                        tracing::error!(error = %e, "configuration streams stopped");
+                    }
+                });
+                Some(streams)
+            }
+        };
+        if let Some(address) = self.listen {
+            let listener = tokio::net::TcpListener::bind(address)
+                .await
+                .with_context(|| format!("cannot listen on {address} (--listen)"))?;
+            let api = Api {
+                topology: topology.clone(),
+                metrics,
+                reparent,
+                streams,
+            };
+            tokio::spawn(api::serve(listener, api, shutdown.clone()));
+        }
+        Ok(())
+    }
+}
+
+/// A shutdown signal that turns true on SIGINT/SIGTERM.
+fn shutdown_on_signal() -> tokio::sync::watch::Receiver<bool> {
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        // Kubernetes stops a pod with SIGTERM; a terminal with SIGINT.
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+        let _ = stop.send(true);
+    });
+    shutdown
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the failover orchestrator (leader-elected: run several, one acts) until
@@ -74,17 +156,16 @@ enum Command {
         /// primary, discarding those transactions; without it they are only reported.
         #[arg(long)]
         rebuild_errant: bool,
-        /// Serve the control API here: /metrics, /healthz, /debug/shards and
-        /// POST /reparent?keyspace=K&shard=S[&to=ALIAS].
-        #[arg(long, value_name = "ADDR")]
-        listen: Option<std::net::SocketAddr>,
-        /// Serve the sidecars' configuration streams (gRPC `shardcar.config.v1`) here.
-        /// Every instance serves streams; only the leader acts on shards.
-        #[arg(long, value_name = "ADDR")]
-        config_listen: Option<std::net::SocketAddr>,
-        /// This instance's name in the updates it sends (default: the host name).
-        #[arg(long, env = "POD_NAME")]
-        instance: Option<String>,
+        #[command(flatten)]
+        serve: ServeArgs,
+    },
+    /// Serve the configuration streams and the control API without the orchestrator
+    /// (no action on shards) until SIGINT/SIGTERM.
+    Serve {
+        #[command(flatten)]
+        topo: TopoArgs,
+        #[command(flatten)]
+        serve: ServeArgs,
     },
     /// Serve the sidecar-injection admission webhook over HTTPS until SIGINT/SIGTERM:
     /// POST /inject[?default=app|db], GET /healthz.
@@ -136,16 +217,11 @@ async fn main() -> anyhow::Result<()> {
             topo,
             interval_ms,
             rebuild_errant,
-            listen,
-            config_listen,
-            instance,
+            serve,
         }) => {
             let topology = topo.connect().await?;
-            let (stop, shutdown) = tokio::sync::watch::channel(false);
-            tokio::spawn(async move {
-                let _ = tokio::signal::ctrl_c().await;
-                let _ = stop.send(true);
-            });
+            let shutdown = shutdown_on_signal();
+            let metrics = Arc::new(ControlMetrics::default());
             let options = OrchestratorOptions {
                 interval: Duration::from_millis(interval_ms.max(50)),
                 rebuild_errant,
@@ -153,43 +229,12 @@ async fn main() -> anyhow::Result<()> {
                     action_token: topo.action_token()?,
                     ..OrchestratorOptions::default().reparent
                 },
-                metrics: Some(Arc::new(ControlMetrics::default())),
+                metrics: Some(metrics.clone()),
                 ..OrchestratorOptions::default()
             };
-            let metrics = options.metrics.clone().unwrap_or_default();
-            let streams = match config_listen {
-                None => None,
-                Some(address) => {
-                    let listener = tokio::net::TcpListener::bind(address)
-                        .await
-                        .with_context(|| format!("cannot listen on {address} (--config-listen)"))?;
-                    let instance = instance.unwrap_or_else(host_name);
-                    let service = shardcar_control::config::service(metrics.clone(), instance);
-                    let streams = service.streams.clone();
-                    let (topology, shutdown) = (topology.clone(), shutdown.clone());
-                    tokio::spawn(async move {
-                        if let Err(e) =
-                            shardcar_control::config::serve(listener, topology, service, shutdown)
-                                .await
-                        {
-                            tracing::error!(error = %e, "configuration streams stopped");
-                        }
-                    });
-                    Some(streams)
-                }
-            };
-            if let Some(address) = listen {
-                let listener = tokio::net::TcpListener::bind(address)
-                    .await
-                    .with_context(|| format!("cannot listen on {address} (--listen)"))?;
-                let api = Api {
-                    topology: topology.clone(),
-                    metrics,
-                    reparent: options.reparent.clone(),
-                    streams,
-                };
-                tokio::spawn(api::serve(listener, api, shutdown.clone()));
-            }
+            serve
+                .start(&topology, metrics, options.reparent.clone(), &shutdown)
+                .await?;
             orchestrator::run(topology, options, shutdown, |report, detected| {
                 tracing::info!(
                     detected_ms = detected.as_millis() as u64,
@@ -198,6 +243,18 @@ async fn main() -> anyhow::Result<()> {
                 );
             })
             .await;
+            Ok(())
+        }
+        Some(Command::Serve { topo, serve }) => {
+            let topology = topo.connect().await?;
+            let mut shutdown = shutdown_on_signal();
+            let reparent = ReparentOptions {
+                action_token: topo.action_token()?,
+                ..ReparentOptions::default()
+            };
+            let metrics = Arc::new(ControlMetrics::default());
+            serve.start(&topology, metrics, reparent, &shutdown).await?;
+            let _ = shutdown.wait_for(|s| *s).await;
             Ok(())
         }
         Some(Command::Webhook {
@@ -210,11 +267,7 @@ async fn main() -> anyhow::Result<()> {
             let listener = tokio::net::TcpListener::bind(listen)
                 .await
                 .with_context(|| format!("cannot listen on {listen} (--listen)"))?;
-            let (stop, shutdown) = tokio::sync::watch::channel(false);
-            tokio::spawn(async move {
-                let _ = tokio::signal::ctrl_c().await;
-                let _ = stop.send(true);
-            });
+            let shutdown = shutdown_on_signal();
             let defaults = shardcar_control::inject::InjectConfig::default();
             let config = shardcar_control::inject::InjectConfig {
                 image: image.unwrap_or(defaults.image.clone()),

@@ -50,5 +50,6 @@ pub fn service(metrics: Arc<crate::ControlMetrics>, instance: String) -> ConfigS
         hub: Arc::new(Hub::default()),
         streams: Arc::new(Streams::new(metrics)),
         instance,
+        snapshots: Arc::new(tokio::sync::Semaphore::new(service::SNAPSHOTS_IN_FLIGHT)),
     }
 }

@@ -20,6 +20,11 @@ use super::streams::{StreamHandle, Streams};
 /// How long a new stream may take to say Hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Snapshots being built and handed to the transport at once. A snapshot of a large
+/// topology is megabytes; when thousands of sidecars reconnect together (a control
+/// restart), this bounds the memory they take while deltas keep flowing.
+pub const SNAPSHOTS_IN_FLIGHT: usize = 32;
+
 /// Serves configuration streams from a [`Hub`].
 #[derive(Debug, Clone)]
 pub struct ConfigService {
@@ -27,6 +32,8 @@ pub struct ConfigService {
     pub streams: Arc<Streams>,
     /// Named in every update (the sidecars show it on their status page).
     pub instance: String,
+    /// Permits to build and hand over a snapshot ([`SNAPSHOTS_IN_FLIGHT`]).
+    pub snapshots: Arc<tokio::sync::Semaphore>,
 }
 
 type Updates = Pin<Box<dyn Stream<Item = Result<pb::ConfigUpdate, Status>> + Send>>;
@@ -64,9 +71,11 @@ impl config_discovery_server::ConfigDiscovery for ConfigService {
             last_version = hello.last_version,
             "configuration stream opened"
         );
-        let (tx, rx) = mpsc::channel(4);
+        // One update at a time: the next waits until the transport took this one.
+        let (tx, rx) = mpsc::channel(1);
         let stream = OneStream {
             hub: self.hub.clone(),
+            snapshots: self.snapshots.clone(),
             instance: self.instance.clone(),
             handle,
             held_version: hello.last_version,
@@ -76,9 +85,16 @@ impl config_discovery_server::ConfigDiscovery for ConfigService {
     }
 }
 
+/// The next update of a stream; a snapshot is built only once its permit is held.
+enum Next {
+    Delta(pb::ConfigUpdate),
+    Snapshot,
+}
+
 /// One sidecar's stream.
 struct OneStream {
     hub: Arc<Hub>,
+    snapshots: Arc<tokio::sync::Semaphore>,
     instance: String,
     handle: StreamHandle,
     /// The version the sidecar said it holds (Hello).
@@ -101,7 +117,14 @@ impl OneStream {
         let mut sent: Option<Arc<View>> = None;
         loop {
             let published = views.borrow_and_update().clone();
-            if let Some(mut update) = self.next_update(&published, sent.as_deref()) {
+            if let Some(next) = self.next_update(&published, sent.as_deref()) {
+                let (mut update, permit) = match next {
+                    Next::Delta(delta) => (delta, None),
+                    Next::Snapshot => match self.snapshots.clone().acquire_owned().await {
+                        Ok(permit) => (published.view.snapshot(), Some(permit)),
+                        Err(_) => break,
+                    },
+                };
                 update.control_instance.clone_from(&self.instance);
                 self.handle.sent(&update);
                 debug!(
@@ -112,6 +135,11 @@ impl OneStream {
                 if tx.send(Ok(update)).await.is_err() {
                     break;
                 }
+                // Room again in the channel: the transport has taken the snapshot.
+                if permit.is_some() && tx.reserve().await.is_err() {
+                    break;
+                }
+                drop(permit);
                 sent = Some(published.view.clone());
             } else if sent.is_none() && published.view.version == self.held_version {
                 // It holds exactly this version (versions are store revisions).
@@ -132,19 +160,19 @@ impl OneStream {
         info!("configuration stream closed");
     }
 
-    /// The update that brings the sidecar to `published`: the shared delta when it
-    /// holds the previous publication, else one computed from what it holds, else a
-    /// snapshot; nothing when it is there already, or holds something newer.
-    fn next_update(&self, published: &Published, sent: Option<&View>) -> Option<pb::ConfigUpdate> {
+    /// What brings the sidecar to `published`: the shared delta when it holds the
+    /// previous publication, else a delta computed from what it holds, else a snapshot;
+    /// nothing when it is there already, or holds something newer.
+    fn next_update(&self, published: &Published, sent: Option<&View>) -> Option<Next> {
         let view = &published.view;
         match sent {
             Some(held) if held.version == view.version => None,
-            Some(held) => match &published.delta {
-                Some(delta) if delta.base_version == held.version => Some(delta.clone()),
-                _ => Some(view.delta(held)),
-            },
+            Some(held) => Some(Next::Delta(match &published.delta {
+                Some(delta) if delta.base_version == held.version => delta.clone(),
+                _ => view.delta(held),
+            })),
             None if view.version <= self.held_version => None,
-            None => Some(view.snapshot()),
+            None => Some(Next::Snapshot),
         }
     }
 
