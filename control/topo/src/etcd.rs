@@ -107,6 +107,59 @@ impl std::fmt::Debug for EtcdStore {
     }
 }
 
+/// Keys per page of a listing: well under gRPC's 4 MiB message limit for our records.
+const LIST_PAGE: i64 = 1_000;
+
+/// The end of the range of keys starting with `prefix` (etcd's convention: the prefix
+/// with its last byte below 0xff incremented; `[0]` for every key).
+fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    vec![0]
+}
+
+impl EtcdStore {
+    /// Every key under `prefix` as of one revision, which it returns too. Read in pages
+    /// at that revision, so a large topology never exceeds a response's size limit and
+    /// the pages agree with each other.
+    async fn list_at(&self, prefix: &str) -> Result<(Vec<Entry>, Version), TopoError> {
+        let end = prefix_end(prefix.as_bytes());
+        let mut out = Vec::new();
+        let mut from = prefix.as_bytes().to_vec();
+        let mut revision = 0;
+        loop {
+            let page = idempotent(|| {
+                let mut c = self.client.clone();
+                let mut options = GetOptions::new()
+                    .with_range(end.clone())
+                    .with_limit(LIST_PAGE);
+                if revision > 0 {
+                    options = options.with_revision(revision);
+                }
+                let from = from.clone();
+                async move { c.get(from, Some(options)).await }
+            })
+            .await?;
+            if revision == 0 {
+                revision = page.header().map_or(0, |h| h.revision());
+            }
+            out.extend(page.kvs().iter().map(entry));
+            match page.kvs().last() {
+                Some(last) if page.more() => {
+                    from = last.key().to_vec();
+                    from.push(0);
+                }
+                _ => return Ok((out, revision)),
+            }
+        }
+    }
+}
+
 fn backend(e: etcd_client::Error) -> TopoError {
     TopoError::Backend(e.to_string())
 }
@@ -284,12 +337,7 @@ impl Store for EtcdStore {
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<Entry>, TopoError> {
-        let r = idempotent(|| {
-            let mut c = self.client.clone();
-            async move { c.get(prefix, Some(GetOptions::new().with_prefix())).await }
-        })
-        .await?;
-        Ok(r.kvs().iter().map(entry).collect())
+        Ok(self.list_at(prefix).await?.0)
     }
 
     async fn create(&self, key: &str, value: Vec<u8>) -> Result<Version, TopoError> {
@@ -383,13 +431,7 @@ impl Store for EtcdStore {
     }
 
     async fn watch(&self, prefix: &str) -> Result<Watch, TopoError> {
-        let listed = idempotent(|| {
-            let mut c = self.client.clone();
-            async move { c.get(prefix, Some(GetOptions::new().with_prefix())).await }
-        })
-        .await?;
-        let revision = listed.header().map_or(0, |h| h.revision());
-        let initial = listed.kvs().iter().map(entry).collect();
+        let (initial, revision) = self.list_at(prefix).await?;
         let options = WatchOptions::new()
             .with_prefix()
             .with_start_revision(revision + 1);
