@@ -87,7 +87,7 @@ impl config_discovery_server::ConfigDiscovery for ConfigService {
 
 /// The next update of a stream; a snapshot is built only once its permit is held.
 enum Next {
-    Delta(pb::ConfigUpdate),
+    Delta(Box<pb::ConfigUpdate>),
     Snapshot,
 }
 
@@ -119,7 +119,7 @@ impl OneStream {
             let published = views.borrow_and_update().clone();
             if let Some(next) = self.next_update(&published, sent.as_deref()) {
                 let (mut update, permit) = match next {
-                    Next::Delta(delta) => (delta, None),
+                    Next::Delta(delta) => (*delta, None),
                     Next::Snapshot => match self.snapshots.clone().acquire_owned().await {
                         Ok(permit) => (published.view.snapshot(), Some(permit)),
                         Err(_) => break,
@@ -167,10 +167,10 @@ impl OneStream {
         let view = &published.view;
         match sent {
             Some(held) if held.version == view.version => None,
-            Some(held) => Some(Next::Delta(match &published.delta {
+            Some(held) => Some(Next::Delta(Box::new(match &published.delta {
                 Some(delta) if delta.base_version == held.version => delta.clone(),
                 _ => view.delta(held),
-            })),
+            }))),
             None if view.version <= self.held_version => None,
             None => Some(Next::Snapshot),
         }
