@@ -1,6 +1,7 @@
 //! The control service's HTTP API (`shardcar-control orchestrate --listen ADDR`):
-//! `/metrics` and `/healthz` for monitoring, `/debug/shards` and `/debug/streams` (the
-//! configuration streams served, with their versions and NACKs) for operators, and
+//! `/metrics` and `/healthz` for monitoring, `/debug/shards`, `/debug/streams` (the
+//! configuration streams served, with their versions and NACKs) and `/debug/sources`
+//! (the clusters followed, their reachability, and their conflicts) for operators, and
 //! `POST /reparent?keyspace=K&shard=S[&to=ALIAS][&wait_timeout_ms=N]`, a planned reparent
 //! on demand that answers with its JSON report.
 //!
@@ -43,6 +44,11 @@ struct RoleLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ClusterLabels {
+    cluster: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct KindLabels {
     kind: &'static str,
 }
@@ -60,6 +66,8 @@ pub struct ControlMetrics {
     streams: Family<RoleLabels, Gauge<i64, AtomicI64>>,
     updates: Family<KindLabels, Counter>,
     responses: Family<ResultLabels, Counter>,
+    sources_up: Family<ClusterLabels, Gauge<i64, AtomicI64>>,
+    conflicts: Gauge<i64, AtomicI64>,
 }
 
 impl std::fmt::Debug for ControlMetrics {
@@ -101,6 +109,18 @@ impl Default for ControlMetrics {
             "Sidecars' answers to configuration updates (ack, nack)",
             responses.clone(),
         );
+        let sources_up = Family::<ClusterLabels, Gauge<i64, AtomicI64>>::default();
+        registry.register(
+            "shardcar_control_config_source_up",
+            "1 while the cluster's topology is read, 0 while it is unreachable (its tablets stale)",
+            sources_up.clone(),
+        );
+        let conflicts = Gauge::<i64, AtomicI64>::default();
+        registry.register(
+            "shardcar_control_config_conflicts",
+            "Disagreements between federated clusters in the last merge (see /debug/sources)",
+            conflicts.clone(),
+        );
         ControlMetrics {
             registry: Mutex::new(registry),
             leader,
@@ -108,6 +128,8 @@ impl Default for ControlMetrics {
             streams,
             updates,
             responses,
+            sources_up,
+            conflicts,
         }
     }
 }
@@ -130,6 +152,18 @@ impl ControlMetrics {
         self.streams
             .get_or_create(&RoleLabels { role })
             .inc_by(change);
+    }
+
+    pub fn config_source(&self, cluster: &str, up: bool) {
+        self.sources_up
+            .get_or_create(&ClusterLabels {
+                cluster: cluster.to_string(),
+            })
+            .set(i64::from(up));
+    }
+
+    pub fn config_conflicts(&self, n: usize) {
+        self.conflicts.set(i64::try_from(n).unwrap_or(i64::MAX));
     }
 
     pub fn config_update(&self, full: bool) {
@@ -163,7 +197,7 @@ pub struct Api {
     /// Defaults of the reparents it runs (the action token among them).
     pub reparent: ReparentOptions,
     /// The configuration streams served, when this instance serves them.
-    pub streams: Option<Arc<crate::config::Streams>>,
+    pub config: Option<crate::config::ConfigService>,
 }
 
 /// Serves `api` on `listener` until `shutdown` turns true.
@@ -180,6 +214,14 @@ pub async fn serve(
     .await
 }
 
+fn no_streams() -> Reply {
+    reply(
+        StatusCode::NOT_FOUND,
+        TEXT,
+        "this instance serves no configuration streams (--config-listen)\n",
+    )
+}
+
 impl Api {
     async fn route(&self, req: Request<Incoming>, peer: SocketAddr) -> Reply {
         let path = req.uri().path().to_string();
@@ -191,17 +233,28 @@ impl Api {
                 Ok(json) => reply(StatusCode::OK, JSON, json.to_string()),
                 Err(e) => reply(StatusCode::SERVICE_UNAVAILABLE, TEXT, format!("{e}\n")),
             },
-            (&Method::GET, "/debug/streams") => match &self.streams {
-                Some(s) => reply(
+            (&Method::GET, "/debug/streams") => match &self.config {
+                Some(c) => reply(
                     StatusCode::OK,
                     JSON,
-                    serde_json::to_string_pretty(&s.list()).unwrap_or_default(),
+                    serde_json::to_string_pretty(&c.streams.list()).unwrap_or_default(),
                 ),
-                None => reply(
-                    StatusCode::NOT_FOUND,
-                    TEXT,
-                    "this instance serves no configuration streams (--config-listen)\n",
-                ),
+                None => no_streams(),
+            },
+            (&Method::GET, "/debug/sources") => match &self.config {
+                Some(c) => {
+                    let body = serde_json::json!({
+                        "version": c.hub.revision(),
+                        "sources": c.hub.sources(),
+                        "conflicts": c.hub.conflicts(),
+                    });
+                    reply(
+                        StatusCode::OK,
+                        JSON,
+                        serde_json::to_string_pretty(&body).unwrap_or_default(),
+                    )
+                }
+                None => no_streams(),
             },
             (&Method::POST, "/reparent") => {
                 if !self.authorized(&req) {
@@ -217,9 +270,11 @@ impl Api {
                 }
                 self.reparent(&query).await
             }
-            (_, "/metrics" | "/healthz" | "/debug/shards" | "/debug/streams" | "/reparent") => {
-                reply(StatusCode::METHOD_NOT_ALLOWED, TEXT, "method not allowed\n")
-            }
+            (
+                _,
+                "/metrics" | "/healthz" | "/debug/shards" | "/debug/streams" | "/debug/sources"
+                | "/reparent",
+            ) => reply(StatusCode::METHOD_NOT_ALLOWED, TEXT, "method not allowed\n"),
             _ => reply(StatusCode::NOT_FOUND, TEXT, "not found\n"),
         }
     }

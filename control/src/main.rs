@@ -6,7 +6,8 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use shardcar_control::{
-    api, orchestrator, planned_reparent, Api, ControlMetrics, OrchestratorOptions, ReparentOptions,
+    api, config, orchestrator, planned_reparent, Api, ControlMetrics, OrchestratorOptions,
+    ReparentOptions,
 };
 use shardcar_topo::{EtcdStore, Layout, Topology};
 
@@ -74,6 +75,62 @@ struct ServeArgs {
     /// This instance's name in the updates it sends (default: the host name).
     #[arg(long, env = "POD_NAME")]
     instance: Option<String>,
+    /// The name, region and cloud of the cluster whose etcd is `--etcd` (labels on its
+    /// tablets when clusters are federated).
+    #[arg(long, default_value = "")]
+    cluster_name: String,
+    #[arg(long, default_value = "")]
+    region: String,
+    #[arg(long, default_value = "")]
+    cloud: String,
+    /// Another cluster whose tablets the configuration streams merge in (repeat for
+    /// each): `name=east,region=us-east1,cloud=aws,etcd=http://10.1.0.5:2379+http://10.1.0.6:2379`.
+    #[arg(long = "remote-cluster", value_name = "SPEC", value_parser = parse_remote)]
+    remote_clusters: Vec<RemoteCluster>,
+    /// How long an unreachable cluster's tablets stay, marked stale.
+    #[arg(long, default_value_t = 300)]
+    stale_grace_s: u64,
+}
+
+/// `--remote-cluster`.
+#[derive(Debug, Clone)]
+struct RemoteCluster {
+    name: String,
+    region: String,
+    cloud: String,
+    etcd: Vec<String>,
+    root: String,
+}
+
+fn parse_remote(spec: &str) -> Result<RemoteCluster, String> {
+    let mut c = RemoteCluster {
+        name: String::new(),
+        region: String::new(),
+        cloud: String::new(),
+        etcd: Vec::new(),
+        root: "/shardcar".to_string(),
+    };
+    for part in spec.split(',').filter(|p| !p.is_empty()) {
+        let (key, value) = part
+            .split_once('=')
+            .ok_or_else(|| format!("{part:?}: expected key=value"))?;
+        match key {
+            "name" => c.name = value.to_string(),
+            "region" => c.region = value.to_string(),
+            "cloud" => c.cloud = value.to_string(),
+            "root" => c.root = value.to_string(),
+            "etcd" => c.etcd = value.split('+').map(str::to_string).collect(),
+            _ => {
+                return Err(format!(
+                    "{key:?}: expected name, region, cloud, etcd or root"
+                ))
+            }
+        }
+    }
+    if c.name.is_empty() || c.etcd.is_empty() {
+        return Err("name=... and etcd=URL[+URL...] are required".into());
+    }
+    Ok(c)
 }
 
 impl ServeArgs {
@@ -92,17 +149,38 @@ impl ServeArgs {
                     .await
                     .with_context(|| format!("cannot listen on {address} (--config-listen)"))?;
                 let instance = self.instance.unwrap_or_else(host_name);
-                let service = shardcar_control::config::service(metrics.clone(), instance);
-                let streams = service.streams.clone();
-                let (topology, shutdown) = (topology.clone(), shutdown.clone());
+                let mut sources = vec![config::Source {
+                    cluster: self.cluster_name.clone(),
+                    region: self.region.clone(),
+                    cloud: self.cloud.clone(),
+                    topology: config::SourceTopology::Ready(topology.clone()),
+                }];
+                for remote in &self.remote_clusters {
+                    if sources.iter().any(|s| s.cluster == remote.name) {
+                        anyhow::bail!("--remote-cluster {}: the name is taken", remote.name);
+                    }
+                    sources.push(config::Source {
+                        cluster: remote.name.clone(),
+                        region: remote.region.clone(),
+                        cloud: remote.cloud.clone(),
+                        topology: config::SourceTopology::Etcd {
+                            endpoints: remote.etcd.clone(),
+                            root: remote.root.clone(),
+                        },
+                    });
+                }
+                let hub = config::Hub::new(Duration::from_secs(self.stale_grace_s));
+                let service = config::service_with(hub, metrics.clone(), instance);
+                let served = service.clone();
+                let shutdown = shutdown.clone();
                 tokio::spawn(async move {
                     if let Err(e) =
-                        shardcar_control::config::serve(listener, topology, service, shutdown).await
+                        config::serve_sources(listener, sources, service, shutdown).await
                     {
                         tracing::error!(error = %e, "configuration streams stopped");
                     }
                 });
-                Some(streams)
+                Some(served)
             }
         };
         if let Some(address) = self.listen {
@@ -113,7 +191,7 @@ impl ServeArgs {
                 topology: topology.clone(),
                 metrics,
                 reparent,
-                streams,
+                config: streams,
             };
             tokio::spawn(api::serve(listener, api, shutdown.clone()));
         }

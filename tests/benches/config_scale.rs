@@ -211,7 +211,11 @@ async fn main() {
     let o = options();
     let etcd = shardcar::local::etcd::Etcd::start().expect("starting etcd");
     let url = etcd.client_url();
-    let store = Arc::new(EtcdStore::connect(std::slice::from_ref(&url)).await.expect("etcd"));
+    let store = Arc::new(
+        EtcdStore::connect(std::slice::from_ref(&url))
+            .await
+            .expect("etcd"),
+    );
     let topology = Topology::new(store.clone(), Layout::default());
     let names = shard_names(o.shards);
     let vschema = serde_json::json!({"sharded": true, "vindexes": {"hash": {"type": "hash"}},

@@ -98,6 +98,15 @@ fn tablet(uid: u32, shard: &str, port: u16) -> TabletRecord {
     }
 }
 
+/// A loopback listener for the control service, and its URL.
+async fn grpc_listener() -> (tokio::net::TcpListener, String) {
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+        .await
+        .expect("a port");
+    let address = format!("http://{}", listener.local_addr().expect("address"));
+    (listener, address)
+}
+
 /// Waits until `check` holds for the server's stream list.
 async fn wait_streams(
     streams: &config::Streams,
@@ -146,10 +155,7 @@ async fn two_hundred_streams_get_snapshots_shared_deltas_and_resume() {
             .expect("tablet"),
     ];
 
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
-        .await
-        .expect("a port");
-    let address = format!("http://{}", listener.local_addr().expect("address"));
+    let (listener, address) = grpc_listener().await;
     let metrics = Arc::new(ControlMetrics::default());
     let service = config::service(metrics, "control-test".into());
     let streams = service.streams.clone();
@@ -502,4 +508,131 @@ async fn app_sidecar_starts_from_its_cache_when_control_is_unreachable() {
         .expect_err("no configuration at all");
     let text = format!("{err:#}");
     assert!(text.contains("no cache file to start from"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_clusters_federate_with_labels_stale_marks_and_conflicts() {
+    let east_etcd = shardcar_tests::Etcd::start().expect("east etcd");
+    let mut west_etcd = shardcar_tests::Etcd::start().expect("west etcd");
+    let connect = |url: String| async move {
+        let store = EtcdStore::connect(&[url]).await.expect("etcd");
+        Topology::new(Arc::new(store), Layout::default())
+    };
+    let east = connect(east_etcd.client_url()).await;
+    let west = connect(west_etcd.client_url()).await;
+    for (topology, primary) in [(&east, "zone1-0000000100"), (&west, "zone2-0000000300")] {
+        topology
+            .create_keyspace("user", &KeyspaceRecord::default())
+            .await
+            .expect("keyspace");
+        // Both clusters name a primary for -80 in term 1: a conflict to report.
+        topology
+            .create_shard(
+                "user",
+                "-80",
+                &ShardRecord {
+                    primary_alias: Some(primary.into()),
+                    term: 1,
+                    reparenting: false,
+                },
+            )
+            .await
+            .expect("shard");
+    }
+    east.create_shard("user", "80-", &ShardRecord::default())
+        .await
+        .expect("shard");
+    let mut leases = Vec::new();
+    for (topology, cell, uids) in [(&east, "zone1", [100, 200]), (&west, "zone2", [300, 400])] {
+        for (uid, shard) in uids.into_iter().zip(["-80", "80-"]) {
+            let mut t = tablet(uid, shard, 3306);
+            t.cell = cell.into();
+            t.alias = TabletRecord::alias_of(cell, uid);
+            t.health.serving = true;
+            t.health.replicating = true;
+            leases.push(
+                topology
+                    .register_tablet(&t, Duration::from_secs(30))
+                    .await
+                    .expect("tablet"),
+            );
+        }
+    }
+
+    let (listener, address) = grpc_listener().await;
+    let hub = config::Hub::new(Duration::from_secs(2));
+    let service = config::service_with(hub, Arc::new(ControlMetrics::default()), "fed".into());
+    let hub = service.hub.clone();
+    let source = |cluster: &str, region: &str, topology: &Topology| config::Source {
+        cluster: cluster.into(),
+        region: region.into(),
+        cloud: "test".into(),
+        topology: config::SourceTopology::Ready(topology.clone()),
+    };
+    let sources = vec![
+        source("east", "us-east1", &east),
+        source("west", "us-west1", &west),
+    ];
+    let (_stop, shutdown) = tokio::sync::watch::channel(false);
+    tokio::spawn(config::serve_sources(listener, sources, service, shutdown));
+
+    // One view of both clusters, each tablet labelled with where it runs.
+    let mut client = Client::open(&address, "app-fed", 0).await;
+    let mut view = shardcar_config_api::View::default();
+    view.apply(client.next().await).expect("snapshot");
+    assert_eq!(view.tablets.len(), 4, "{view:#?}");
+    let labels = |alias: &str, view: &shardcar_config_api::View| {
+        let t = &view.tablets[alias];
+        (t.cluster.clone(), t.region.clone(), t.stale)
+    };
+    assert_eq!(
+        labels("zone1-0000000100", &view),
+        ("east".into(), "us-east1".into(), false)
+    );
+    assert_eq!(
+        labels("zone2-0000000300", &view),
+        ("west".into(), "us-west1".into(), false)
+    );
+    // The shard records are united; the conflict on -80 is reported, east (first by
+    // name) serving.
+    assert_eq!(view.shards.len(), 2);
+    assert_eq!(
+        view.shards[&("user".to_string(), "-80".to_string())].primary_alias,
+        "zone1-0000000100"
+    );
+    let conflicts = hub.conflicts();
+    assert!(
+        conflicts.iter().any(|c| c.starts_with("shard user/-80")),
+        "{conflicts:?}"
+    );
+
+    // West becomes unreachable: its tablets stay, marked stale, then go after the grace.
+    west_etcd.kill9();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !view.tablets["zone2-0000000300"].stale {
+        assert!(Instant::now() < deadline, "never marked stale");
+        view.apply(client.next().await).expect("delta");
+    }
+    assert!(view.tablets["zone2-0000000400"].stale);
+    assert!(!view.tablets["zone1-0000000100"].stale);
+    let status = hub.sources();
+    assert!(
+        status.iter().any(|s| s.cluster == "west" && !s.reachable),
+        "{status:?}"
+    );
+    while view.tablets.contains_key("zone2-0000000300") {
+        assert!(Instant::now() < deadline, "never dropped after the grace");
+        view.apply(client.next().await).expect("delta");
+    }
+    assert_eq!(view.tablets.len(), 2);
+    // East keeps streaming.
+    east.set_primary("user", "80-", "zone1-0000000200")
+        .await
+        .expect("primary");
+    while view.shards[&("user".to_string(), "80-".to_string())].primary_alias != "zone1-0000000200"
+    {
+        assert!(Instant::now() < deadline, "east's change never came");
+        view.apply(client.next().await).expect("delta");
+    }
+    drop(leases);
 }

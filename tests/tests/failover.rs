@@ -1026,7 +1026,7 @@ async fn lagging_replicas_get_no_reads_and_etcd_outages_do_not_stop_serving() {
             topology: cluster.topology.clone(),
             metrics: Default::default(),
             reparent: cluster.reparent_options(),
-            streams: None,
+            config: None,
         },
         api_stopped,
     ));

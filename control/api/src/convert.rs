@@ -62,6 +62,7 @@ pub fn tablet(record: &TabletRecord) -> pb::Tablet {
             lag_ms: h.lag_ms(),
             gtid_position: h.gtid_position.clone(),
         }),
+        ..pb::Tablet::default()
     }
 }
 

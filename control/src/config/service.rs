@@ -9,6 +9,7 @@ use std::time::Duration;
 use shardcar_config_api::pb::{self, config_discovery_server, sidecar_message::Message};
 use shardcar_config_api::View;
 use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status, Streaming};
@@ -20,10 +21,14 @@ use super::streams::{StreamHandle, Streams};
 /// How long a new stream may take to say Hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Snapshots being built and handed to the transport at once. A snapshot of a large
-/// topology is megabytes; when thousands of sidecars reconnect together (a control
-/// restart), this bounds the memory they take while deltas keep flowing.
+/// Snapshots sent and not yet acknowledged, at most. A snapshot of a large topology is
+/// megabytes, built, encoded and buffered per stream; when thousands of sidecars connect
+/// together (a control restart), this bounds the memory they take while deltas keep
+/// flowing to the streams that have theirs.
 pub const SNAPSHOTS_IN_FLIGHT: usize = 32;
+
+/// How long a snapshot's permit waits for the sidecar's ACK before it is given back.
+const SNAPSHOT_ACK_WAIT: Duration = Duration::from_secs(10);
 
 /// Serves configuration streams from a [`Hub`].
 #[derive(Debug, Clone)]
@@ -71,14 +76,18 @@ impl config_discovery_server::ConfigDiscovery for ConfigService {
             last_version = hello.last_version,
             "configuration stream opened"
         );
-        // One update at a time: the next waits until the transport took this one.
-        let (tx, rx) = mpsc::channel(1);
+        let (tx, rx) = mpsc::channel(4);
         let stream = OneStream {
             hub: self.hub.clone(),
             snapshots: self.snapshots.clone(),
             instance: self.instance.clone(),
             handle,
-            held_version: hello.last_version,
+            // With several sources a version does not name one content: start afresh.
+            held_version: if self.hub.resumable() {
+                hello.last_version
+            } else {
+                0
+            },
         };
         tokio::spawn(stream.run(scope, inbound, tx));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
@@ -115,15 +124,22 @@ impl OneStream {
         let mut views: watch::Receiver<Arc<Published>> = self.hub.subscribe(&scope);
         // What the sidecar holds as this stream knows it: deltas apply on it.
         let mut sent: Option<Arc<View>> = None;
+        // The snapshot awaiting its ACK: its version, its permit and until when.
+        let mut in_flight: Option<(u64, tokio::sync::OwnedSemaphorePermit, Instant)> = None;
         loop {
             let published = views.borrow_and_update().clone();
             if let Some(next) = self.next_update(&published, sent.as_deref()) {
-                let (mut update, permit) = match next {
-                    Next::Delta(delta) => (*delta, None),
-                    Next::Snapshot => match self.snapshots.clone().acquire_owned().await {
-                        Ok(permit) => (published.view.snapshot(), Some(permit)),
-                        Err(_) => break,
-                    },
+                let mut update = match next {
+                    Next::Delta(delta) => *delta,
+                    Next::Snapshot => {
+                        let permit = match self.snapshots.clone().acquire_owned().await {
+                            Ok(p) => p,
+                            Err(_) => break,
+                        };
+                        let deadline = Instant::now() + SNAPSHOT_ACK_WAIT;
+                        in_flight = Some((published.view.version, permit, deadline));
+                        published.view.snapshot()
+                    }
                 };
                 update.control_instance.clone_from(&self.instance);
                 self.handle.sent(&update);
@@ -135,26 +151,37 @@ impl OneStream {
                 if tx.send(Ok(update)).await.is_err() {
                     break;
                 }
-                // Room again in the channel: the transport has taken the snapshot.
-                if permit.is_some() && tx.reserve().await.is_err() {
-                    break;
-                }
-                drop(permit);
                 sent = Some(published.view.clone());
             } else if sent.is_none() && published.view.version == self.held_version {
                 // It holds exactly this version (versions are store revisions).
                 sent = Some(published.view.clone());
             }
+            let deadline = in_flight.as_ref().map(|f| f.2);
+            let expiry = async move {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 changed = views.changed() => if changed.is_err() { break },
                 message = inbound.message() => match message {
-                    Ok(Some(m)) => self.answer(m),
+                    Ok(Some(m)) => {
+                        let answered = self.answer(m);
+                        if answered.is_some_and(|v| in_flight.as_ref().is_some_and(|f| v >= f.0)) {
+                            in_flight = None;
+                        }
+                    }
                     Ok(None) => break,
                     Err(status) => {
                         debug!(%status, "configuration stream ended");
                         break;
                     }
                 },
+                _ = expiry => {
+                    debug!("no ACK of the snapshot in time; its permit goes back");
+                    in_flight = None;
+                }
             }
         }
         info!("configuration stream closed");
@@ -176,15 +203,22 @@ impl OneStream {
         }
     }
 
-    fn answer(&self, message: pb::SidecarMessage) {
+    /// Records an ACK or NACK; returns the version it answers.
+    fn answer(&self, message: pb::SidecarMessage) -> Option<u64> {
         match message.message {
-            Some(Message::Ack(ack)) => self.handle.acked(ack.version),
+            Some(Message::Ack(ack)) => {
+                self.handle.acked(ack.version);
+                Some(ack.version)
+            }
             Some(Message::Nack(nack)) => {
                 warn!(version = nack.version, error = %nack.error, "a sidecar refused a configuration version");
-                self.handle.nacked(nack.version, nack.error);
+                let version = nack.version;
+                self.handle.nacked(version, nack.error);
+                Some(version)
             }
             Some(Message::Hello(_)) | None => {
                 debug!("ignoring a stray message on a configuration stream");
+                None
             }
         }
     }

@@ -325,8 +325,8 @@ async fn connect(
     let endpoint = tonic::transport::Endpoint::from_shared(config.address.clone())
         .map_err(|e| format!("{}: {e}", config.address))?
         .connect_timeout(Duration::from_secs(5))
-        .http2_keep_alive_interval(Duration::from_secs(10))
-        .keep_alive_timeout(Duration::from_secs(5));
+        .http2_keep_alive_interval(Duration::from_secs(30))
+        .keep_alive_timeout(Duration::from_secs(20));
     let channel = endpoint
         .connect()
         .await

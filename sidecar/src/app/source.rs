@@ -127,7 +127,13 @@ pub fn endpoints_of(view: &shardcar_config_api::View, shape: &Shape) -> Endpoint
         tablets: view
             .tablets
             .iter()
-            .map(|(alias, t)| (alias.clone(), convert::tablet_record(t)))
+            .map(|(alias, t)| {
+                let mut record = convert::tablet_record(t);
+                // Its health is unknown while its cluster is out of the control
+                // service's reach: no reads (a primary keeps its writes).
+                record.health.replicating &= !t.stale;
+                (alias.clone(), record)
+            })
             .collect(),
     };
     seen.endpoints(shape)
