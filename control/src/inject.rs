@@ -299,17 +299,18 @@ fn sidecar(
             "timeoutSeconds": 1,
         })
     };
+    let field = |name: &str, path: &str| json!({"name": name, "valueFrom": {"fieldRef": {"fieldPath": path}}});
     let mut env = vec![
         json!({"name": "SHARDCAR_LISTEN", "value": listen}),
         // The kubelet probes the pod's address.
         json!({"name": "SHARDCAR_ADMIN_LISTEN", "value": format!("0.0.0.0:{ADMIN_PORT}")}),
+        // The sidecar's identity on the control service's configuration stream.
+        field("SHARDCAR_POD_NAME", "metadata.name"),
+        field("SHARDCAR_POD_NAMESPACE", "metadata.namespace"),
     ];
     if role == Role::Db {
         // Other pods reach this tablet (its sidecar and its mysqld) at the pod's IP.
-        env.push(json!({
-            "name": "SHARDCAR_TABLET_HOSTNAME",
-            "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}},
-        }));
+        env.push(field("SHARDCAR_TABLET_HOSTNAME", "status.podIP"));
         if let Some(uid) = tablet_uid {
             env.push(json!({"name": "SHARDCAR_TABLET_UID", "value": uid.to_string()}));
         }
@@ -502,6 +503,8 @@ mod tests {
         let ops = patch(&p, &config, None).unwrap().unwrap();
         let env = ops[0]["value"][0]["env"].as_array().unwrap().clone();
         assert!(env.contains(&json!({"name": "SHARDCAR_TABLET_UID", "value": "102"})));
+        assert!(env.contains(&json!({"name": "SHARDCAR_POD_NAME",
+            "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}})));
         assert!(!env.iter().any(|e| e["name"] == "SHARDCAR_TABLET_TYPE"));
         p["metadata"]["name"] = json!("mysql-0");
         let ops = patch(&p, &config, None).unwrap().unwrap();

@@ -259,6 +259,16 @@ enum Command {
         #[arg(long, env = "SHARDCAR_IMAGE")]
         image: Option<String>,
     },
+    /// Write a Vitess SrvVSchema (`{"keyspaces": {...}, "routing_rules": {...}}`) into
+    /// the topology, as `vtctl ApplyVSchema` does: every keyspace named gets its VSchema,
+    /// the routing rules (when given) replace the current ones. The configuration
+    /// streams carry it to the app sidecars, which refuse (NACK) one that does not build.
+    ApplyVschema {
+        #[command(flatten)]
+        topo: TopoArgs,
+        #[arg(long, value_name = "FILE")]
+        file: std::path::PathBuf,
+    },
     /// Move a shard's primary to a replica (planned reparent); prints a JSON report.
     Reparent {
         #[command(flatten)]
@@ -352,6 +362,16 @@ async fn main() -> anyhow::Result<()> {
                 ..defaults
             };
             shardcar_control::webhook::serve(listener, tls, config, shutdown).await?;
+            Ok(())
+        }
+        Some(Command::ApplyVschema { topo, file }) => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("reading --file {}", file.display()))?;
+            let srv: serde_json::Value = serde_json::from_str(&text)
+                .with_context(|| format!("--file {}: not JSON", file.display()))?;
+            let topology = topo.connect().await?;
+            let keyspaces = topology.apply_srv_vschema(&srv).await?;
+            println!("VSchema applied to {}", keyspaces.join(", "));
             Ok(())
         }
         Some(Command::Reparent {

@@ -170,7 +170,11 @@ async fn run_stream(
         .await
         .map_err(|s| s.to_string())?
         .into_inner();
-    while let Some(update) = inbound.message().await.map_err(|s| s.to_string())? {
+    let mut parts = shardcar_config_api::Parts::default();
+    while let Some(part) = inbound.message().await.map_err(|s| s.to_string())? {
+        let Some(update) = parts.push(part).map_err(|e| e.to_string())? else {
+            continue;
+        };
         let now = Instant::now();
         if update.full {
             if arrivals.snapshots.fetch_add(1, Ordering::Relaxed) == 0 {

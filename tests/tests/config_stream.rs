@@ -31,6 +31,7 @@ const SCHEMA: &str =
 struct Client {
     outbound: mpsc::Sender<pb::SidecarMessage>,
     inbound: tonic::Streaming<pb::ConfigUpdate>,
+    parts: shardcar_config_api::Parts,
 }
 
 impl Client {
@@ -48,15 +49,25 @@ impl Client {
             .await
             .expect("opening a stream")
             .into_inner();
-        Client { outbound, inbound }
+        Client {
+            outbound,
+            inbound,
+            parts: Default::default(),
+        }
     }
 
+    /// The next whole update (its parts joined).
     async fn next(&mut self) -> pb::ConfigUpdate {
-        tokio::time::timeout(Duration::from_secs(20), self.inbound.message())
-            .await
-            .expect("an update within 20 s")
-            .expect("a healthy stream")
-            .expect("an open stream")
+        loop {
+            let part = tokio::time::timeout(Duration::from_secs(20), self.inbound.message())
+                .await
+                .expect("an update within 20 s")
+                .expect("a healthy stream")
+                .expect("an open stream");
+            if let Some(update) = self.parts.push(part).expect("parts of one update") {
+                return update;
+            }
+        }
     }
 
     async fn answer(&self, message: pb::sidecar_message::Message) {

@@ -3,6 +3,7 @@
 //! versioned [`View`] both ends hold, and conversions from the topology's records.
 
 pub mod convert;
+pub mod parts;
 pub mod view;
 
 /// The generated messages, client and server.
@@ -11,4 +12,5 @@ pub mod pb {
     tonic::include_proto!("shardcar.config.v1");
 }
 
+pub use parts::{split, PartError, Parts, PART_BYTES};
 pub use view::{ApplyError, View};

@@ -71,7 +71,7 @@ impl View {
             removed_tablets,
             routing_rules_json: (self.routing_rules_json != older.routing_rules_json)
                 .then(|| self.routing_rules_json.clone()),
-            control_instance: String::new(),
+            ..pb::ConfigUpdate::default()
         }
     }
 

@@ -148,7 +148,16 @@ impl OneStream {
                     full = update.full,
                     "sending configuration"
                 );
-                if tx.send(Ok(update)).await.is_err() {
+                // In parts: the transport keeps a part's buffer per stream, not a
+                // snapshot's.
+                let mut closed = false;
+                for part in shardcar_config_api::split(update, shardcar_config_api::PART_BYTES) {
+                    if tx.send(Ok(part)).await.is_err() {
+                        closed = true;
+                        break;
+                    }
+                }
+                if closed {
                     break;
                 }
                 sent = Some(published.view.clone());

@@ -288,6 +288,39 @@ impl Topology {
             .map(|_| ())
     }
 
+    /// Applies a Vitess SrvVSchema (`{"keyspaces": {...}, "routing_rules": {...}}`):
+    /// every keyspace named gets that VSchema (its record is created, with no durability
+    /// policy, when missing) and the routing rules, when given, replace the current ones.
+    /// Returns the keyspaces it wrote.
+    pub async fn apply_srv_vschema(
+        &self,
+        srv: &serde_json::Value,
+    ) -> Result<Vec<String>, TopoError> {
+        let Some(keyspaces) = srv.get("keyspaces").and_then(|k| k.as_object()) else {
+            return Err(TopoError::Decode {
+                key: "(SrvVSchema)".into(),
+                message: "a SrvVSchema needs a \"keyspaces\" object".into(),
+            });
+        };
+        for (name, vschema) in keyspaces {
+            let record = KeyspaceRecord {
+                vschema: Some(vschema.clone()),
+                ..KeyspaceRecord::default()
+            };
+            match self.create_keyspace(name, &record).await {
+                Ok(()) => {}
+                Err(TopoError::Exists(_)) => {
+                    self.set_vschema(name, vschema.clone()).await?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if let Some(rules) = srv.get("routing_rules") {
+            self.set_routing_rules(rules).await?;
+        }
+        Ok(keyspaces.keys().cloned().collect())
+    }
+
     /// Decodes a keyspace record from a watch event's entry.
     pub fn keyspace_of(entry: &Entry) -> Result<KeyspaceRecord, TopoError> {
         decode(entry)

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use prost::Message as _;
 use shardcar_config_api::pb::{self, config_discovery_client::ConfigDiscoveryClient};
-use shardcar_config_api::View;
+use shardcar_config_api::{Parts, View};
 use shardcar_filter::plan::RoutingSchema;
 use shardcar_filter::vschema::SrvVSchema;
 use tokio::sync::{mpsc, watch};
@@ -42,7 +42,25 @@ type Layout = BTreeMap<String, Vec<String>>;
 struct Connection {
     outbound: mpsc::Sender<pb::SidecarMessage>,
     inbound: tonic::Streaming<pb::ConfigUpdate>,
+    /// Joins an update's parts.
+    parts: Parts,
     received: View,
+}
+
+impl Connection {
+    /// The next whole update (`Ok(None)` when the stream ended cleanly).
+    async fn next(&mut self) -> Result<Option<pb::ConfigUpdate>, String> {
+        loop {
+            let part = match self.inbound.message().await {
+                Ok(Some(part)) => part,
+                Ok(None) => return Ok(None),
+                Err(status) => return Err(status.message().to_string()),
+            };
+            if let Some(update) = self.parts.push(part).map_err(|e| e.to_string())? {
+                return Ok(Some(update));
+            }
+        }
+    }
 }
 
 /// Follows the control service for the router.
@@ -203,10 +221,9 @@ impl Follower {
     ) -> Result<(), String> {
         loop {
             let update = tokio::select! {
-                m = c.inbound.message() => match m {
-                    Ok(Some(u)) => u,
-                    Ok(None) => return Err("the control service closed the stream".into()),
-                    Err(status) => return Err(status.message().to_string()),
+                m = c.next() => match m? {
+                    Some(u) => u,
+                    None => return Err("the control service closed the stream".into()),
                 },
                 _ = shutdown.changed() => return Ok(()),
             };
@@ -353,6 +370,7 @@ async fn connect(
     Ok(Connection {
         outbound,
         inbound,
+        parts: Parts::default(),
         received: held,
     })
 }
@@ -370,10 +388,9 @@ async fn first_servable(
         let attempt = async {
             let mut c = connect(config, identity, View::default()).await?;
             loop {
-                match c.inbound.message().await {
-                    Ok(Some(update)) => c.received.apply(update).map_err(|e| e.to_string())?,
-                    Ok(None) => return Err("the stream closed".to_string()),
-                    Err(status) => return Err(status.message().to_string()),
+                match c.next().await? {
+                    Some(update) => c.received.apply(update).map_err(|e| e.to_string())?,
+                    None => return Err("the stream closed".to_string()),
                 }
                 match check(&c.received, None) {
                     Ok(_) => return Ok(c),

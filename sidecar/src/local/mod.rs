@@ -623,29 +623,19 @@ pub async fn run_until(args: LocalArgs, shutdown: watch::Receiver<bool>) -> anyh
         let mut control_address = None;
         if let Some(t) = &topology {
             let t = t.connect().await?;
-            let vschema = srv_vschema(&args)?;
             for ks in &keyspaces {
                 let record = shardcar_topo::KeyspaceRecord {
                     durability_policy: args.durability.policy().to_string(),
-                    vschema: vschema["keyspaces"].get(&ks.name).cloned(),
+                    vschema: None,
                 };
                 match t.create_keyspace(&ks.name, &record).await {
-                    Ok(()) => {}
-                    Err(shardcar_topo::TopoError::Exists(_)) => {
-                        if let Some(v) = record.vschema {
-                            t.set_vschema(&ks.name, v)
-                                .await
-                                .context("updating a keyspace's VSchema")?;
-                        }
-                    }
+                    Ok(()) | Err(shardcar_topo::TopoError::Exists(_)) => {}
                     Err(e) => return Err(e).context("creating the keyspace records"),
                 }
             }
-            if let Some(rules) = vschema.get("routing_rules") {
-                t.set_routing_rules(rules)
-                    .await
-                    .context("writing the routing rules")?;
-            }
+            t.apply_srv_vschema(&srv_vschema(&args)?)
+                .await
+                .context("writing the VSchema into the topology")?;
             if args.config_stream {
                 control_address = Some(serve_config(&args, t.clone(), shutdown.clone()).await?);
             }
