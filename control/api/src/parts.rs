@@ -7,8 +7,9 @@ use prost::Message;
 
 use crate::pb;
 
-/// The encoded size a part aims at.
-pub const PART_BYTES: usize = 32 * 1024;
+/// The encoded size a part aims at: tonic's default encode buffer (8 KiB), which each
+/// stream then keeps at that size instead of growing it to its largest message.
+pub const PART_BYTES: usize = 8 * 1024;
 
 /// Splits `update` into parts of about `max_bytes` of records each (one part when it
 /// is small). Every part carries the update's version, `full` and base; all but the

@@ -71,12 +71,34 @@ impl Scope {
 }
 
 /// A view as published, with the delta from the previous publication of its scope.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Published {
     pub view: Arc<View>,
     /// Turns the previous publication (`delta.base_version`) into this one; `None` for
     /// the first.
     pub delta: Option<pb::ConfigUpdate>,
+    /// The view as a snapshot in parts, built once for every stream that needs it.
+    snapshot: std::sync::OnceLock<Arc<[pb::ConfigUpdate]>>,
+}
+
+impl Published {
+    fn new(view: View, delta: Option<pb::ConfigUpdate>) -> Self {
+        Published {
+            view: Arc::new(view),
+            delta,
+            snapshot: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The snapshot of this view, in parts of about `PART_BYTES`.
+    pub fn snapshot_parts(&self) -> Arc<[pb::ConfigUpdate]> {
+        self.snapshot
+            .get_or_init(|| {
+                shardcar_config_api::split(self.view.snapshot(), shardcar_config_api::PART_BYTES)
+                    .into()
+            })
+            .clone()
+    }
 }
 
 /// The records the topology holds, as last read.
@@ -374,10 +396,7 @@ impl Hub {
             return tx.subscribe();
         }
         let (view, _) = lock(&self.sources).view(scope);
-        let (tx, rx) = watch::channel(Arc::new(Published {
-            view: Arc::new(view),
-            delta: None,
-        }));
+        let (tx, rx) = watch::channel(Arc::new(Published::new(view, None)));
         scopes.insert(scope.clone(), tx);
         rx
     }
@@ -641,10 +660,7 @@ impl Hub {
             }
             debug!(?scope, version = view.version, "publishing a view");
             let delta = view.delta(&current);
-            tx.send_replace(Arc::new(Published {
-                view: Arc::new(view),
-                delta: Some(delta),
-            }));
+            tx.send_replace(Arc::new(Published::new(view, Some(delta))));
         }
     }
 }

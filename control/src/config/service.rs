@@ -129,8 +129,12 @@ impl OneStream {
         loop {
             let published = views.borrow_and_update().clone();
             if let Some(next) = self.next_update(&published, sent.as_deref()) {
-                let mut update = match next {
-                    Next::Delta(delta) => *delta,
+                // In parts: the transport keeps a part's buffer per stream, not a
+                // snapshot's.
+                let parts: Arc<[pb::ConfigUpdate]> = match next {
+                    Next::Delta(delta) => {
+                        shardcar_config_api::split(*delta, shardcar_config_api::PART_BYTES).into()
+                    }
                     Next::Snapshot => {
                         let permit = match self.snapshots.clone().acquire_owned().await {
                             Ok(p) => p,
@@ -138,20 +142,21 @@ impl OneStream {
                         };
                         let deadline = Instant::now() + SNAPSHOT_ACK_WAIT;
                         in_flight = Some((published.view.version, permit, deadline));
-                        published.view.snapshot()
+                        published.snapshot_parts()
                     }
                 };
-                update.control_instance.clone_from(&self.instance);
-                self.handle.sent(&update);
-                debug!(
-                    version = update.version,
-                    full = update.full,
-                    "sending configuration"
-                );
-                // In parts: the transport keeps a part's buffer per stream, not a
-                // snapshot's.
                 let mut closed = false;
-                for part in shardcar_config_api::split(update, shardcar_config_api::PART_BYTES) {
+                for part in parts.iter() {
+                    let mut part = part.clone();
+                    part.control_instance.clone_from(&self.instance);
+                    if !part.more {
+                        self.handle.sent(&part);
+                        debug!(
+                            version = part.version,
+                            full = part.full,
+                            "sending configuration"
+                        );
+                    }
                     if tx.send(Ok(part)).await.is_err() {
                         closed = true;
                         break;
