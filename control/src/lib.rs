@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod config;
+pub mod crd;
 mod http;
 pub mod http_server;
 pub mod inject;

@@ -90,6 +90,10 @@ struct ServeArgs {
     /// How long an unreachable cluster's tablets stay, marked stale.
     #[arg(long, default_value_t = 300)]
     stale_grace_s: u64,
+    /// Reconcile the shardcar.io custom resources (Keyspace) of the Kubernetes cluster
+    /// this runs in (in-cluster credentials, or $KUBECONFIG) into the topology.
+    #[arg(long)]
+    kube: bool,
 }
 
 /// `--remote-cluster`.
@@ -183,6 +187,16 @@ impl ServeArgs {
                 Some(served)
             }
         };
+        if self.kube {
+            let client = kube::Client::try_default()
+                .await
+                .context("--kube: no Kubernetes credentials (in-cluster or $KUBECONFIG)")?;
+            let ctx = shardcar_control::crd::reconcile::Context {
+                client,
+                topology: topology.clone(),
+            };
+            tokio::spawn(shardcar_control::crd::reconcile::run(ctx, shutdown.clone()));
+        }
         if let Some(address) = self.listen {
             let listener = tokio::net::TcpListener::bind(address)
                 .await
@@ -269,6 +283,9 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         file: std::path::PathBuf,
     },
+    /// Print the CustomResourceDefinitions of group shardcar.io (what manifests/crds/
+    /// holds: `shardcar-control crds > manifests/crds/shardcar.io.yaml`).
+    Crds,
     /// Move a shard's primary to a replica (planned reparent); prints a JSON report.
     Reparent {
         #[command(flatten)]
@@ -362,6 +379,10 @@ async fn main() -> anyhow::Result<()> {
                 ..defaults
             };
             shardcar_control::webhook::serve(listener, tls, config, shutdown).await?;
+            Ok(())
+        }
+        Some(Command::Crds) => {
+            print!("{}", shardcar_control::crd::crds_yaml()?);
             Ok(())
         }
         Some(Command::ApplyVschema { topo, file }) => {

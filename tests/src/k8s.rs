@@ -15,13 +15,31 @@ pub const VERSION: &str = "1.30";
 /// Validates `objects`; the validator's report ("N valid"), or its complaint.
 pub fn validate(objects: &[Value]) -> Result<String, String> {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let files = write_objects(dir.path(), objects)?;
+    run("validate.py", &[VERSION.into()], &files)
+}
+
+/// Writes each object to `dir` as `<i>.json`; the files.
+fn write_objects(dir: &std::path::Path, objects: &[Value]) -> Result<Vec<PathBuf>, String> {
     let mut files = Vec::new();
     for (i, o) in objects.iter().enumerate() {
-        let p = dir.path().join(format!("{i}.json"));
+        let p = dir.join(format!("{i}.json"));
         std::fs::write(&p, o.to_string()).map_err(|e| e.to_string())?;
         files.push(p);
     }
-    run("validate.py", &[VERSION.into()], &files)
+    Ok(files)
+}
+
+/// Validates custom resources against the schemas of `crds` (CustomResourceDefinition
+/// objects), strictly: "N valid", or the validator's complaints.
+pub fn validate_custom(crds: &[Value], objects: &[Value]) -> Result<String, String> {
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let crd_file = dir.path().join("crds.json");
+    std::fs::write(&crd_file, Value::Array(crds.to_vec()).to_string())
+        .map_err(|e| e.to_string())?;
+    let mut files = vec![crd_file];
+    files.extend(write_objects(dir.path(), objects)?);
+    run("validate_cr.py", &[], &files)
 }
 
 /// Applies a webhook's AdmissionReview `answer` to the pod of `review` and validates the

@@ -45,9 +45,20 @@ fn objects() -> Vec<(PathBuf, Value)> {
     objects
 }
 
+/// Whether `object` is one of our custom resources (validated against our CRDs).
+fn custom(object: &Value) -> bool {
+    object["apiVersion"]
+        .as_str()
+        .is_some_and(|v| v.starts_with("shardcar.io/"))
+}
+
 #[test]
 fn every_manifest_is_valid_kubernetes() {
-    let objects: Vec<Value> = objects().into_iter().map(|(_, o)| o).collect();
+    let objects: Vec<Value> = objects()
+        .into_iter()
+        .map(|(_, o)| o)
+        .filter(|o| !custom(o))
+        .collect();
     let kinds: Vec<&str> = objects.iter().filter_map(|o| o["kind"].as_str()).collect();
     for kind in [
         "Namespace",
@@ -58,6 +69,9 @@ fn every_manifest_is_valid_kubernetes() {
         "MutatingWebhookConfiguration",
         "StatefulSet",
         "ConfigMap",
+        "CustomResourceDefinition",
+        "ClusterRole",
+        "ClusterRoleBinding",
     ] {
         assert!(kinds.contains(&kind), "no {kind} among {kinds:?}");
     }
@@ -68,7 +82,7 @@ fn every_manifest_is_valid_kubernetes() {
         .expect("manifests/base/kustomization.yaml");
     let kustomization: Value = serde_yaml::from_str(&kustomization).expect("kustomization");
     let resources = kustomization["resources"].as_array().expect("resources");
-    assert_eq!(resources.len(), 4);
+    assert_eq!(resources.len(), 6);
     for r in resources {
         let file = base.join(r.as_str().expect("a file name"));
         assert!(file.exists(), "{} is missing", file.display());
@@ -82,6 +96,63 @@ fn every_manifest_is_valid_kubernetes() {
         .clone();
     broken["spec"]["replica"] = json!(2);
     assert!(validate(&[broken]).is_err());
+}
+
+#[test]
+fn the_crds_are_generated_from_the_rust_types() {
+    let path = workspace_root().join("manifests/crds/shardcar.io.yaml");
+    let committed = std::fs::read_to_string(&path).expect("manifests/crds/shardcar.io.yaml");
+    let generated = shardcar_control::crd::crds_yaml().expect("CRDs");
+    assert!(
+        committed == generated,
+        "{} is stale: run `cargo run -p shardcar-control -- crds > manifests/crds/shardcar.io.yaml`",
+        path.display()
+    );
+    for kind in [
+        "Keyspace",
+        "QueryPolicy",
+        "AccessPolicy",
+        "RemoteCluster",
+        "Reparent",
+    ] {
+        assert!(generated.contains(&format!("kind: {kind}\n")), "no {kind}");
+    }
+}
+
+#[test]
+fn example_custom_resources_match_their_crds() {
+    let all: Vec<Value> = objects().into_iter().map(|(_, o)| o).collect();
+    let crds: Vec<Value> = all
+        .iter()
+        .filter(|o| o["kind"] == "CustomResourceDefinition")
+        .cloned()
+        .collect();
+    let resources: Vec<Value> = all.iter().filter(|o| custom(o)).cloned().collect();
+    assert!(resources.iter().any(|o| o["kind"] == "Keyspace"));
+    let report = k8s::validate_custom(&crds, &resources)
+        .unwrap_or_else(|e| panic!("invalid custom resources:\n{e}"));
+    assert_eq!(report, format!("{} valid", resources.len()));
+    // Every status subresource is there, and the check is real.
+    for crd in &crds {
+        assert!(
+            crd["spec"]["versions"][0]["subresources"]["status"].is_object(),
+            "{} has no status subresource",
+            crd["metadata"]["name"]
+        );
+    }
+    let keyspace = resources
+        .iter()
+        .find(|o| o["kind"] == "Keyspace")
+        .expect("a Keyspace");
+    let mut broken = keyspace.clone();
+    broken["spec"]["durabilityPolicy"] = json!("fast");
+    assert!(k8s::validate_custom(&crds, &[broken]).is_err());
+    let mut broken = keyspace.clone();
+    broken["spec"]["shard"] = json!(["-80"]);
+    assert!(
+        k8s::validate_custom(&crds, &[broken]).is_err(),
+        "a misspelt field"
+    );
 }
 
 /// The secret files a configuration names under /etc/shardcar-secrets, created with

@@ -267,13 +267,25 @@ impl Topology {
         decode(entry)
     }
 
+    /// Changes a keyspace's record under compare-and-set.
+    pub async fn update_keyspace<F>(
+        &self,
+        keyspace: &str,
+        change: F,
+    ) -> Result<KeyspaceRecord, TopoError>
+    where
+        F: FnMut(&mut KeyspaceRecord) -> Result<(), TopoError>,
+    {
+        self.modify(&self.layout.keyspace(keyspace), change).await
+    }
+
     /// Sets a keyspace's VSchema (Vitess JSON), as `vtctl ApplyVSchema` does.
     pub async fn set_vschema(
         &self,
         keyspace: &str,
         vschema: serde_json::Value,
     ) -> Result<KeyspaceRecord, TopoError> {
-        self.modify(&self.layout.keyspace(keyspace), |k: &mut KeyspaceRecord| {
+        self.update_keyspace(keyspace, |k| {
             k.vschema = Some(vschema.clone());
             Ok(())
         })
