@@ -90,8 +90,9 @@ struct ServeArgs {
     /// How long an unreachable cluster's tablets stay, marked stale.
     #[arg(long, default_value_t = 300)]
     stale_grace_s: u64,
-    /// Reconcile the shardcar.io custom resources (Keyspace) of the Kubernetes cluster
-    /// this runs in (in-cluster credentials, or $KUBECONFIG) into the topology.
+    /// Reconcile the shardcar.io custom resources of the Kubernetes cluster this runs in
+    /// (in-cluster credentials, or $KUBECONFIG): Keyspaces into the topology, Reparents
+    /// run once each.
     #[arg(long)]
     kube: bool,
 }
@@ -194,8 +195,14 @@ impl ServeArgs {
             let ctx = shardcar_control::crd::reconcile::Context {
                 client,
                 topology: topology.clone(),
+                reparent: reparent.clone(),
+                metrics: Some(metrics.clone()),
             };
-            tokio::spawn(shardcar_control::crd::reconcile::run(ctx, shutdown.clone()));
+            tokio::spawn(shardcar_control::crd::reconcile::run(
+                ctx.clone(),
+                shutdown.clone(),
+            ));
+            tokio::spawn(shardcar_control::crd::reparent::run(ctx, shutdown.clone()));
         }
         if let Some(address) = self.listen {
             let listener = tokio::net::TcpListener::bind(address)

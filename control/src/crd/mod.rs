@@ -7,11 +7,13 @@
 //! - [`QueryPolicy`]: db-role protection rules for the tablets a selector picks.
 //! - [`AccessPolicy`]: which workloads may read or write which keyspaces and tables.
 //! - [`RemoteCluster`]: a federated cluster's topology, with credentials from a Secret.
-//! - [`Reparent`]: a planned reparent request and its progress.
+//! - [`Reparent`]: a planned reparent request and its progress; run once, by one
+//!   control replica ([`reparent`]).
 //!
 //! Secrets are referenced by name and key, never inlined.
 
 pub mod reconcile;
+pub mod reparent;
 
 use std::collections::BTreeMap;
 

@@ -26,11 +26,14 @@ use super::{Condition, Keyspace, KeyspaceStatus};
 /// The field manager of the status patches.
 const MANAGER: &str = "shardcar-control";
 
-/// What the controller works with.
+/// What the controllers work with.
 #[derive(Clone)]
 pub struct Context {
     pub client: kube::Client,
     pub topology: Topology,
+    /// Defaults of the reparents `Reparent` resources ask for (the action token).
+    pub reparent: crate::ReparentOptions,
+    pub metrics: Option<Arc<crate::ControlMetrics>>,
 }
 
 impl std::fmt::Debug for Context {
@@ -193,14 +196,11 @@ pub async fn reconcile(ks: Arc<Keyspace>, ctx: Arc<Context>) -> Result<Action, R
     let status = status_after(&ks, &outcome, &now);
     let namespace = ks.namespace().unwrap_or_default();
     let api: Api<Keyspace> = Api::namespaced(ctx.client.clone(), &namespace);
-    let params = PatchParams {
-        field_manager: Some(MANAGER.into()),
-        ..PatchParams::default()
-    };
-    api.patch_status(
+    patch_status(
+        &api,
         &ks.name_any(),
-        &params,
-        &Patch::Merge(serde_json::json!({ "status": status })),
+        serde_json::to_value(&status).unwrap_or_default(),
+        None,
     )
     .await?;
     match outcome {
@@ -217,31 +217,78 @@ pub async fn reconcile(ks: Arc<Keyspace>, ctx: Arc<Context>) -> Result<Action, R
     }
 }
 
-fn error_policy(_: Arc<Keyspace>, error: &ReconcileError, _: Arc<Context>) -> Action {
-    warn!(%error, "keyspace reconcile failed; retrying");
-    Action::requeue(Duration::from_secs(5))
+/// Merges `status` into a resource's status; with `resource_version`, only if the
+/// resource is still at that version (a 409 conflict otherwise).
+pub(crate) async fn patch_status<K>(
+    api: &Api<K>,
+    name: &str,
+    status: serde_json::Value,
+    resource_version: Option<&str>,
+) -> Result<(), kube::Error>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let params = PatchParams {
+        field_manager: Some(MANAGER.into()),
+        ..PatchParams::default()
+    };
+    let mut patch = serde_json::json!({ "status": status });
+    if let Some(version) = resource_version {
+        patch["metadata"] = serde_json::json!({ "resourceVersion": version });
+    }
+    api.patch_status(name, &params, &Patch::Merge(patch))
+        .await?;
+    Ok(())
 }
 
 /// Runs the Keyspace controller (every namespace) until `shutdown`.
-pub async fn run(ctx: Context, mut shutdown: watch::Receiver<bool>) {
-    use futures::StreamExt;
+pub async fn run(ctx: Context, shutdown: watch::Receiver<bool>) {
     let api: Api<Keyspace> = Api::all(ctx.client.clone());
+    run_controller("keyspace", api, reconcile, Arc::new(ctx), shutdown).await;
+}
+
+/// Runs a controller over every resource of `api` until `shutdown`; failed reconciles
+/// are retried after 5 s.
+pub(crate) async fn run_controller<K, C, F, Fut>(
+    what: &'static str,
+    api: Api<K>,
+    reconcile: F,
+    ctx: Arc<C>,
+    mut shutdown: watch::Receiver<bool>,
+) where
+    K: kube::Resource
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone + std::fmt::Debug + Unpin,
+    C: Send + Sync + 'static,
+    F: FnMut(Arc<K>, Arc<C>) -> Fut,
+    Fut: std::future::Future<Output = Result<Action, ReconcileError>> + Send + 'static,
+{
+    use futures::StreamExt;
+    let error_policy = move |_: Arc<K>, error: &ReconcileError, _: Arc<C>| {
+        warn!(%error, controller = what, "reconcile failed; retrying");
+        Action::requeue(Duration::from_secs(5))
+    };
     let stop = async move {
         let _ = shutdown.wait_for(|s| *s).await;
     };
     Controller::new(api, watcher::Config::default())
         .graceful_shutdown_on(stop)
-        .run(reconcile, error_policy, Arc::new(ctx))
+        .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {
             if let Err(e) = result {
-                warn!(error = %e, "keyspace controller");
+                warn!(error = %e, controller = what, "controller");
             }
         })
         .await;
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use http::{Request, Response};
     use kube::client::Body;
@@ -258,44 +305,61 @@ mod tests {
         })
     }
 
-    /// Reconciles `object` against a mocked API server; returns the status patch it sent.
-    async fn reconcile_once(topology: &Topology, object: Value) -> (Value, Action) {
-        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-        let client = kube::Client::new(service, "default");
-        let answered = object.clone();
-        let server = tokio::spawn(async move {
+    /// The mocked API server's side: answers `count` merge patches of `path` (a status
+    /// subresource) with `object` carrying the patched status; returns the patches.
+    pub(crate) async fn serve_status_patches(
+        mut handle: tower_test::mock::Handle<Request<Body>, Response<Body>>,
+        object: Value,
+        path: &str,
+        count: usize,
+    ) -> Vec<Value> {
+        let mut patches = Vec::new();
+        for _ in 0..count {
             let (request, send) = handle.next_request().await.expect("a request");
             assert_eq!(request.method(), "PATCH");
-            assert_eq!(
-                request.uri().path(),
-                "/apis/shardcar.io/v1alpha1/namespaces/shop/keyspaces/user/status"
-            );
+            assert_eq!(request.uri().path(), path);
             assert_eq!(
                 request.headers()["content-type"],
                 "application/merge-patch+json"
             );
             let body = request.into_body().collect_bytes().await.expect("body");
             let patch: Value = serde_json::from_slice(&body).expect("JSON patch");
-            let mut object = answered;
-            object["status"] = patch["status"].clone();
-            let body = serde_json::to_vec(&object).expect("json");
+            let mut answer = object.clone();
+            answer["status"] = patch["status"].clone();
+            let body = serde_json::to_vec(&answer).expect("json");
             send.send_response(
                 Response::builder()
                     .status(200)
                     .body(Body::from(body))
                     .expect("response"),
             );
-            patch
-        });
+            patches.push(patch);
+        }
+        patches
+    }
+
+    /// Reconciles `object` against a mocked API server; returns the status patch it sent.
+    async fn reconcile_once(topology: &Topology, object: Value) -> (Value, Action) {
+        let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let client = kube::Client::new(service, "default");
+        let server = tokio::spawn(serve_status_patches(
+            handle,
+            object.clone(),
+            "/apis/shardcar.io/v1alpha1/namespaces/shop/keyspaces/user/status",
+            1,
+        ));
         let keyspace: Keyspace = serde_json::from_value(object).expect("a Keyspace");
         let ctx = Context {
             client,
             topology: topology.clone(),
+            reparent: Default::default(),
+            metrics: None,
         };
         let action = reconcile(Arc::new(keyspace), Arc::new(ctx))
             .await
             .expect("reconciled");
-        (server.await.expect("server"), action)
+        let mut patches = server.await.expect("server");
+        (patches.remove(0), action)
     }
 
     #[tokio::test]
