@@ -155,6 +155,86 @@ fn example_custom_resources_match_their_crds() {
     );
 }
 
+/// Applies RFC 6902 `add` and `replace` operations (what the overlays use) to `target`.
+fn apply_json_patch(target: &mut Value, ops: &Value) {
+    for op in ops.as_array().expect("a JSON patch is a list") {
+        let path = op["path"].as_str().expect("path");
+        let (parent, last) = path.rsplit_once('/').expect("a pointer");
+        let parent = target
+            .pointer_mut(parent)
+            .unwrap_or_else(|| panic!("{path}: no such place in the base"));
+        let value = op["value"].clone();
+        match (op["op"].as_str(), parent) {
+            (Some("add"), Value::Array(items)) if last == "-" => items.push(value),
+            (Some("add" | "replace"), Value::Object(fields)) => {
+                fields.insert(last.to_string(), value);
+            }
+            (kind, _) => panic!("{path}: unsupported operation {kind:?}"),
+        }
+    }
+}
+
+#[test]
+fn overlays_patch_objects_of_the_base_into_valid_kubernetes() {
+    let base: Vec<Value> = objects()
+        .into_iter()
+        .filter(|(f, _)| f.to_string_lossy().contains("/base/"))
+        .map(|(_, o)| o)
+        .collect();
+    let overlays = workspace_root().join("manifests/overlays");
+    let mut checked = Vec::new();
+    for entry in std::fs::read_dir(&overlays).expect("manifests/overlays") {
+        let dir = entry.expect("entry").path();
+        let text = std::fs::read_to_string(dir.join("kustomization.yaml"))
+            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+        let kustomization: Value = serde_yaml::from_str(&text).expect("kustomization");
+        for r in kustomization["resources"].as_array().expect("resources") {
+            let path = dir.join(r.as_str().expect("a path"));
+            assert!(
+                path.join("kustomization.yaml").is_file(),
+                "{}",
+                path.display()
+            );
+        }
+        let mut patched = Vec::new();
+        for p in kustomization["patches"].as_array().expect("patches") {
+            let (kind, name) = (&p["target"]["kind"], &p["target"]["metadata"]["name"]);
+            let name = if name.is_null() {
+                &p["target"]["name"]
+            } else {
+                name
+            };
+            let mut object = base
+                .iter()
+                .find(|o| &o["kind"] == kind && &o["metadata"]["name"] == name)
+                .unwrap_or_else(|| panic!("{}: no {kind} {name} in the base", dir.display()))
+                .clone();
+            let ops: Value = serde_yaml::from_str(p["patch"].as_str().expect("patch text"))
+                .expect("a JSON patch");
+            apply_json_patch(&mut object, &ops);
+            patched.push(object);
+        }
+        validate(&patched).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+        checked.push((dir, patched));
+    }
+    assert_eq!(
+        checked.len(),
+        2,
+        "the single-cluster and federation overlays"
+    );
+    let federated = checked
+        .iter()
+        .find(|(d, _)| d.ends_with("federation-east"))
+        .expect("the federation overlay");
+    let args = &federated.1[0]["spec"]["template"]["spec"]["containers"][0]["args"];
+    assert!(
+        args.as_array().expect("args").iter().any(|a| a
+            .as_str()
+            .is_some_and(|a| a.starts_with("--remote-cluster=name=west,"))),
+        "{args}"
+    );
+}
+
 /// The secret files a configuration names under /etc/shardcar-secrets, created with
 /// placeholder contents in `dir`.
 fn fake_secrets(config: &str, dir: &Path) {
