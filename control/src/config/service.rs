@@ -212,7 +212,7 @@ impl OneStream {
                 Some(delta) if delta.base_version == held.version => delta.clone(),
                 _ => view.delta(held),
             }))),
-            None if view.version <= self.held_version => None,
+            None if self.held_version > 0 && view.version <= self.held_version => None,
             None => Some(Next::Snapshot),
         }
     }

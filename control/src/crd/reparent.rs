@@ -6,7 +6,7 @@
 //! (its claimer stopped midway) is marked `Failed`: whether the reparent happened is for
 //! the shard's record to say, and a new resource asks again.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -20,14 +20,15 @@ use super::reconcile::{patch_status, run_controller, Context, ReconcileError};
 use super::{Reparent, ReparentStatus};
 use crate::reparent::planned_reparent;
 
-/// The Reparent controller's state: the resources this instance claimed.
+/// The Reparent controller's state: the resources this instance claimed, by uid, with
+/// the outcome still to be written when writing it failed.
 #[derive(Debug, Default)]
 pub struct Claims {
-    uids: Mutex<HashSet<String>>,
+    uids: Mutex<HashMap<String, Option<ReparentStatus>>>,
 }
 
 impl Claims {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Option<ReparentStatus>>> {
         self.uids
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -73,7 +74,7 @@ async fn step(
                 }
                 Err(e) => return Err(e.into()),
             }
-            claims.lock().insert(uid.clone());
+            claims.lock().insert(uid.clone(), None);
             let mut options = ctx.reparent.clone();
             options.to.clone_from(&reparent.spec.to);
             let outcome = planned_reparent(
@@ -109,17 +110,11 @@ async fn step(
                     }
                 }
             };
-            patch_status(
-                &api,
-                &name,
-                serde_json::to_value(&done).unwrap_or_default(),
-                None,
-            )
-            .await?;
-            claims.lock().remove(&uid);
-            Ok(Action::await_change())
+            // Kept until written: a failed write is retried, not lost.
+            claims.lock().insert(uid.clone(), Some(done));
+            write_outcome(&api, &name, &uid, claims).await
         }
-        _ if claims.lock().contains(&uid) => Ok(Action::await_change()),
+        _ if claims.lock().contains_key(&uid) => write_outcome(&api, &name, &uid, claims).await,
         _ => {
             let failed = ReparentStatus {
                 phase: "Failed".into(),
@@ -136,6 +131,28 @@ async fn step(
             Ok(Action::await_change())
         }
     }
+}
+
+/// Writes the outcome this instance holds for a resource it claimed (nothing while the
+/// reparent still runs).
+async fn write_outcome(
+    api: &Api<Reparent>,
+    name: &str,
+    uid: &str,
+    claims: &Claims,
+) -> Result<Action, ReconcileError> {
+    let pending = claims.lock().get(uid).cloned().flatten();
+    if let Some(done) = pending {
+        patch_status(
+            api,
+            name,
+            serde_json::to_value(&done).unwrap_or_default(),
+            None,
+        )
+        .await?;
+        claims.lock().remove(uid);
+    }
+    Ok(Action::await_change())
 }
 
 async fn reconcile(
@@ -205,5 +222,68 @@ mod tests {
             "{}",
             patches[1]
         );
+    }
+
+    #[tokio::test]
+    async fn an_outcome_that_could_not_be_written_is_written_on_the_next_pass() {
+        let topology = Topology::new(Arc::new(MemoryStore::default()), Layout::default());
+        let object = json!({
+            "apiVersion": "shardcar.io/v1alpha1",
+            "kind": "Reparent",
+            "metadata": {"name": "move", "namespace": "shop", "resourceVersion": "77",
+                         "uid": "7a1d2c9e-0000-4000-8000-000000000003"},
+            "spec": {"keyspace": "user", "shard": "-80"},
+        });
+        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let ctx = Context {
+            client: kube::Client::new(service, "default"),
+            topology,
+            reparent: Default::default(),
+            metrics: None,
+        };
+        let claims = Claims::default();
+        let reparent: Reparent = serde_json::from_value(object.clone()).expect("a Reparent");
+        let answered = object.clone();
+        // The claim is accepted; writing the outcome meets a server error.
+        let server = tokio::spawn(async move {
+            let (_, send) = handle.next_request().await.expect("the claim");
+            let body = serde_json::to_vec(&answered).expect("json");
+            send.send_response(
+                Response::builder()
+                    .status(200)
+                    .body(Body::from(body))
+                    .expect("ok"),
+            );
+            let (_, send) = handle.next_request().await.expect("the outcome");
+            let error = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                "message": "etcdserver: request timed out", "reason": "InternalError", "code": 500});
+            let body = serde_json::to_vec(&error).expect("json");
+            send.send_response(
+                Response::builder()
+                    .status(500)
+                    .body(Body::from(body))
+                    .expect("500"),
+            );
+            handle
+        });
+        assert!(step(&reparent, &ctx, &claims).await.is_err());
+        let handle = server.await.expect("server");
+        // The resource now says Running (the claim); the next pass writes the outcome.
+        let mut running = object.clone();
+        running["status"] = json!({"phase": "Running"});
+        let server = tokio::spawn(serve_status_patches(
+            handle,
+            running.clone(),
+            "/apis/shardcar.io/v1alpha1/namespaces/shop/reparents/move/status",
+            1,
+        ));
+        let reparent: Reparent = serde_json::from_value(running).expect("a Reparent");
+        assert_eq!(
+            step(&reparent, &ctx, &claims).await.expect("written"),
+            Action::await_change()
+        );
+        let patches = server.await.expect("server");
+        assert_eq!(patches[0]["status"]["phase"], "Failed");
+        assert!(claims.lock().is_empty());
     }
 }
