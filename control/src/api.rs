@@ -178,10 +178,7 @@ impl ControlMetrics {
 
     fn encode(&self) -> String {
         let mut out = String::new();
-        let registry = self
-            .registry
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let registry = crate::lock(&self.registry);
         if prometheus_client::encoding::text::encode(&mut out, &registry).is_err() {
             out.clear();
         }

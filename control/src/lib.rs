@@ -20,3 +20,9 @@ pub use reparent::{
     emergency_reparent, planned_reparent, EmergencyReport, ReparentError, ReparentOptions,
     ReparentReport,
 };
+
+/// The value behind `m`, even if a holder panicked (every value guarded here stays
+/// consistent).
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}

@@ -25,6 +25,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::lock;
+
 use shardcar_config_api::{convert, pb, View};
 use shardcar_topo::{KeyspaceRecord, Layout, ShardRecord, TabletRecord, Topology, WatchEvent};
 use tokio::sync::watch;
@@ -584,7 +586,6 @@ impl Hub {
             for entry in std::mem::take(&mut watch.initial) {
                 fresh.apply(&layout, WatchEvent::Put(entry));
             }
-            fresh.revision = fresh.revision.max(revision(watch.revision));
             info!(
                 cluster = %source.cluster,
                 revision = fresh.revision,
@@ -640,7 +641,9 @@ impl Hub {
                 m.config_source(cluster, f.loaded && f.down_since.is_none());
             }
         }
-        let (_, conflicts) = sources.view(&Scope::All);
+        // The merge of everything finds the conflicts, and serves the `All` scope too.
+        let (all, conflicts) = sources.view(&Scope::All);
+        let mut all = Some(all);
         if let Some(m) = &self.metrics {
             m.config_conflicts(conflicts.len());
         }
@@ -653,7 +656,10 @@ impl Hub {
         let mut scopes = lock(&self.scopes);
         scopes.retain(|_, tx| tx.receiver_count() > 0);
         for (scope, tx) in scopes.iter() {
-            let (view, _) = sources.view(scope);
+            let view = match scope {
+                Scope::All => all.take().unwrap_or_else(|| sources.view(scope).0),
+                Scope::Shard { .. } => sources.view(scope).0,
+            };
             let current = tx.borrow().view.clone();
             if view.same_content(&current) {
                 continue;
@@ -677,10 +683,6 @@ async fn join_all<F: std::future::Future<Output = ()>>(futures: impl IntoIterato
         }
     })
     .await;
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 #[cfg(test)]

@@ -89,9 +89,7 @@ impl Streams {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, StreamStatus>> {
-        self.live
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        crate::lock(&self.live)
     }
 
     fn update(&self, id: u64, change: impl FnOnce(&mut StreamStatus)) {

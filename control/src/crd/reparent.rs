@@ -29,9 +29,7 @@ pub struct Claims {
 
 impl Claims {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Option<ReparentStatus>>> {
-        self.uids
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        crate::lock(&self.uids)
     }
 }
 

@@ -28,6 +28,7 @@ use tracing::{info, warn};
 use super::endpoints::Directory;
 use super::router::Planning;
 use super::source::{endpoints_of, Shape};
+use super::tablet::lock;
 use crate::config::{ControlStreamConfig, ShardingConfig};
 use crate::metrics::Metrics;
 
@@ -71,6 +72,8 @@ pub struct Follower {
     layout: Layout,
     /// The configuration serving now.
     applied: Mutex<View>,
+    /// Its routing schema, built at start, until the router takes it.
+    initial_schema: Mutex<Option<RoutingSchema>>,
     /// The stream opened at startup, with the answer its first update still needs.
     opened: Mutex<Option<(Connection, pb::SidecarMessage)>>,
     metrics: Arc<Metrics>,
@@ -102,11 +105,11 @@ impl Follower {
         let mut refused = None;
         let fresh =
             tokio::time::timeout(timeout, first_servable(&config, &identity, &mut refused)).await;
-        let (view, opened) = match fresh {
-            Ok(connection) => {
+        let (view, schema, opened) = match fresh {
+            Ok((connection, schema)) => {
                 let view = connection.received.clone();
                 let ack = ack(view.version);
-                (view, Some((connection, ack)))
+                (view, schema, Some((connection, ack)))
             }
             Err(_) => {
                 let cached = match config.cache_file.as_deref().map(load_cache).transpose() {
@@ -127,15 +130,15 @@ impl Follower {
                         config.address,
                     );
                 };
+                let schema = check(&view, None).map_err(anyhow::Error::msg)?;
                 warn!(
                     address = %config.address,
                     version = view.version,
                     "no servable configuration from the control service; starting from the cached one"
                 );
-                (view, None)
+                (view, schema, None)
             }
         };
-        check(&view, None).map_err(anyhow::Error::msg)?;
         info!(
             version = view.version,
             keyspaces = view.keyspaces.len(),
@@ -149,14 +152,19 @@ impl Follower {
             config,
             identity,
             applied: Mutex::new(view),
+            initial_schema: Mutex::new(Some(schema)),
             opened: Mutex::new(opened),
             metrics,
         })
     }
 
-    /// The routing schema of the configuration serving now.
+    /// The routing schema of the configuration serving now: the one [`Follower::start`]
+    /// built, the first time.
     pub fn schema(&self) -> Result<RoutingSchema, String> {
-        check(&lock(&self.applied), None)
+        match lock(&self.initial_schema).take() {
+            Some(schema) => Ok(schema),
+            None => check(&lock(&self.applied), None),
+        }
     }
 
     /// Applies updates to `directory` and `planning` until `shutdown`, reconnecting
@@ -260,10 +268,11 @@ impl Follower {
         shape: &Shape,
         planning: &Planning,
     ) -> Result<(), String> {
-        let schema = check(view, Some(&self.layout))?;
+        let names = check_layout(view, Some(&self.layout))?;
         let mut applied = lock(&self.applied);
-        if applied.srv_vschema_json() != view.srv_vschema_json() {
-            planning.replace(schema);
+        // Most versions only move endpoints: the schema is rebuilt when its inputs change.
+        if !same_vschema(&applied, view, &names) {
+            planning.replace(build_schema(view, &names)?);
             info!(version = view.version, "VSchema replaced");
         }
         directory.publish(endpoints_of(view, shape));
@@ -276,6 +285,13 @@ impl Follower {
 /// The routing schema `view` describes, refused when its keyspaces or shards are not
 /// `layout` (when given).
 fn check(view: &View, layout: Option<&Layout>) -> Result<RoutingSchema, String> {
+    let names = check_layout(view, layout)?;
+    build_schema(view, &names)
+}
+
+/// `view`'s keyspaces and their shards, refused when there are none or (given `layout`)
+/// they are not those.
+fn check_layout(view: &View, layout: Option<&Layout>) -> Result<Layout, String> {
     let names = view.shard_names();
     if names.is_empty() {
         return Err("the configuration has no keyspace with shards".into());
@@ -287,8 +303,20 @@ fn check(view: &View, layout: Option<&Layout>) -> Result<RoutingSchema, String> 
             describe(&names)
         ));
     }
+    Ok(names)
+}
+
+fn build_schema(view: &View, names: &Layout) -> Result<RoutingSchema, String> {
     let vschema = SrvVSchema::from_json(&view.srv_vschema_json()?).map_err(|e| e.to_string())?;
-    ShardingConfig::schema_of(vschema, &names).map_err(|e| e.to_string())
+    ShardingConfig::schema_of(vschema, names).map_err(|e| e.to_string())
+}
+
+/// Whether `a` and `b` give the same SrvVSchema over the keyspaces served (`names`):
+/// the same VSchemas and routing rules.
+fn same_vschema(a: &View, b: &View, names: &Layout) -> bool {
+    let vschema = |v: &View, k: &str| v.keyspaces.get(k).map(|k| k.vschema_json.clone());
+    a.routing_rules_json == b.routing_rules_json
+        && names.keys().all(|k| vschema(a, k) == vschema(b, k))
 }
 
 fn describe(layout: &Layout) -> String {
@@ -376,13 +404,13 @@ async fn connect(
 }
 
 /// Connects (retrying) until the control service has sent a configuration this sidecar
-/// can serve (one whose keyspaces have all their shards); NACKs the ones before, and
-/// keeps the last reason in `refused`.
+/// can serve (one whose keyspaces have all their shards), with its routing schema;
+/// NACKs the ones before, and keeps the last reason in `refused`.
 async fn first_servable(
     config: &ControlStreamConfig,
     identity: &pb::Identity,
     refused: &mut Option<String>,
-) -> Connection {
+) -> (Connection, RoutingSchema) {
     let mut delay = Duration::from_millis(100);
     loop {
         let attempt = async {
@@ -393,7 +421,7 @@ async fn first_servable(
                     None => return Err("the stream closed".to_string()),
                 }
                 match check(&c.received, None) {
-                    Ok(_) => return Ok(c),
+                    Ok(schema) => return Ok((c, schema)),
                     Err(e) => {
                         info!(version = c.received.version, reason = %e, "waiting for a servable configuration");
                         let _ = c.outbound.send(nack(c.received.version, &e)).await;
@@ -437,8 +465,4 @@ async fn save_cache(path: &PathBuf, view: &View) {
     if let Err(e) = result {
         warn!(path = %path.display(), error = %e, "cannot write the configuration cache");
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
