@@ -19,7 +19,9 @@ step() {
 
 step fmt cargo fmt --all --check
 step clippy cargo clippy --workspace --all-targets -- -D warnings
+step clippy-wasm cargo clippy -p shardcar-filter --features wasm --target wasm32-wasip1 -- -D warnings
 step build cargo build --workspace
+step wasm scripts/build-wasm.sh
 step tests cargo nextest run --workspace --no-fail-fast
 
 printf '\n[test] summary\n' >&2

@@ -12,5 +12,9 @@ pub mod key;
 pub mod plan;
 pub mod protocol;
 pub mod sql;
+pub mod stream;
 pub mod vindex;
 pub mod vschema;
+
+#[cfg(feature = "wasm")]
+mod wasm;

@@ -33,6 +33,7 @@ mod cluster;
 pub mod k8s;
 pub mod netns;
 mod sidecar;
+pub mod wasm_host;
 
 pub use cluster::{shared_cluster, start_replica, Cluster, ClusterSpec, Shard};
 pub use shardcar::local::etcd::{etcd_cluster, Etcd, EtcdCluster};

@@ -326,3 +326,36 @@ pub fn crds_yaml() -> Result<String, serde_yaml::Error> {
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The wasm filter takes an AccessPolicy's and a QueryPolicy's spec as its plugin
+    /// configuration: what the CRD types write, the filter must read.
+    #[test]
+    fn policy_specs_are_the_wasm_filters_configuration() {
+        let access = AccessPolicySpec {
+            grants: vec![Grant {
+                service_accounts: vec!["shop/web".into()],
+                keyspaces: vec!["shop".into()],
+                tables: vec!["*".into()],
+                access: vec![Access::Read, Access::Write],
+            }],
+        };
+        let query = QueryPolicySpec {
+            limits: Some(serde_json::json!({"max_rows": 100, "max_rows_mode": "truncate"})),
+            builtin_rules: Some(serde_json::json!({"ddl": "deny"})),
+            rules: vec![
+                serde_json::json!({"name": "r", "match": {"tables": ["t"]}, "action": "deny"}),
+            ],
+            ..QueryPolicySpec::default()
+        };
+        let config = serde_json::json!({"accessPolicy": access, "queryPolicy": query});
+        let policy =
+            shardcar_filter::stream::policy::StreamPolicy::from_json(config.to_string().as_bytes())
+                .expect("the filter reads the CRD specs");
+        assert_eq!(policy.max_rows, Some(100));
+        assert!(!policy.access.is_empty());
+    }
+}

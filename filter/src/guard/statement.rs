@@ -642,3 +642,18 @@ pub fn with_limit(text: &str, at: usize, n: u64) -> String {
     out.push_str(&text[at..]);
     out
 }
+
+/// The database a `USE db` statement switches to (back-quotes removed, comments
+/// skipped), or `None` when `text` is not one.
+pub fn use_database(text: &str) -> Option<String> {
+    let mut words = Lexer::new(text).filter(|t| !matches!(t, Token::Comment(_)));
+    match words.next()? {
+        Token::Word(w) if w.eq_ignore_ascii_case("use") => {}
+        _ => return None,
+    }
+    match words.next()? {
+        Token::Word(db) => Some(db.to_owned()),
+        Token::Quoted(db) => Some(db.replace("``", "`")),
+        _ => None,
+    }
+}

@@ -21,13 +21,15 @@ use super::upstream::{self, Upstream};
 use crate::admin::{DebugReply, DebugRequest};
 use crate::config::{DbConfig, LimitsConfig};
 use shardcar_filter::cache::Generations;
-use shardcar_filter::guard::access::{table_access, AccessPolicy, Denied, Identity, TableAccess};
+use shardcar_filter::guard::access::{table_access, AccessPolicy, Identity, TableAccess};
 use shardcar_filter::guard::hotrow::row_key;
 use shardcar_filter::guard::kill::{parse_kill, Kill, KillError, KillScope};
 use shardcar_filter::guard::pins::{Outcome, PinReason, Pins};
+use shardcar_filter::guard::refusal;
 use shardcar_filter::guard::rules::{fingerprint_of, Decision, RuleSet, Subject};
 use shardcar_filter::guard::statement::{
-    analyze, substitute_session_functions, with_limit, Kind, Limit, SessionValues, Statement,
+    analyze, substitute_session_functions, use_database, with_limit, Kind, Limit, SessionValues,
+    Statement,
 };
 use shardcar_filter::guard::vars::{parse_set, SessionVars, SetEffect};
 use shardcar_filter::protocol::constants::status;
@@ -550,21 +552,11 @@ impl Session {
                 Decision::Run => {}
                 Decision::Deny { rule, message } => {
                     metrics.guard.rule(&rule, "deny");
-                    let e = err(
-                        error_codes::ER_NOT_ALLOWED_COMMAND,
-                        format!("{message} (denied by query rule '{rule}')"),
-                    );
-                    return self.send_err(&e).await;
+                    return self.send_err(&refusal::rule_denied(&rule, &message)).await;
                 }
                 Decision::RateLimited { rule } => {
                     metrics.guard.rule(&rule, "rate_limit");
-                    let e = err(
-                        error_codes::ER_TOO_MANY_USER_CONNECTIONS,
-                        format!(
-                            "Statement rate limit of query rule '{rule}' exceeded; retry later"
-                        ),
-                    );
-                    return self.send_err(&e).await;
+                    return self.send_err(&refusal::rate_limited(&rule)).await;
                 }
             }
             if let Some(new) = verdict.rewritten {
@@ -767,10 +759,7 @@ impl Session {
         }
         if !response.failed() {
             if st.kind == Kind::Use {
-                let db = text
-                    .split_whitespace()
-                    .nth(1)
-                    .map(|d| d.trim_end_matches(';').trim_matches('`').to_owned());
+                let db = use_database(text);
                 let p = self.pooled()?;
                 p.database = db.clone();
                 if let Some(t) = p.ticket.as_mut() {
@@ -1236,22 +1225,11 @@ impl Session {
             Ok(()) => Ok(()),
             Err(denied) => {
                 self.shared.metrics.guard.shed("access_denied");
-                Err(match denied {
-                    Denied::Table { command, table } => {
-                        let name = table.rsplit('.').next().unwrap_or(&table);
-                        err(
-                            error_codes::ER_TABLEACCESS_DENIED_ERROR,
-                            format!(
-                                "{command} command denied to user '{}'@'{host}' for table '{name}' (Shardcar access policy)",
-                                self.auth.user
-                            ),
-                        )
-                    }
-                    Denied::Admin { what } => err(
-                        error_codes::ER_SPECIFIC_ACCESS_DENIED_ERROR,
-                        format!("Access denied; the Shardcar access policy grants no admin to user '{}' for {what}", self.auth.user),
-                    ),
-                })
+                Err(refusal::access_denied(
+                    &denied,
+                    &self.auth.user,
+                    &host.to_string(),
+                ))
             }
         }
     }

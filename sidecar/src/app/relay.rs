@@ -2,6 +2,7 @@
 //! ([`RelayGuard`]: deadline, row and byte limits, and the errors they produce).
 
 use crate::config::RowLimitMode;
+use shardcar_filter::guard::refusal;
 use shardcar_filter::protocol::error_codes;
 use shardcar_filter::protocol::exchange::{OkSummary, PreparedInfo, ResponseScanner};
 use shardcar_filter::protocol::ErrPacket;
@@ -86,16 +87,20 @@ impl RelayGuard {
 
     /// The error for a result over its limit, after `rows` rows.
     pub fn limit_error(&self, rows: u64) -> ErrPacket {
-        let message = match self.max_rows {
-            Some(max) if rows >= max => format!(
-                "Row count exceeded {max} (db.limits.max_rows); add a LIMIT or use SET workload = 'olap'"
+        match self.max_rows {
+            Some(max) if rows >= max => refusal::row_limit(
+                max,
+                "db.limits.max_rows",
+                "add a LIMIT or use SET workload = 'olap'",
             ),
-            _ => format!(
-                "Result size exceeded {} bytes (db.limits.max_result_bytes)",
-                self.max_bytes.unwrap_or(0)
+            _ => ErrPacket::new(
+                error_codes::ER_TOO_BIG_SELECT,
+                format!(
+                    "Result size exceeded {} bytes (db.limits.max_result_bytes)",
+                    self.max_bytes.unwrap_or(0)
+                ),
             ),
-        };
-        ErrPacket::new(error_codes::ER_TOO_BIG_SELECT, message)
+        }
     }
 }
 

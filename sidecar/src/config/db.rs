@@ -140,17 +140,9 @@ impl Default for LoadConfig {
     }
 }
 
-/// What happens when a result goes over `max_rows` or `max_result_bytes`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RowLimitMode {
-    /// The client gets ERR 1104 after the rows within the limit.
-    #[default]
-    Error,
-    /// The client gets the rows within the limit and a normal end of result; the cut is
-    /// logged and counted.
-    Truncate,
-}
+/// What happens when a result goes over `max_rows` or `max_result_bytes`: the db role
+/// and the wasm filter share the type.
+pub use shardcar_filter::stream::policy::RowLimitMode;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
