@@ -23,6 +23,8 @@ step clippy-wasm cargo clippy -p shardcar-filter --features wasm --target wasm32
 step build cargo build --workspace
 step wasm scripts/build-wasm.sh
 step tests cargo nextest run --workspace --no-fail-fast
+# The fuzz bodies on stable Rust over their seeds and deterministic mutations.
+step fuzz bash -c 'cd fuzz && FUZZ_ITERATIONS=50000 cargo test --release --no-default-features'
 
 printf '\n[test] summary\n' >&2
 for r in "${results[@]}"; do printf '  %s\n' "$r" >&2; done

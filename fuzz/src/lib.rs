@@ -1032,7 +1032,11 @@ pub fn guard(data: &[u8]) {
     }
     // A KILL the sidecar applies names a real u32 id.
     if let Ok(kill) = shardcar_filter::guard::kill::parse_kill(&text) {
-        assert!(text.contains(&kill.id.to_string()), "KILL id {} not in {text:?}", kill.id);
+        assert!(
+            text.contains(&kill.id.to_string()),
+            "KILL id {} not in {text:?}",
+            kill.id
+        );
     }
     let set = parse_set(&text);
     let mut vars = SessionVars::default();
@@ -1090,4 +1094,81 @@ pub fn guard(data: &[u8]) {
         &access,
         &st,
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// The wasm filter's stream state machine
+// ---------------------------------------------------------------------------------------
+
+/// Configurations the stream target picks from (control byte).
+const STREAM_CONFIGS: [&str; 4] = [
+    "",
+    r#"{"queryPolicy": {"limits": {"max_rows": 2}, "rules": [{"name": "d", "match": {"tables": ["t"]}, "action": "deny"}]}}"#,
+    r#"{"queryPolicy": {"limits": {"max_rows": 1, "max_rows_mode": "truncate"}, "rules": [{"name": "w", "action": "rewrite", "pattern": "1", "replacement": "2"}]}, "maxStatementBytes": 64}"#,
+    r#"{"access": [{"name": "a", "identities": ["user:*"], "read": ["t"]}]}"#,
+];
+
+/// One connection through the stream filter: frames are reads, the low bit of the
+/// frame's tag picks the direction (0 client, 1 server). Never panics, keeps its buffers
+/// within the statement limit, and, as long as neither side breaks the protocol (after
+/// which the filter forwards what comes from where it noticed), hands on the same bytes
+/// whether each read comes whole or one byte at a time.
+pub fn stream_filter(data: &[u8]) {
+    use shardcar_filter::stream::policy::StreamPolicy;
+    use shardcar_filter::stream::{ConnectionFilter, Forward, Peer};
+    use std::sync::Arc;
+    let mut input = Input::new(data);
+    let config = STREAM_CONFIGS[usize::from(input.byte()) % STREAM_CONFIGS.len()];
+    let Ok(policy) = StreamPolicy::from_json(config.as_bytes()) else {
+        return;
+    };
+    let policy = Arc::new(policy);
+    let limit = policy.max_statement_bytes + 300 * 1024;
+    let mut reads: Vec<(bool, &[u8])> = Vec::new();
+    while let Some((tag, payload)) = input.frame() {
+        reads.push((tag & 1 == 1, payload));
+    }
+    use shardcar_filter::stream::Event;
+    let run = |bytewise: bool| {
+        let mut broke = false;
+        let peer = Peer {
+            address: "10.0.0.1:1".into(),
+            certificate: None,
+        };
+        let mut f = ConnectionFilter::new(Arc::clone(&policy), peer);
+        let (mut up, mut down) = (Vec::new(), Vec::new());
+        for (server, bytes) in &reads {
+            let pieces: Vec<&[u8]> = if bytewise {
+                bytes.chunks(1).collect()
+            } else {
+                vec![bytes]
+            };
+            for piece in pieces {
+                let out = if *server {
+                    f.server_data(piece, 0)
+                } else {
+                    f.client_data(piece, 0)
+                };
+                let out = match out {
+                    Forward::Input => piece.to_vec(),
+                    Forward::Replace(v) => v,
+                };
+                if *server {
+                    down.extend(out);
+                } else {
+                    up.extend(out);
+                }
+                assert!(f.buffered() <= limit, "{} bytes buffered", f.buffered());
+                broke |= f
+                    .drain_events()
+                    .any(|e| matches!(e, Event::ProtocolError { .. }));
+            }
+        }
+        (up, down, broke)
+    };
+    let whole = run(false);
+    let bytewise = run(true);
+    if !whole.2 && !bytewise.2 {
+        assert!(whole == bytewise, "{config}: whole reads vs byte by byte");
+    }
 }

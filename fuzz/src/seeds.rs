@@ -22,12 +22,13 @@ use shardcar_filter::protocol::value::Value;
 use shardcar_filter::protocol::{ErrPacket, OkPacket};
 
 /// The fuzz target names, as in `fuzz_targets/`.
-pub const TARGETS: [&str; 5] = [
+pub const TARGETS: [&str; 6] = [
     "packet_assembler",
     "server_handshake",
     "client_handshake",
     "response_scanner",
     "decoders",
+    "stream_filter",
 ];
 
 /// Seeds of one target (empty for an unknown name).
@@ -40,6 +41,7 @@ pub fn for_target(name: &str) -> Vec<Vec<u8>> {
         "decoders" => decoders(),
         "planner" => planner(),
         "guard" => guard(),
+        "stream_filter" => stream_filter(),
         _ => Vec::new(),
     }
 }
@@ -53,6 +55,7 @@ pub fn body(name: &str) -> fn(&[u8]) {
         "response_scanner" => crate::response_scanner,
         "planner" => crate::planner,
         "guard" => crate::guard,
+        "stream_filter" => crate::stream_filter,
         _ => crate::decoders,
     }
 }
@@ -626,4 +629,80 @@ fn planner() -> Vec<Vec<u8>> {
         "select /* c */ `id` from `customers` where `id`=18446744073709551615 # x",
     ];
     with_control_byte(&statements)
+}
+
+/// A whole session as reads (tag 0 client, 1 server): greeting, login, OK, a query and
+/// its result, a denied query, a prepare and an execute, in configurations 0..3.
+fn stream_filter() -> Vec<Vec<u8>> {
+    let greeting = Greeting {
+        protocol_version: 10,
+        server_version: "10.11.6-MariaDB".into(),
+        connection_id: 9,
+        scramble: SERVER_SCRAMBLE.to_vec(),
+        capabilities: caps::PROTOCOL_41
+            | caps::SECURE_CONNECTION
+            | caps::PLUGIN_AUTH
+            | caps::TRANSACTIONS
+            | caps::CONNECT_WITH_DB
+            | caps::DEPRECATE_EOF,
+        mariadb_capabilities: 0,
+        collation: 45,
+        status: status::AUTOCOMMIT,
+        auth_plugin: b"mysql_native_password".to_vec(),
+    };
+    let login = HandshakeResponse {
+        capabilities: caps::PROTOCOL_41
+            | caps::SECURE_CONNECTION
+            | caps::PLUGIN_AUTH
+            | caps::TRANSACTIONS
+            | caps::CONNECT_WITH_DB,
+        max_packet_size: 1 << 24,
+        collation: 45,
+        username: FUZZ_USER.as_bytes().to_vec(),
+        auth_response: vec![7; 20],
+        database: Some(b"db".to_vec()),
+        auth_plugin: Some(b"mysql_native_password".to_vec()),
+        connect_attrs: Vec::new(),
+    };
+    let caps = login.capabilities & greeting.capabilities;
+    let ok = OkPacket::default().encode(caps);
+    let query = |text: &str| {
+        let mut p = vec![0x03];
+        p.extend_from_slice(text.as_bytes());
+        framed(&[&p], 0)
+    };
+    let rows = result_set_bytes(caps, RowFormat::Text, status::AUTOCOMMIT);
+    let err = ErrPacket::new(error_codes::ER_NOT_ALLOWED_COMMAND, "no").encode();
+    let prepare = {
+        let mut p = vec![0x16];
+        p.extend_from_slice(b"SELECT a FROM t WHERE a = ?");
+        framed(&[&p], 0)
+    };
+    let prepare_ok = StmtPrepareOk {
+        statement_id: 1,
+        num_columns: 0,
+        num_params: 0,
+        warnings: 0,
+    };
+    let execute = [0x17, 1, 0, 0, 0, 0, 1, 0, 0, 0];
+    let reads: Vec<(u8, Vec<u8>)> = vec![
+        (1, framed(&[&greeting.encode()], 0)),
+        (0, framed(&[&login.encode()], 1)),
+        (1, framed(&[&ok], 2)),
+        (0, query("SELECT a FROM t")),
+        (1, rows.clone()),
+        (0, query("SELECT 1")),
+        (1, framed(&[&err], 1)),
+        (0, prepare),
+        (1, framed(&[&prepare_ok.encode()], 1)),
+        (0, framed(&[&execute], 0)),
+        (1, rows),
+    ];
+    (0u8..4)
+        .map(|config| {
+            let borrowed: Vec<(u8, &[u8])> =
+                reads.iter().map(|(t, b)| (*t, b.as_slice())).collect();
+            frames(&[config], &borrowed)
+        })
+        .collect()
 }

@@ -148,3 +148,8 @@ fn planner() {
 fn guard() {
     run("guard");
 }
+
+#[test]
+fn stream_filter() {
+    run("stream_filter");
+}

@@ -412,6 +412,26 @@ async fn truncation_oversize_and_the_cli_body() {
         err.contains("ERROR 1148 (42000)") && err.contains("update_without_where"),
         "{err}"
     );
+    // LOAD DATA LOCAL INFILE: the client's file streams through between the server's
+    // request and its OK.
+    let dir = temp_dir("shardcar-wasm-infile-");
+    let csv = dir.path().join("items.csv");
+    let rows: String = (100..3100)
+        .map(|i| format!("{i},loaded {i},{}\n", i % 7))
+        .collect();
+    std::fs::write(&csv, rows).expect("csv");
+    let mut load = cli(relay.port, "root", db.root_password());
+    load.arg("--local-infile=1");
+    let (ok, out, err) = run(
+        load,
+        Some(&format!(
+            "LOAD DATA LOCAL INFILE '{}' INTO TABLE shop.items FIELDS TERMINATED BY ',';\nSELECT COUNT(*) FROM shop.items WHERE id >= 100 LIMIT 1;\n",
+            csv.display()
+        )),
+        Duration::from_secs(30),
+    );
+    assert!(ok, "{out} {err}");
+    assert!(out.contains("3000"), "{out}");
     db.stop().await;
 }
 

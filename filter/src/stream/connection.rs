@@ -196,7 +196,12 @@ impl ConnectionFilter {
         let mut out = Out::new(input);
         while !out.is_done() {
             match self.phase {
-                Phase::Opaque => self.pass_opaque(&mut out),
+                Phase::Opaque => {
+                    // A command held when the server broke the protocol goes first.
+                    let held = std::mem::take(&mut self.held);
+                    out.emit(&held);
+                    self.pass_opaque(&mut out);
+                }
                 Phase::Greeting => {
                     // A client does not speak first; leave such a stream alone.
                     self.opaque("client data before the server greeting");
@@ -263,7 +268,7 @@ impl ConnectionFilter {
         self.phase = Phase::Opaque;
         self.handshake = Vec::new();
         self.pending.clear();
-        // Whatever was held goes out before anything else.
+        // Held client bytes go out with the client's next read.
         self.client = Client::Start;
     }
 
@@ -838,8 +843,7 @@ impl ConnectionFilter {
                 let scan = match scanner.feed(rest) {
                     Ok(scan) => scan,
                     Err(e) => {
-                        out.pass(usize::MAX);
-                        return self.opaque(&format!("server response: {e}"));
+                        return self.server_broke(out, &e);
                     }
                 };
                 let consumed = match scan {
@@ -895,7 +899,7 @@ impl ConnectionFilter {
                 match result {
                     Ok(Scan::Complete { .. }) => self.finish(now_ns),
                     Ok(_) => {}
-                    Err(e) => self.opaque(&format!("server response: {e}")),
+                    Err(e) => self.server_broke(out, &e),
                 }
             }
             Mode::Cut { seq } => {
@@ -911,12 +915,16 @@ impl ConnectionFilter {
                         out.emit(&bytes);
                         self.finish(now_ns);
                     }
-                    Ok(_) => {
+                    Ok(Scan::NeedMore) => {
                         out.take(rest.len());
                     }
+                    // Not in the middle of a result; the next bytes will show how the
+                    // server broke the protocol.
+                    Ok(Scan::RowLimit { consumed } | Scan::LocalInfile { consumed }) => {
+                        out.take(consumed);
+                    }
                     Err(e) => {
-                        out.take(rest.len());
-                        self.opaque(&format!("server response: {e}"));
+                        self.server_broke(out, &e);
                     }
                 }
             }
@@ -926,6 +934,17 @@ impl ConnectionFilter {
                 self.opaque("server data during LOCAL INFILE");
             }
         }
+    }
+
+    /// The server broke the protocol: what the filter held of its response goes out,
+    /// then everything as it comes.
+    fn server_broke(&mut self, out: &mut Out, e: &crate::protocol::exchange::ScanError) {
+        if let Some(p) = self.pending.front_mut() {
+            let held = std::mem::take(&mut p.peek);
+            out.emit(&held);
+        }
+        out.pass(usize::MAX);
+        self.opaque(&format!("server response: {e}"));
     }
 
     /// The packet that ends a cut result: an ERR, or a normal terminator.
