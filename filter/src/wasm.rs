@@ -46,6 +46,9 @@ fn log(level: LogLevel, message: &str) {
 #[derive(Default)]
 struct Metrics {
     ids: HashMap<String, u32>,
+    /// The statement metrics (statements, errors, latency) of a kind and table, so
+    /// that the hot path builds no names.
+    statements: HashMap<(&'static str, Option<String>), [Option<u32>; 3]>,
     tables: HashSet<String>,
     max_tables: usize,
 }
@@ -66,10 +69,27 @@ impl Metrics {
         }
     }
 
-    fn record(&mut self, name: String, value: u64) {
-        if let Some(id) = self.id(MetricType::Histogram, name) {
-            let _ = hostcalls::record_metric(id, value);
+    fn statement_ids(&mut self, kind: &'static str, table: Option<String>) -> [Option<u32>; 3] {
+        let key = (kind, table);
+        if let Some(ids) = self.statements.get(&key) {
+            return *ids;
         }
+        let label = self.table_label(key.1.as_deref());
+        let base = format!("shardcar.mysql.kind.{kind}.table.{label}");
+        let ids = [
+            self.id(MetricType::Counter, format!("{base}.statements")),
+            self.id(MetricType::Counter, format!("{base}.errors")),
+            self.id(
+                MetricType::Histogram,
+                format!("shardcar.mysql.kind.{kind}.latency_us"),
+            ),
+        ];
+        // Bounded like the labels: kinds are a fixed set, tables are capped, and
+        // statements on tables past the cap share the `other` label's ids.
+        if self.statements.len() < 64 * (self.max_tables + 2) {
+            self.statements.insert(key, ids);
+        }
+        ids
     }
 
     /// A bounded table label: the first `max_tables` distinct tables by name.
@@ -97,16 +117,16 @@ impl Metrics {
                 i64::try_from(bytes).unwrap_or(i64::MAX),
             ),
             Event::Statement(s) => {
-                let table = self.table_label(s.table.as_deref());
-                let base = format!("shardcar.mysql.kind.{}.table.{table}", s.kind);
-                self.count(format!("{base}.statements"), 1);
-                if s.error.is_some() {
-                    self.count(format!("{base}.errors"), 1);
+                let [statements, errors, latency] = self.statement_ids(s.kind, s.table);
+                if let Some(id) = statements {
+                    let _ = hostcalls::increment_metric(id, 1);
                 }
-                self.record(
-                    format!("shardcar.mysql.kind.{}.latency_us", s.kind),
-                    s.latency_ns / 1_000,
-                );
+                if let (Some(id), Some(_)) = (errors, s.error) {
+                    let _ = hostcalls::increment_metric(id, 1);
+                }
+                if let Some(id) = latency {
+                    let _ = hostcalls::record_metric(id, s.latency_ns / 1_000);
+                }
             }
             Event::Refused { reason, .. } => self.count(
                 format!("shardcar.mysql.refused.reason.{}", sanitize(reason.label())),

@@ -102,6 +102,9 @@ pub struct WasmHost {
     next_context: i32,
     /// Bytes Envoy keeps buffered per connection and direction after `Action::Pause`.
     kept: HashMap<(i32, bool), Vec<u8>>,
+    /// The two data callbacks, looked up once.
+    on_downstream: wasmi::TypedFunc<(i32, i32, i32), i32>,
+    on_upstream: wasmi::TypedFunc<(i32, i32, i32), i32>,
 }
 
 fn memory(caller: &Caller<'_, HostState>) -> anyhow::Result<Memory> {
@@ -473,11 +476,20 @@ impl WasmHost {
             .ok_or_else(|| anyhow!("the module exports no proxy_on_memory_allocate"))?;
         store.data_mut().memory = Some(memory);
         store.data_mut().alloc = Some(alloc);
+        let data_callback = |name: &str| {
+            instance
+                .get_typed_func::<(i32, i32, i32), i32>(&store, name)
+                .map_err(|e| anyhow!("export {name}: {e}"))
+        };
+        let on_downstream = data_callback("proxy_on_downstream_data")?;
+        let on_upstream = data_callback("proxy_on_upstream_data")?;
         let mut host = WasmHost {
             store,
             instance,
             next_context: ROOT + 1,
             kept: HashMap::new(),
+            on_downstream,
+            on_upstream,
         };
         if host
             .instance
@@ -552,9 +564,9 @@ impl WasmHost {
         bytes: &[u8],
         now_ns: u64,
     ) -> anyhow::Result<Vec<u8>> {
-        let (kind, export) = match direction {
-            Direction::ClientToServer => (DOWNSTREAM_DATA, "proxy_on_downstream_data"),
-            Direction::ServerToClient => (UPSTREAM_DATA, "proxy_on_upstream_data"),
+        let (kind, callback) = match direction {
+            Direction::ClientToServer => (DOWNSTREAM_DATA, self.on_downstream),
+            Direction::ServerToClient => (UPSTREAM_DATA, self.on_upstream),
         };
         let key = (ctx, direction == Direction::ClientToServer);
         let mut buffer = self.kept.remove(&key).unwrap_or_default();
@@ -566,7 +578,9 @@ impl WasmHost {
             state.current = ctx;
             state.buffers.insert(kind, buffer);
         }
-        let action = self.call::<(i32, i32, i32), i32>(export, (ctx, size, 0))?;
+        let action = callback
+            .call(&mut self.store, (ctx, size, 0))
+            .map_err(|e| anyhow!("data callback trapped: {e}"))?;
         let buffer = self
             .store
             .data_mut()
