@@ -12,9 +12,11 @@
 //! arrives, and responses are only scanned (never copied) unless a limit cuts them.
 //! Each finished statement is reported as an [`Event`] for metrics.
 
+mod command;
 mod connection;
 mod out;
 pub mod policy;
+mod response;
 mod signal;
 
 #[cfg(test)]
