@@ -164,6 +164,50 @@ fn statement_word(s: &Statement) -> String {
         .to_ascii_uppercase()
 }
 
+/// The tables of statements already seen, by statement shape: the literals of a
+/// statement do not change which tables it touches, so each shape is parsed once.
+#[derive(Debug)]
+pub struct AccessCache {
+    shapes: std::sync::RwLock<crate::cache::Generations<std::sync::Arc<TableAccess>>>,
+}
+
+impl AccessCache {
+    /// A cache of about `capacity` statement shapes.
+    pub fn new(capacity: usize) -> Self {
+        AccessCache {
+            shapes: std::sync::RwLock::new(crate::cache::Generations::new(capacity)),
+        }
+    }
+
+    /// [`table_access`] of `text`, parsed once per shape and default database.
+    pub fn table_access(
+        &self,
+        text: &str,
+        st: &Analysis,
+        database: Option<&str>,
+    ) -> std::sync::Arc<TableAccess> {
+        use std::sync::Arc;
+        let Some((mut key, _)) = crate::sql::lexer::normalize(text) else {
+            return Arc::new(table_access(text, st, database));
+        };
+        key.push('\u{0}');
+        key.push_str(database.unwrap_or(""));
+        let known = match self.shapes.read() {
+            Ok(c) => c.get(&key).cloned(),
+            Err(poisoned) => poisoned.into_inner().get(&key).cloned(),
+        };
+        if let Some(hit) = known {
+            return hit;
+        }
+        let access = Arc::new(table_access(text, st, database));
+        match self.shapes.write() {
+            Ok(mut c) => c.insert(key, Arc::clone(&access)),
+            Err(poisoned) => poisoned.into_inner().insert(key, Arc::clone(&access)),
+        }
+        access
+    }
+}
+
 /// The compiled policy.
 #[derive(Debug, Clone, Default)]
 pub struct AccessPolicy {

@@ -483,11 +483,14 @@ impl ConnectionFilter {
         text: &str,
         st: &crate::guard::statement::Statement,
     ) -> Result<(), ErrPacket> {
-        use crate::guard::access::{table_access, Identity};
+        use crate::guard::access::Identity;
         if self.policy.access.is_empty() {
             return Ok(());
         }
-        let tables = table_access(text, st, self.database.as_deref());
+        let tables = self
+            .policy
+            .access_cache
+            .table_access(text, st, self.database.as_deref());
         let who = Identity {
             user: &self.user,
             certificate: self.peer.certificate.as_deref(),

@@ -9,7 +9,7 @@
 //!  "maxStatementBytes": 4194304}
 //! ```
 
-use crate::guard::access::{AccessPolicy, AccessRule};
+use crate::guard::access::{AccessCache, AccessPolicy, AccessRule};
 use crate::guard::rules::{BuiltinRules, RuleConfig, RuleError, RuleSet};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -146,6 +146,21 @@ pub const DEFAULT_MAX_STATEMENT_BYTES: usize = 4 << 20;
 pub const MAX_STATEMENT_BYTES: usize = 15 << 20;
 const DEFAULT_METRIC_TABLES: usize = 64;
 
+impl Default for StreamPolicy {
+    fn default() -> Self {
+        StreamPolicy {
+            rules: RuleSet::default(),
+            access: AccessPolicy::default(),
+            access_cache: AccessCache::new(ACCESS_CACHE_SHAPES),
+            max_rows: None,
+            row_limit_mode: RowLimitMode::default(),
+            max_statement_bytes: DEFAULT_MAX_STATEMENT_BYTES,
+            max_metric_tables: DEFAULT_METRIC_TABLES,
+            not_applied: Vec::new(),
+        }
+    }
+}
+
 /// A configuration that cannot be used; names the field.
 #[derive(Debug, Error)]
 pub enum ConfigError {
@@ -157,11 +172,16 @@ pub enum ConfigError {
     Field { field: String, message: String },
 }
 
+/// Statement shapes whose tables the access policy remembers.
+const ACCESS_CACHE_SHAPES: usize = 4_096;
+
 /// The compiled configuration every connection of the filter shares.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct StreamPolicy {
     pub rules: RuleSet,
     pub access: AccessPolicy,
+    /// The tables of each statement shape seen, for the access policy.
+    pub access_cache: AccessCache,
     pub max_rows: Option<u64>,
     pub row_limit_mode: RowLimitMode,
     pub max_statement_bytes: usize,
@@ -248,6 +268,7 @@ impl StreamPolicy {
         Ok(StreamPolicy {
             rules,
             access: AccessPolicy::new(access),
+            access_cache: AccessCache::new(ACCESS_CACHE_SHAPES),
             max_rows: (l.max_rows > 0).then_some(l.max_rows),
             row_limit_mode: l.max_rows_mode,
             max_statement_bytes,

@@ -20,8 +20,7 @@ use super::session::{End, Session, FORMAT_CAPABILITIES};
 use super::upstream::{self, Upstream};
 use crate::admin::{DebugReply, DebugRequest};
 use crate::config::{DbConfig, LimitsConfig};
-use shardcar_filter::cache::Generations;
-use shardcar_filter::guard::access::{table_access, AccessPolicy, Identity, TableAccess};
+use shardcar_filter::guard::access::{AccessCache, AccessPolicy, Identity};
 use shardcar_filter::guard::hotrow::row_key;
 use shardcar_filter::guard::kill::{parse_kill, Kill, KillError, KillScope};
 use shardcar_filter::guard::pins::{Outcome, PinReason, Pins};
@@ -36,7 +35,7 @@ use shardcar_filter::protocol::constants::status;
 use shardcar_filter::protocol::error_codes;
 use shardcar_filter::protocol::packet::{write_packet, Packet};
 use shardcar_filter::protocol::{Command, ErrPacket, OkPacket};
-use shardcar_filter::sql::lexer::{normalize, shardcar_hint};
+use shardcar_filter::sql::lexer::shardcar_hint;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 use tracing::{info, warn};
@@ -71,7 +70,7 @@ pub struct Guard {
     shedder: Arc<Shedder>,
     pub sessions: Arc<Sessions>,
     /// What each statement shape reads and writes, for the access policy.
-    access_cache: RwLock<Generations<Arc<TableAccess>>>,
+    access_cache: AccessCache,
     epoch: Instant,
 }
 
@@ -96,7 +95,7 @@ impl Guard {
             pool,
             policy: RwLock::new(Arc::new(policy)),
             sessions: Sessions::new(),
-            access_cache: RwLock::new(Generations::new(ACCESS_CACHE_SIZE)),
+            access_cache: AccessCache::new(ACCESS_CACHE_SIZE),
             epoch: Instant::now(),
         })
     }
@@ -181,29 +180,6 @@ impl Guard {
             }
             Err(_) => DebugReply::NotFound,
         }
-    }
-
-    /// The tables a statement reads and writes, parsed once per statement shape (the
-    /// literals do not change which tables a statement touches).
-    fn table_access(&self, text: &str, st: &Statement, database: Option<&str>) -> Arc<TableAccess> {
-        let Some((mut key, _)) = normalize(text) else {
-            return Arc::new(table_access(text, st, database));
-        };
-        key.push('\u{0}');
-        key.push_str(database.unwrap_or(""));
-        let known = match self.access_cache.read() {
-            Ok(c) => c.get(&key).cloned(),
-            Err(poisoned) => poisoned.into_inner().get(&key).cloned(),
-        };
-        if let Some(hit) = known {
-            return hit;
-        }
-        let access = Arc::new(table_access(text, st, database));
-        match self.access_cache.write() {
-            Ok(mut c) => c.insert(key, access.clone()),
-            Err(poisoned) => poisoned.into_inner().insert(key, access.clone()),
-        }
-        access
     }
 
     fn now_ms(&self) -> u64 {
@@ -1215,7 +1191,10 @@ impl Session {
         let Some(p) = self.pooled.as_ref() else {
             return Ok(());
         };
-        let tables = p.guard.table_access(text, st, p.database.as_deref());
+        let tables = p
+            .guard
+            .access_cache
+            .table_access(text, st, p.database.as_deref());
         let who = Identity {
             user: &self.auth.user,
             certificate: self.client.certificate.as_deref(),
