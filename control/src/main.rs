@@ -202,6 +202,10 @@ impl ServeArgs {
                 ctx.clone(),
                 shutdown.clone(),
             ));
+            tokio::spawn(shardcar_control::crd::policy::run(
+                ctx.clone(),
+                shutdown.clone(),
+            ));
             tokio::spawn(shardcar_control::crd::reparent::run(ctx, shutdown.clone()));
         }
         if let Some(address) = self.listen {

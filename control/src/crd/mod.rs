@@ -12,6 +12,7 @@
 //!
 //! Secrets are referenced by name and key, never inlined.
 
+pub mod policy;
 pub mod reconcile;
 pub mod reparent;
 

@@ -169,23 +169,43 @@ pub fn status_after(
             previous.shards,
         ),
     };
-    let since = previous
-        .conditions
-        .iter()
-        .find(|c| c.type_ == "Ready" && c.status == status)
-        .map_or_else(|| now.to_string(), |c| c.last_transition_time.clone());
     KeyspaceStatus {
         keyspace,
         shards,
-        conditions: vec![Condition {
-            type_: "Ready".into(),
-            status: status.into(),
-            reason: reason.into(),
+        conditions: vec![ready_condition(
+            &previous.conditions,
+            status == "True",
+            reason,
             message,
-            last_transition_time: since,
-            observed_generation: ks.metadata.generation,
-        }],
+            ks.metadata.generation,
+            now,
+        )],
         observed_generation: ks.metadata.generation,
+    }
+}
+
+/// A `Ready` condition; its transition time moves only when its status does (kept from
+/// `previous` otherwise).
+pub(crate) fn ready_condition(
+    previous: &[Condition],
+    ready: bool,
+    reason: &str,
+    message: String,
+    generation: Option<i64>,
+    now: &str,
+) -> Condition {
+    let status = if ready { "True" } else { "False" };
+    let since = previous
+        .iter()
+        .find(|c| c.type_ == "Ready" && c.status == status)
+        .map_or_else(|| now.to_string(), |c| c.last_transition_time.clone());
+    Condition {
+        type_: "Ready".into(),
+        status: status.into(),
+        reason: reason.into(),
+        message,
+        last_transition_time: since,
+        observed_generation: generation,
     }
 }
 

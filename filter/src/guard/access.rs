@@ -219,6 +219,11 @@ impl AccessPolicy {
         AccessPolicy { rules }
     }
 
+    /// How many rules the policy has.
+    pub fn len(&self) -> usize {
+        self.rules.len()
+    }
+
     /// No rules: everything is allowed.
     pub fn is_empty(&self) -> bool {
         self.rules.is_empty()
