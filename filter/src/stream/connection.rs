@@ -6,6 +6,7 @@
 use super::out::{Forward, Out};
 use super::policy::StreamPolicy;
 use super::Event;
+use crate::protocol::constants::capabilities as caps;
 use crate::protocol::exchange::{InfileScanner, ResponseKind, ResponseScanner};
 use crate::protocol::handshake::{Greeting, HandshakeResponse};
 use crate::protocol::packet::HEADER_LEN;
@@ -216,19 +217,7 @@ impl ConnectionFilter {
         while !out.is_done() {
             match self.phase {
                 Phase::Opaque => self.pass_opaque(&mut out),
-                Phase::Greeting => {
-                    if let Some(payload) = self.tee_handshake(&mut out) {
-                        match Greeting::decode(&payload) {
-                            Ok(g) => {
-                                self.server_caps = g.capabilities;
-                                self.phase = Phase::Login;
-                            }
-                            // An ERR in place of the greeting (host blocked, too many
-                            // connections): nothing follows that needs reading.
-                            Err(_) => self.opaque("no server greeting"),
-                        }
-                    }
-                }
+                Phase::Greeting => self.server_greeting(&mut out),
                 Phase::Login => self.opaque("server data before the client's login"),
                 Phase::Auth => {
                     if let Some(payload) = self.tee_handshake(&mut out) {
@@ -243,6 +232,48 @@ impl ConnectionFilter {
             }
         }
         out.finish()
+    }
+
+    /// The greeting is held until complete and handed on without the capabilities the
+    /// filter cannot follow: compression (the client would compress every packet after
+    /// the login, out of the filter's sight, so a policy could be bypassed by asking for
+    /// it), and MariaDB's progress reports, COM_MULTI and cached metadata, which change
+    /// how responses are framed.
+    fn server_greeting(&mut self, out: &mut Out) {
+        let need = if self.handshake.len() < HEADER_LEN {
+            HEADER_LEN - self.handshake.len()
+        } else {
+            HEADER_LEN + payload_len(&self.handshake) - self.handshake.len()
+        };
+        let bytes = out.take(need);
+        self.handshake.extend_from_slice(bytes);
+        if self.handshake.len() < HEADER_LEN {
+            return;
+        }
+        let len = payload_len(&self.handshake);
+        if len > MAX_HANDSHAKE_PACKET {
+            let held = std::mem::take(&mut self.handshake);
+            out.emit(&held);
+            return self.opaque("greeting too large to read");
+        }
+        if self.handshake.len() < HEADER_LEN + len {
+            return;
+        }
+        let mut packet = std::mem::take(&mut self.handshake);
+        match Greeting::decode(&packet[HEADER_LEN..]) {
+            Ok(g) => {
+                strip_greeting_capabilities(&mut packet[HEADER_LEN..], &g);
+                self.server_caps = g.capabilities & !caps::COMPRESS;
+                self.phase = Phase::Login;
+                out.emit(&packet);
+            }
+            // An ERR in place of the greeting (host blocked, too many connections):
+            // nothing follows that needs reading.
+            Err(_) => {
+                out.emit(&packet);
+                self.opaque("no server greeting");
+            }
+        }
     }
 
     /// Forwards the rest of a read unread, counting it.
@@ -317,6 +348,26 @@ impl ConnectionFilter {
                 self.phase = Phase::Auth;
             }
             Err(e) => self.opaque(&format!("unreadable login: {e}")),
+        }
+    }
+}
+
+/// Clears `CLIENT_COMPRESS` and MariaDB's `PROGRESS`, `COM_MULTI` and `CACHE_METADATA` in
+/// a greeting's payload, in place (the rest of the packet is left byte for byte as the
+/// server sent it).
+fn strip_greeting_capabilities(payload: &mut [u8], g: &Greeting) {
+    // protocol version, server version and its NUL, connection id, scramble part 1,
+    // filler: then the low capability bytes.
+    let low = 1 + g.server_version.len() + 1 + 4 + 8 + 1;
+    if let Some(b) = payload.get_mut(low) {
+        *b &= !(caps::COMPRESS as u8);
+    }
+    // Then collation, status, high capabilities, auth data length, 6 reserved bytes:
+    // MariaDB's extended capabilities, when the server announces it speaks them.
+    if g.capabilities & caps::LONG_PASSWORD == 0 {
+        if let Some(b) = payload.get_mut(low + 2 + 1 + 2 + 2 + 1 + 6) {
+            use crate::protocol::constants::mariadb_capabilities as mariadb;
+            *b &= !((mariadb::PROGRESS | mariadb::COM_MULTI | mariadb::CACHE_METADATA) as u8);
         }
     }
 }

@@ -54,6 +54,11 @@ fn logged_in(config: &str, user: &str, extra_caps: u32) -> ConnectionFilter {
 }
 
 fn log_in(mut f: ConnectionFilter, user: &str, extra_caps: u32) -> ConnectionFilter {
+    log_in_as(&mut f, user, extra_caps);
+    f
+}
+
+fn log_in_as(f: &mut ConnectionFilter, user: &str, extra_caps: u32) {
     let greeting = Greeting {
         protocol_version: 10,
         server_version: "10.11.0-MariaDB".into(),
@@ -66,7 +71,9 @@ fn log_in(mut f: ConnectionFilter, user: &str, extra_caps: u32) -> ConnectionFil
         auth_plugin: b"mysql_native_password".to_vec(),
     };
     let g = packet(0, &greeting.encode());
-    assert_eq!(f.server_data(&g, 0), Forward::Input);
+    let handed = forwarded(&g, f.server_data(&g, 0));
+    let seen = Greeting::decode(&handed[4..]).expect("a greeting");
+    assert_eq!(seen.capabilities, greeting.capabilities & !caps::COMPRESS);
     let login = HandshakeResponse {
         capabilities: CAPS | extra_caps,
         max_packet_size: 1 << 24,
@@ -84,7 +91,6 @@ fn log_in(mut f: ConnectionFilter, user: &str, extra_caps: u32) -> ConnectionFil
     assert!(f
         .drain_events()
         .any(|e| e == Event::Login { user: user.into() }));
-    f
 }
 
 fn query(text: &str) -> Vec<u8> {
@@ -330,4 +336,36 @@ fn configuration_errors_name_the_field() {
         StreamPolicy::from_json(br#"{"queryPolicy": {"limits": {"statement_timeout_ms": 5}}}"#)
             .expect("accepted");
     assert_eq!(timeouts.not_applied, vec!["statement_timeout_ms"]);
+}
+
+#[test]
+fn the_greeting_loses_compression_and_progress_reports() {
+    let mut f = filter("");
+    let greeting = Greeting {
+        protocol_version: 10,
+        server_version: "10.11.6-MariaDB".into(),
+        connection_id: 3,
+        scramble: vec![9; 20],
+        capabilities: (CAPS | caps::COMPRESS) & !caps::LONG_PASSWORD,
+        mariadb_capabilities: 0x1f,
+        collation: 45,
+        status: 2,
+        auth_plugin: b"mysql_native_password".to_vec(),
+    };
+    let g = packet(0, &greeting.encode());
+    let mut handed = Vec::new();
+    for b in g.chunks(5) {
+        handed.extend(forwarded(b, f.server_data(b, 0)));
+    }
+    let seen = Greeting::decode(&handed[4..]).expect("a greeting");
+    assert_eq!(seen.capabilities & caps::COMPRESS, 0);
+    assert_eq!(seen.mariadb_capabilities, 0x1f & !0x13);
+    let mut expected = greeting.clone();
+    expected.capabilities &= !caps::COMPRESS;
+    expected.mariadb_capabilities = 0x1f & !0x13;
+    assert_eq!(
+        handed,
+        packet(0, &expected.encode()),
+        "only those bits change"
+    );
 }
