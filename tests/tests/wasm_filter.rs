@@ -323,6 +323,12 @@ async fn refusals_reach_the_client_as_mysql_errors_body() {
         .await
         .unwrap_err();
     assert_eq!(server_code(&err), Some(1148), "{err}");
+    // A multi-statement text meets the rules statement by statement.
+    let err = c
+        .query_drop("SELECT 1; DELETE FROM items")
+        .await
+        .unwrap_err();
+    assert_eq!(server_code(&err), Some(1148), "{err}");
     c.query_drop("COMMIT")
         .await
         .expect("commit after the refusals");

@@ -291,6 +291,26 @@ impl RuleSet {
     }
 
     /// Decides what happens to `text` (analysed as `st`) sent by `who` at `now_ms`.
+    /// Like [`RuleSet::evaluate`], but a multi-statement text is judged statement by
+    /// statement, so that `SELECT 1; DROP TABLE t` meets the DDL rules: the first
+    /// statement denied or rate-limited decides, every statement's log rules are
+    /// reported, and rewrites apply to single statements only.
+    pub fn evaluate_each(&self, who: Subject, text: &str, st: &Statement, now_ms: u64) -> Verdict {
+        if !st.effects.multi {
+            return self.evaluate(who, text, st, now_ms);
+        }
+        let mut verdict = Verdict::default();
+        for piece in super::statement::split_statements(text) {
+            let one = self.evaluate(who, piece, &super::statement::analyze(piece), now_ms);
+            verdict.logged.extend(one.logged);
+            if one.action != Decision::Run {
+                verdict.action = one.action;
+                break;
+            }
+        }
+        verdict
+    }
+
     pub fn evaluate(&self, who: Subject, text: &str, st: &Statement, now_ms: u64) -> Verdict {
         let mut verdict = Verdict::default();
         let mut fingerprint: Option<String> = None;

@@ -657,3 +657,32 @@ pub fn use_database(text: &str) -> Option<String> {
         _ => None,
     }
 }
+
+/// The statements of a multi-statement text (split at `;` outside parentheses, quotes
+/// and comments), trimmed, empty ones left out.
+pub fn split_statements(text: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut lexer = Lexer::new(text);
+    let (mut start, mut depth) = (0usize, 0usize);
+    loop {
+        let before = lexer.position();
+        let Some(token) = lexer.next() else { break };
+        match token {
+            Token::Other("(") => depth += 1,
+            Token::Other(")") => depth = depth.saturating_sub(1),
+            Token::Other(";") if depth == 0 => {
+                let piece = text[start..before].trim();
+                if !piece.is_empty() {
+                    out.push(piece);
+                }
+                start = lexer.position();
+            }
+            _ => {}
+        }
+    }
+    let piece = text[start.min(text.len())..].trim();
+    if !piece.is_empty() {
+        out.push(piece);
+    }
+    out
+}

@@ -555,3 +555,41 @@ fn nondeterministic_calls_are_flagged() {
             .nondeterministic
     );
 }
+
+#[test]
+fn every_statement_of_a_multi_statement_text_meets_the_rules() {
+    use super::rules::{BuiltinAction, BuiltinRules, Decision, RuleSet, Subject};
+    use super::statement::split_statements;
+    assert_eq!(
+        split_statements("SELECT ';' ; DROP TABLE t; /* ; */ SELECT (1;2) ;"),
+        vec!["SELECT ';'", "DROP TABLE t", "/* ; */ SELECT (1;2)"]
+    );
+    let rules = RuleSet::compile(
+        &BuiltinRules {
+            ddl: BuiltinAction::Deny,
+            ..BuiltinRules::default()
+        },
+        &[],
+    )
+    .expect("rules");
+    let who = Subject {
+        user: "app",
+        client: "10.0.0.1",
+    };
+    let text = "SELECT 1; DROP TABLE t";
+    let verdict = rules.evaluate_each(who, text, &analyze(text), 0);
+    assert!(
+        matches!(&verdict.action, Decision::Deny { rule, .. } if rule == "builtin:ddl"),
+        "{verdict:?}"
+    );
+    let text = "SELECT 1; UPDATE t SET a = 1 WHERE id = 2";
+    assert_eq!(
+        rules.evaluate_each(who, text, &analyze(text), 0).action,
+        Decision::Run
+    );
+    let text = "SELECT 1; DELETE FROM t";
+    assert!(matches!(
+        rules.evaluate_each(who, text, &analyze(text), 0).action,
+        Decision::Deny { .. }
+    ));
+}

@@ -399,7 +399,7 @@ impl ConnectionFilter {
             };
             let verdict = policy
                 .rules
-                .evaluate(who, original, &st, now_ns / 1_000_000);
+                .evaluate_each(who, original, &st, now_ns / 1_000_000);
             for rule in verdict.logged {
                 self.events.push(Event::RuleLogged { rule });
             }

@@ -518,7 +518,7 @@ impl Session {
                 user: &self.auth.user,
                 client,
             };
-            let verdict = policy.rules.evaluate(who, text, &st, guard.now_ms());
+            let verdict = policy.rules.evaluate_each(who, text, &st, guard.now_ms());
             let metrics = self.shared.metrics.clone();
             for rule in &verdict.logged {
                 metrics.guard.rule(rule, "log");
