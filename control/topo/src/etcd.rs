@@ -24,13 +24,18 @@ const RETRY_DELAY: Duration = Duration::from_millis(100);
 /// two election timeouts), while the new leader answers a fresh attempt at once.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// A member that is down or unreachable: another may answer.
+/// A member that is down or unreachable: another may answer. `Cancelled` is what a call
+/// in flight gets when the member it went to dies (the connection is torn down under it)
+/// or drops the proposal in a leader change.
 fn transient(e: &etcd_client::Error) -> bool {
     match e {
         etcd_client::Error::TransportError(_) | etcd_client::Error::IoError(_) => true,
         etcd_client::Error::GRpcStatus(s) => matches!(
             s.code(),
-            tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::DeadlineExceeded
+            tonic::Code::Unavailable
+                | tonic::Code::Unknown
+                | tonic::Code::DeadlineExceeded
+                | tonic::Code::Cancelled
         ),
         _ => false,
     }
