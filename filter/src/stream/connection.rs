@@ -220,10 +220,10 @@ impl ConnectionFilter {
                 Phase::Greeting => self.server_greeting(&mut out),
                 Phase::Login => self.opaque("server data before the client's login"),
                 Phase::Auth => {
-                    if let Some(payload) = self.tee_handshake(&mut out) {
+                    if let Some(packet) = self.handshake_packet(&mut out, false) {
                         // OK: logged in. ERR: mysqld closes a failed login; a failed
                         // COM_CHANGE_USER leaves a connection that must stay inspected.
-                        if matches!(payload.first(), Some(&OK_HEADER | &ERR_HEADER)) {
+                        if matches!(packet.get(HEADER_LEN), Some(&OK_HEADER | &ERR_HEADER)) {
                             self.phase = Phase::Command;
                         }
                     }
@@ -240,26 +240,9 @@ impl ConnectionFilter {
     /// it), and MariaDB's progress reports, COM_MULTI and cached metadata, which change
     /// how responses are framed.
     fn server_greeting(&mut self, out: &mut Out) {
-        let need = if self.handshake.len() < HEADER_LEN {
-            HEADER_LEN - self.handshake.len()
-        } else {
-            HEADER_LEN + payload_len(&self.handshake) - self.handshake.len()
+        let Some(mut packet) = self.handshake_packet(out, true) else {
+            return;
         };
-        let bytes = out.take(need);
-        self.handshake.extend_from_slice(bytes);
-        if self.handshake.len() < HEADER_LEN {
-            return;
-        }
-        let len = payload_len(&self.handshake);
-        if len > MAX_HANDSHAKE_PACKET {
-            let held = std::mem::take(&mut self.handshake);
-            out.emit(&held);
-            return self.opaque("greeting too large to read");
-        }
-        if self.handshake.len() < HEADER_LEN + len {
-            return;
-        }
-        let mut packet = std::mem::take(&mut self.handshake);
         match Greeting::decode(&packet[HEADER_LEN..]) {
             Ok(g) => {
                 strip_greeting_capabilities(&mut packet[HEADER_LEN..], &g);
@@ -299,43 +282,54 @@ impl ConnectionFilter {
         self.client = Client::Start;
     }
 
-    /// Forwards handshake bytes while copying the current packet; returns its payload
-    /// once complete.
-    fn tee_handshake(&mut self, out: &mut Out) -> Option<Vec<u8>> {
-        let rest = out.rest();
+    /// Collects the current handshake packet of either side, forwarding its bytes as
+    /// they pass, or holding them when `hold`; returns the whole packet (header
+    /// included) once complete. A packet too large to read sends the filter opaque
+    /// (with what it held forwarded).
+    fn handshake_packet(&mut self, out: &mut Out, hold: bool) -> Option<Vec<u8>> {
         let need = if self.handshake.len() < HEADER_LEN {
             HEADER_LEN - self.handshake.len()
         } else {
             HEADER_LEN + payload_len(&self.handshake) - self.handshake.len()
         };
-        let n = need.min(rest.len());
-        self.handshake.extend_from_slice(&rest[..n]);
-        out.pass(n);
+        if hold {
+            let bytes = out.take(need);
+            self.handshake.extend_from_slice(bytes);
+        } else {
+            let rest = out.rest();
+            let n = need.min(rest.len());
+            self.handshake.extend_from_slice(&rest[..n]);
+            out.pass(n);
+        }
         if self.handshake.len() < HEADER_LEN {
             return None;
         }
         let len = payload_len(&self.handshake);
         if len > MAX_HANDSHAKE_PACKET {
+            if hold {
+                let held = std::mem::take(&mut self.handshake);
+                out.emit(&held);
+            }
             self.opaque("handshake packet too large to read");
             return None;
         }
         if self.handshake.len() < HEADER_LEN + len {
             return None;
         }
-        let packet = std::mem::take(&mut self.handshake);
-        Some(packet[HEADER_LEN..].to_vec())
+        Some(std::mem::take(&mut self.handshake))
     }
 
     fn client_login(&mut self, out: &mut Out) {
-        let Some(payload) = self.tee_handshake(out) else {
+        let Some(packet) = self.handshake_packet(out, false) else {
             return;
         };
-        if HandshakeResponse::is_ssl_request(&payload) {
+        let payload = &packet[HEADER_LEN..];
+        if HandshakeResponse::is_ssl_request(payload) {
             self.events.push(Event::Tls);
             self.enter_opaque();
             return;
         }
-        match HandshakeResponse::decode(&payload) {
+        match HandshakeResponse::decode(payload) {
             Ok(login) => {
                 self.caps = login.capabilities & self.server_caps;
                 self.user = String::from_utf8_lossy(&login.username).into_owned();

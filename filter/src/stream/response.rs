@@ -83,17 +83,15 @@ impl ConnectionFilter {
                 };
                 let peek = std::mem::take(&mut p.peek);
                 scanner.set_row_limit(None, None);
-                let result = if row {
+                if row {
                     p.mode = Mode::Cut {
                         seq: scanner.last_seq().wrapping_add(1),
                     };
-                    scanner.feed(&peek)
                 } else {
                     p.mode = Mode::Forward;
                     out.emit(&peek);
-                    scanner.feed(&peek)
-                };
-                match result {
+                }
+                match scanner.feed(&peek) {
                     Ok(Scan::Complete { .. }) => self.finish(now_ns),
                     Ok(_) => {}
                     Err(e) => self.server_broke(out, &e),
