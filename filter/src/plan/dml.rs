@@ -8,9 +8,11 @@ use sqlparser::ast::{
 };
 
 use super::error::PlanError;
+use super::lookup::{self, LookupWrites, OwnerRows};
 use super::route::{self, Placement, TableUse};
-use super::schema::RoutingSchema;
+use super::schema::{KeyspaceRouting, RoutingSchema};
 use super::{Plan, PlanContext, Route};
+use crate::key::{Destination, KeyspaceId};
 use crate::vindex::Value;
 
 /// Ids a sharded INSERT needs from a sequence before it can be routed.
@@ -37,6 +39,11 @@ pub struct InsertPlan {
     pub sequence: Option<SequenceNeed>,
     /// A reference table: the same INSERT on every shard.
     replicated: bool,
+    /// The lookup vindexes the table owns, with the position of their column.
+    lookups: Vec<(String, usize)>,
+    /// INSERT IGNORE or ON DUPLICATE KEY UPDATE: a row may already be there, and so may
+    /// its lookup rows.
+    ignore: bool,
 }
 
 impl InsertPlan {
@@ -78,10 +85,6 @@ impl InsertPlan {
         if self.replicated {
             return Ok((0..ks.shards.len()).map(|i| (i, text.clone())).collect());
         }
-        let vindex = ks
-            .vindexes
-            .get(&self.vindex_name)
-            .ok_or_else(|| PlanError::Vindex(format!("vindex {} not found", self.vindex_name)))?;
         let Some(SetExpr::Values(values)) = self.statement.source.as_ref().map(|q| q.body.as_ref())
         else {
             return Err(PlanError::unsupported(
@@ -90,47 +93,14 @@ impl InsertPlan {
         };
         let mut per_shard: Vec<Vec<sqlparser::ast::Parens<Vec<Expr>>>> =
             vec![Vec::new(); ks.shards.len()];
-        for row in &values.rows {
-            let mut key = Vec::with_capacity(self.vindex_columns.len());
-            for &c in &self.vindex_columns {
-                let e = row.content.get(c).ok_or_else(|| {
-                    PlanError::Syntax("Column count doesn't match value count".into())
-                })?;
-                let v = route::literal_value(e, &|_| None).ok_or_else(|| {
-                    PlanError::unsupported(format!(
-                        "a vindex column value that is not a literal ({e}) in INSERT"
-                    ))
-                })?;
-                key.push(v);
-            }
-            let shards = if key.len() == 1 {
-                route::shards_for_values(ks, vindex, &key)?
-            } else {
-                let d = vindex
-                    .map_rows(&[key.clone()])
-                    .map_err(|e| PlanError::Vindex(e.to_string()))?;
-                let mut set = std::collections::BTreeSet::new();
-                for dest in d {
-                    if let crate::key::Destination::KeyspaceId(id) = dest {
-                        if let Some(i) = ks.shard_index(id.as_bytes()) {
-                            set.insert(i);
-                        }
-                    }
-                }
-                set
-            };
-            let shard = match (shards.len(), shards.iter().next()) {
-                (1, Some(&s)) => s,
-                _ => {
-                    return Err(PlanError::Vindex(format!(
-                        "could not map {} to a keyspace id",
-                        key.iter()
-                            .map(|v| format!("{v:?}"))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    )))
-                }
-            };
+        for (row, id) in values.rows.iter().zip(self.keyspace_ids(ks, values)?) {
+            let shard = ks.shard_index(id.as_bytes()).ok_or_else(|| {
+                PlanError::Vindex(format!(
+                    "keyspace id {} is in no shard of keyspace {}",
+                    id.to_hex(),
+                    ks.name
+                ))
+            })?;
             per_shard[shard].push(row.clone());
         }
         let mut out = Vec::new();
@@ -145,6 +115,92 @@ impl InsertPlan {
             out.push((i, Statement::Insert(stmt).to_string()));
         }
         Ok(out)
+    }
+}
+
+impl InsertPlan {
+    /// The keyspace id of every row, from its primary vindex columns.
+    fn keyspace_ids(
+        &self,
+        ks: &KeyspaceRouting,
+        values: &sqlparser::ast::Values,
+    ) -> Result<Vec<KeyspaceId>, PlanError> {
+        let vindex = ks
+            .vindexes
+            .get(&self.vindex_name)
+            .ok_or_else(|| PlanError::Vindex(format!("vindex {} not found", self.vindex_name)))?;
+        let mut out = Vec::with_capacity(values.rows.len());
+        for row in &values.rows {
+            let key = self.row_values(row, &self.vindex_columns)?;
+            let destinations = vindex
+                .map_rows(&[key.as_slice()])
+                .map_err(|e| PlanError::Vindex(e.to_string()))?;
+            match destinations.into_iter().next() {
+                Some(Destination::KeyspaceId(id)) => out.push(id),
+                _ => {
+                    return Err(PlanError::Vindex(format!(
+                        "could not map {} to a keyspace id",
+                        key.iter()
+                            .map(|v| format!("{v:?}"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )))
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The literal values of a row's columns at `positions`.
+    fn row_values(
+        &self,
+        row: &sqlparser::ast::Parens<Vec<Expr>>,
+        positions: &[usize],
+    ) -> Result<Vec<Value>, PlanError> {
+        positions
+            .iter()
+            .map(|&c| {
+                let e = row.content.get(c).ok_or_else(|| {
+                    PlanError::Syntax("Column count doesn't match value count".into())
+                })?;
+                route::literal_value(e, &|_| None).ok_or_else(|| {
+                    PlanError::unsupported(format!(
+                        "a vindex column value that is not a literal ({e}) in INSERT"
+                    ))
+                })
+            })
+            .collect()
+    }
+
+    /// The rows of the lookup vindexes this table owns: inserted before the rows
+    /// themselves, and removed again (`undo`) if the INSERT fails outside a transaction.
+    pub fn lookup_writes(&self, schema: &RoutingSchema) -> Result<LookupWrites, PlanError> {
+        let mut writes = LookupWrites::default();
+        if self.lookups.is_empty() {
+            return Ok(writes);
+        }
+        let ks = schema
+            .keyspace(&self.keyspace)
+            .ok_or_else(|| PlanError::UnknownKeyspace(self.keyspace.clone()))?;
+        let Some(SetExpr::Values(values)) = self.statement.source.as_ref().map(|q| q.body.as_ref())
+        else {
+            return Ok(writes);
+        };
+        let ids = self.keyspace_ids(ks, values)?;
+        for (vindex, column) in &self.lookups {
+            let (_, lookup) = lookup::keyspace_lookup(schema, &self.keyspace, vindex)?;
+            let mut rows = Vec::with_capacity(ids.len());
+            for (row, id) in values.rows.iter().zip(&ids) {
+                rows.push((self.row_values(row, &[*column])?, id.clone()));
+            }
+            writes
+                .before
+                .extend(lookup::insert_rows(lookup, &rows, self.ignore)?);
+            if !self.ignore {
+                writes.undo.extend(lookup::delete_rows(lookup, &rows)?);
+            }
+        }
+        Ok(writes)
     }
 }
 
@@ -196,8 +252,10 @@ pub(crate) fn plan_insert(
             auto: None,
             sequence: None,
             replicated,
+            lookups: Vec::new(),
+            ignore: insert.ignore || insert.on.is_some(),
         };
-    let (columns, vindex_name) = match &placement {
+    let (columns, vindex_name, lookups) = match &placement {
         Placement::Reference => {
             return Ok(Plan::Insert(Box::new(plan_base(
                 String::new(),
@@ -209,8 +267,9 @@ pub(crate) fn plan_insert(
         Placement::Sharded {
             columns,
             vindex_name,
+            lookups,
             ..
-        } => (columns.clone(), vindex_name.to_string()),
+        } => (columns.clone(), vindex_name.to_string(), lookups),
     };
     let table = route::last_part(name);
     route::check_maintainable(schema, ks, &table)?;
@@ -296,16 +355,34 @@ pub(crate) fn plan_insert(
             })?;
         plan.vindex_columns.push(i);
     }
+    for l in lookups.iter().filter(|l| l.owned) {
+        let i = names
+            .iter()
+            .position(|n| n.eq_ignore_ascii_case(&l.column))
+            .ok_or_else(|| {
+                PlanError::unsupported(format!(
+                    "INSERT into {table} without the column {} of its lookup vindex {}",
+                    l.column, l.vindex_name
+                ))
+            })?;
+        plan.lookups.push((l.vindex_name.to_string(), i));
+    }
     if let Some(OnInsert::DuplicateKeyUpdate(assignments)) = &insert.on {
         for a in assignments {
             if let AssignmentTarget::ColumnName(n) = &a.target {
-                if columns
+                let name = route::last_part(n);
+                if columns.iter().any(|c| c.eq_ignore_ascii_case(&name)) {
+                    return Err(PlanError::unsupported(format!(
+                        "changing the primary vindex column {name} of table {table} in ON DUPLICATE KEY UPDATE"
+                    )));
+                }
+                if let Some(l) = lookups
                     .iter()
-                    .any(|c| c.eq_ignore_ascii_case(&route::last_part(n)))
+                    .find(|l| l.owned && l.column.eq_ignore_ascii_case(&name))
                 {
                     return Err(PlanError::unsupported(format!(
-                        "changing the primary vindex column {} of table {table} in ON DUPLICATE KEY UPDATE",
-                        route::last_part(n)
+                        "changing the lookup vindex column {name} of table {table} (vindex {}) in ON DUPLICATE KEY UPDATE",
+                        l.vindex_name
                     )));
                 }
             }
@@ -314,7 +391,11 @@ pub(crate) fn plan_insert(
     // Prepared-statement parameters in vindex columns are resolved now.
     if let Some(SetExpr::Values(v)) = plan.statement.source.as_mut().map(|q| q.body.as_mut()) {
         for row in &mut v.rows {
-            for &c in &plan.vindex_columns {
+            for &c in plan
+                .vindex_columns
+                .iter()
+                .chain(plan.lookups.iter().map(|(_, c)| c))
+            {
                 if let Some(e) = row.content.get_mut(c) {
                     if let Some(val) = route::literal_value(e, params) {
                         if matches!(e, Expr::Value(x) if matches!(x.value, SqlValue::Placeholder(_)))
@@ -344,7 +425,7 @@ fn ks_table<'s>(
 }
 
 /// A literal expression for a vindex value.
-fn value_expr(v: &Value) -> Expr {
+pub(crate) fn value_expr(v: &Value) -> Expr {
     let value = match v {
         Value::Null => SqlValue::Null,
         Value::Int(i) => SqlValue::Number(i.to_string(), false),
@@ -444,7 +525,90 @@ pub(crate) fn plan_update_delete(
             "{verb} with LIMIT across shards"
         )));
     }
-    Ok(write(Route::pass(&keyspace.name, routing.shards)))
+    let mut route = write(Route::pass(&keyspace.name, routing.shards));
+    if routing.scatter {
+        route.lookup = route::lookup_narrowing(&uses, selection, params).map(Box::new);
+    }
+    route.owner_rows = owner_rows(statement, &from, &uses, selection, limit, params)?.map(Box::new);
+    Ok(route)
+}
+
+/// For an UPDATE or DELETE of a table that owns lookup vindexes: the rows to read first
+/// (a DELETE removes every lookup row of its rows; an UPDATE replaces those of the lookup
+/// columns it sets).
+fn owner_rows(
+    statement: &Statement,
+    from: &[sqlparser::ast::TableWithJoins],
+    uses: &[TableUse<'_>],
+    selection: Option<&Expr>,
+    limit: bool,
+    params: &dyn Fn(&Expr) -> Option<Value>,
+) -> Result<Option<OwnerRows>, PlanError> {
+    let owners: Vec<&TableUse<'_>> = uses
+        .iter()
+        .filter(|u| matches!(&u.placement, Placement::Sharded { lookups, .. } if lookups.iter().any(|l| l.owned)))
+        .collect();
+    let Some(owner) = owners.first() else {
+        return Ok(None);
+    };
+    let Placement::Sharded {
+        columns,
+        vindex_name,
+        lookups,
+        ..
+    } = &owner.placement
+    else {
+        return Ok(None);
+    };
+    let mut kept: Vec<(&lookup::ColumnLookup<'_>, Option<Value>)> = Vec::new();
+    match statement {
+        Statement::Update(u) => {
+            for a in &u.assignments {
+                let AssignmentTarget::ColumnName(n) = &a.target else {
+                    continue;
+                };
+                let name = route::last_part(n);
+                let Some(l) = lookups
+                    .iter()
+                    .find(|l| l.owned && l.column.eq_ignore_ascii_case(&name))
+                else {
+                    continue;
+                };
+                let value = route::literal_value(&a.value, params).ok_or_else(|| {
+                    PlanError::unsupported(format!(
+                        "setting the lookup vindex column {name} of table {} to an expression ({}); use a literal",
+                        owner.qualifier, a.value
+                    ))
+                })?;
+                kept.push((l, Some(value)));
+            }
+        }
+        _ => kept.extend(lookups.iter().filter(|l| l.owned).map(|l| (l, None))),
+    }
+    if kept.is_empty() {
+        return Ok(None);
+    }
+    let verb = if matches!(statement, Statement::Update(_)) {
+        "UPDATE"
+    } else {
+        "DELETE"
+    };
+    let single = from.len() == 1 && from[0].joins.is_empty() && owners.len() == 1;
+    if !single || limit {
+        return Err(PlanError::unsupported(format!(
+            "{verb} with {} of table {}, whose lookup vindex {} must be maintained",
+            if limit { "LIMIT" } else { "a join" },
+            owner.qualifier,
+            kept[0].0.vindex_name
+        )));
+    }
+    Ok(Some(OwnerRows::new(
+        &owner.keyspace.name,
+        &from[0].relation.to_string(),
+        (vindex_name, columns),
+        kept,
+        selection,
+    )))
 }
 
 fn check_vindex_assignment(uses: &[TableUse<'_>], target: &ObjectName) -> Result<(), PlanError> {

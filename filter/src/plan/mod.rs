@@ -10,6 +10,7 @@ pub mod cache;
 pub mod decimal;
 mod dml;
 mod error;
+mod lookup;
 pub mod materialize;
 pub mod merge;
 pub mod params;
@@ -25,6 +26,7 @@ use sqlparser::parser::{Parser, ParserOptions};
 
 pub use dml::{InsertPlan, SequenceNeed};
 pub use error::PlanError;
+pub use lookup::{LookupStep, LookupWrites, OwnerRows};
 pub use materialize::Materialize;
 pub use merge::{MergeSpec, Merger};
 pub use schema::{KeyspaceRouting, RoutingSchema, SchemaError};
@@ -54,6 +56,11 @@ pub struct Route {
     pub write: bool,
     /// Every shard holds the same rows (a reference table): one shard's OK is the answer.
     pub replicated: bool,
+    /// Read a lookup table first and run only on the shards it names.
+    pub lookup: Option<Box<LookupStep>>,
+    /// An UPDATE or DELETE of an owner table: read its rows first, to keep their lookup
+    /// rows.
+    pub owner_rows: Option<Box<OwnerRows>>,
 }
 
 impl Route {
@@ -66,6 +73,8 @@ impl Route {
             merge: None,
             write: false,
             replicated: false,
+            lookup: None,
+            owner_rows: None,
         }
     }
 
@@ -79,7 +88,23 @@ impl Route {
 
     /// Runs on exactly one shard with the client's text: the response can be relayed raw.
     pub fn is_passthrough(&self) -> bool {
-        self.shards.len() == 1 && self.query.is_none() && self.merge.is_none()
+        self.shards.len() == 1
+            && self.query.is_none()
+            && self.merge.is_none()
+            && self.lookup.is_none()
+            && self.owner_rows.is_none()
+    }
+
+    /// Keeps only the shards in `found` (what a [`LookupStep`] read). When it found none,
+    /// the first shard still runs the statement: its WHERE clause matches no row there,
+    /// and the client gets the empty answer, with its columns, that one MySQL gives.
+    pub fn narrow(&mut self, found: &std::collections::BTreeSet<usize>) {
+        let first = self.shards.first().copied();
+        self.shards.retain(|s| found.contains(s));
+        if self.shards.is_empty() {
+            self.shards.extend(first);
+        }
+        self.lookup = None;
     }
 }
 

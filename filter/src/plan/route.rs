@@ -12,6 +12,7 @@ use sqlparser::ast::{
 };
 
 use super::error::PlanError;
+use super::lookup::{ColumnLookup, LookupStep};
 use super::schema::{KeyspaceRouting, RoutingSchema};
 use super::PlanContext;
 use crate::key::Destination;
@@ -34,6 +35,8 @@ pub(crate) enum Placement<'s> {
         columns: Vec<String>,
         vindex_name: &'s str,
         vindex: &'s Vindex,
+        /// The table's lookup vindexes on one column.
+        lookups: Vec<ColumnLookup<'s>>,
     },
 }
 
@@ -181,12 +184,34 @@ pub(crate) fn resolve<'s>(
             primary.name
         )));
     }
+    let ks_schema = schema.vschema.keyspace(&ks.name);
+    let mut lookups = Vec::new();
+    for cv in table_schema.column_vindexes.iter().skip(1) {
+        let Some((name, v)) = ks.vindexes.get_key_value(&cv.name) else {
+            continue;
+        };
+        let columns = cv.column_names();
+        let (Some(lookup), [column]) = (v.lookup(), columns.as_slice()) else {
+            continue;
+        };
+        let owner = ks_schema
+            .and_then(|k| k.vindexes.get(&cv.name))
+            .map(|d| d.owner.as_str());
+        lookups.push(ColumnLookup {
+            column: column.to_string(),
+            vindex_name: name.as_str(),
+            lookup,
+            owned: owner == Some(found.name),
+            cost: v.cost(),
+        });
+    }
     Ok(Resolved::Table(
         ks,
         Placement::Sharded {
             columns: primary.columns.iter().map(|c| c.to_string()).collect(),
             vindex_name: vindex_name.as_str(),
             vindex,
+            lookups,
         },
     ))
 }
@@ -205,7 +230,18 @@ pub(crate) fn check_maintainable(
     else {
         return Ok(());
     };
+    let owners = schema.vschema.keyspace(&keyspace.name);
     for cv in t.column_vindexes.iter().skip(1) {
+        let owned = owners
+            .and_then(|k| k.vindexes.get(&cv.name))
+            .is_some_and(|v| v.owner == table);
+        let lookup = keyspace.vindexes.get(&cv.name).is_some_and(|v| v.needs_lookup());
+        if owned && lookup && cv.column_names().len() != 1 {
+            return Err(PlanError::unsupported(format!(
+                "writing table {table}, whose lookup vindex {} spans several columns",
+                cv.name
+            )));
+        }
         if let Some(reason) = keyspace.unsupported.get(&cv.name) {
             return Err(PlanError::unsupported(format!(
                 "writing table {table}, whose vindex {} must be maintained: {reason}",
@@ -522,7 +558,18 @@ fn predicate_values(
     single_table: bool,
     params: &dyn Fn(&Expr) -> Option<Value>,
 ) -> Option<Vec<Value>> {
-    let column = table.vindex_column()?;
+    column_values(expr, table, table.vindex_column()?, single_table, params)
+}
+
+/// The values a predicate pins `column` of `table` to: `c = v`, `c IN (...)`, and ORs of
+/// those.
+fn column_values(
+    expr: &Expr,
+    table: &TableUse<'_>,
+    column: &str,
+    single_table: bool,
+    params: &dyn Fn(&Expr) -> Option<Value>,
+) -> Option<Vec<Value>> {
     let is_column = |e: &Expr| match column_ref(e) {
         Some((Some(q), c)) => {
             q.eq_ignore_ascii_case(&table.qualifier) && c.eq_ignore_ascii_case(column)
@@ -555,13 +602,45 @@ fn predicate_values(
             op: BinaryOperator::Or,
             right,
         } => {
-            let mut l = predicate_values(left, table, single_table, params)?;
-            l.extend(predicate_values(right, table, single_table, params)?);
+            let mut l = column_values(left, table, column, single_table, params)?;
+            l.extend(column_values(right, table, column, single_table, params)?);
             Some(l)
         }
-        Expr::Nested(inner) => predicate_values(inner, table, single_table, params),
+        Expr::Nested(inner) => column_values(inner, table, column, single_table, params),
         _ => None,
     }
+}
+
+/// For a block that scatters: the lookup that narrows it, when its only sharded table has
+/// a lookup vindex column pinned to values by the WHERE clause (the cheapest such vindex;
+/// write-only vindexes are being backfilled and never route).
+pub(crate) fn lookup_narrowing(
+    uses: &[TableUse<'_>],
+    selection: Option<&Expr>,
+    params: &dyn Fn(&Expr) -> Option<Value>,
+) -> Option<LookupStep> {
+    let mut sharded = uses
+        .iter()
+        .filter(|u| matches!(u.placement, Placement::Sharded { .. }));
+    let (table, None) = (sharded.next()?, sharded.next()) else {
+        return None;
+    };
+    let Placement::Sharded { lookups, .. } = &table.placement else {
+        return None;
+    };
+    let terms = selection.map(conjuncts).unwrap_or_default();
+    let single_table = uses.len() == 1;
+    lookups
+        .iter()
+        .filter(|l| !l.lookup.is_write_only())
+        .filter_map(|l| {
+            let values = terms
+                .iter()
+                .find_map(|t| column_values(t, table, &l.column, single_table, params))?;
+            Some((l, values))
+        })
+        .min_by_key(|(l, _)| l.cost)
+        .map(|(l, values)| LookupStep::new(&table.keyspace.name, l, &values))
 }
 
 /// The shards (indices into the keyspace's shard list) that `values` of `vindex` reach.

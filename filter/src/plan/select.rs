@@ -50,11 +50,18 @@ pub(crate) fn plan_query(
     }
     match query.body.as_ref() {
         SetExpr::Select(select) => {
-            let routing = route_blocks(schema, &blocks_of(statement), ctx, params)?;
+            let blocks = blocks_of(statement);
+            let routing = route_blocks(schema, &blocks, ctx, params)?;
             if !routing.scatter {
                 return Ok(Route::pass(&keyspace.name, routing.shards));
             }
-            scatter_select(query, select, routing)
+            let mut route = scatter_select(query, select, routing)?;
+            if blocks.len() == 1 {
+                let (uses, _, _) = route::from_tables(schema, &select.from, ctx)?;
+                route.lookup =
+                    route::lookup_narrowing(&uses, select.selection.as_ref(), params).map(Box::new);
+            }
+            Ok(route)
         }
         SetExpr::SetOperation { .. } => plan_union(schema, query, ctx, params),
         _ => Err(PlanError::unsupported("this query form across shards")),
@@ -728,12 +735,10 @@ fn scatter_select(
     }
     let sql = Statement::Query(Box::new(shard_query)).to_string();
     Ok(Route {
-        keyspace: routing.keyspace.name.clone(),
         shards: routing.shards,
         query: Some(sql),
         merge: Some(p.spec),
-        write: false,
-        replicated: false,
+        ..Route::pass(&routing.keyspace.name, Vec::new())
     })
 }
 

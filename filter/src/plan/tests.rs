@@ -10,15 +10,21 @@ const VSCHEMA: &str = r#"{
   "keyspaces": {
     "user": {
       "sharded": true,
-      "vindexes": {"hash": {"type": "hash"}},
+      "vindexes": {
+        "hash": {"type": "hash"},
+        "accounts_email": {"type": "lookup_unique", "owner": "accounts",
+                           "params": {"table": "main.accounts_email_idx", "from": "email", "to": "keyspace_id"}}
+      },
       "tables": {
+        "accounts": {"column_vindexes": [{"column": "id", "name": "hash"},
+                                         {"column": "email", "name": "accounts_email"}]},
         "customers": {"column_vindexes": [{"column": "id", "name": "hash"}],
                       "auto_increment": {"column": "id", "sequence": "customer_seq"}},
         "orders": {"column_vindexes": [{"column": "customer_id", "name": "hash"}]},
         "countries": {"type": "reference"}
       }
     },
-    "main": {"tables": {"products": {}, "customer_seq": {"type": "sequence"}}}
+    "main": {"tables": {"products": {}, "accounts_email_idx": {}, "customer_seq": {"type": "sequence"}}}
   }
 }"#;
 
@@ -298,8 +304,143 @@ fn session_functions_are_answered_by_the_sidecar() {
     ));
 }
 
+fn hex_ksid(id: u64) -> String {
+    let v = crate::vindex::Vindex::create("hash", "h", &Default::default())
+        .and_then(|h| h.hash(&Value::Uint(id)));
+    match v {
+        Ok(k) => k.to_hex(),
+        Err(e) => panic!("{e}"),
+    }
+}
+
+fn ksid_row(id: u64) -> merge::Row {
+    vec![Some(hex::decode(hex_ksid(id)).unwrap_or_default())]
+}
+
 #[test]
-fn lookup_vindexes_load_reads_scatter_and_owner_writes_are_refused() {
+fn a_lookup_vindex_narrows_a_scatter_to_the_shards_its_table_names() {
+    let s = schema();
+    let mut r = route("SELECT * FROM accounts WHERE email = 'a@x.io'");
+    assert_eq!(r.shards, vec![0, 1, 2, 3]);
+    let step = r.lookup.clone().unwrap_or_else(|| panic!("no lookup step: {r:?}"));
+    assert_eq!(
+        step.query,
+        "SELECT keyspace_id FROM main.accounts_email_idx WHERE email IN ('a@x.io')"
+    );
+    // hash(1) is in -40; hash(4) = d2fd8867d50d2dfe in c0-.
+    let found = step.shards(&s, &[ksid_row(1), ksid_row(4), vec![None]]);
+    assert_eq!(found, Ok([0, 3].into_iter().collect()));
+    r.narrow(&[3].into_iter().collect());
+    assert_eq!(r.shards, vec![3]);
+    assert!(r.is_passthrough(), "{r:?}");
+    // Nothing found: one shard answers the empty result.
+    let mut r = route("SELECT count(*) FROM accounts WHERE email IN ('a', 'b')");
+    assert!(r.lookup.as_ref().is_some_and(|l| l.query.ends_with("IN ('a', 'b')")));
+    r.narrow(&Default::default());
+    assert_eq!(r.shards, vec![0]);
+    // The primary vindex wins; other predicates do not use the lookup.
+    assert!(route("SELECT * FROM accounts WHERE id = 1 AND email = 'a'").lookup.is_none());
+    assert!(route("SELECT * FROM accounts WHERE email > 'a'").lookup.is_none());
+    assert!(route("DELETE FROM orders WHERE qty = 3").lookup.is_none());
+    let u = route("UPDATE accounts SET name = 'n' WHERE email = 'a'");
+    assert!(u.lookup.is_some() && u.owner_rows.is_none(), "{u:?}");
+}
+
+#[test]
+fn inserts_into_an_owner_table_write_its_lookup_rows_first() {
+    let s = schema();
+    let Ok(Plan::Insert(p)) = plan(
+        &s,
+        "INSERT INTO accounts (id, email) VALUES (1, 'a@x.io'), (4, NULL)",
+        &PlanContext::default(),
+    ) else {
+        panic!("not an insert plan");
+    };
+    let w = p.lookup_writes(&s).unwrap_or_default();
+    assert_eq!(
+        w.before,
+        vec![format!(
+            "INSERT INTO main.accounts_email_idx (email, keyspace_id) VALUES ('a@x.io', X'{}'), (NULL, X'{}')",
+            hex_ksid(1),
+            hex_ksid(4)
+        )]
+    );
+    assert_eq!(
+        w.undo,
+        vec![format!(
+            "DELETE FROM main.accounts_email_idx WHERE (email = 'a@x.io' AND keyspace_id = X'{}') OR (email IS NULL AND keyspace_id = X'{}')",
+            hex_ksid(1),
+            hex_ksid(4)
+        )]
+    );
+    let Ok(Plan::Insert(p)) = plan(
+        &s,
+        "INSERT IGNORE INTO accounts (id, email) VALUES (1, 'a')",
+        &PlanContext::default(),
+    ) else {
+        panic!("not an insert plan");
+    };
+    let w = p.lookup_writes(&s).unwrap_or_default();
+    assert!(w.before[0].starts_with("INSERT IGNORE INTO main.accounts_email_idx"));
+    assert!(w.undo.is_empty());
+    assert!(refused("INSERT INTO accounts (id) VALUES (1)").contains("accounts_email"));
+    assert!(refused(
+        "INSERT INTO accounts (id, email) VALUES (1, 'a') ON DUPLICATE KEY UPDATE email = 'b'"
+    )
+    .contains("lookup vindex column email"));
+}
+
+#[test]
+fn updates_and_deletes_of_an_owner_table_read_its_rows_to_keep_the_lookup() {
+    use crate::protocol::column::ColumnDefinition;
+    use crate::protocol::constants::column_type;
+    let s = schema();
+    let columns = [
+        ColumnDefinition::new("id", column_type::LONGLONG),
+        ColumnDefinition::new("email", column_type::VAR_STRING),
+    ];
+    let rows: Vec<merge::Row> = vec![
+        vec![Some(b"1".to_vec()), Some(b"a@x.io".to_vec())],
+        vec![Some(b"4".to_vec()), None],
+    ];
+    let d = route("DELETE FROM accounts WHERE name = 'n'");
+    let o = d.owner_rows.clone().unwrap_or_else(|| panic!("{d:?}"));
+    assert_eq!(o.select, "SELECT id, email FROM accounts WHERE name = 'n'");
+    let w = o.writes(&s, &columns, &rows).unwrap_or_default();
+    assert!(w.before.is_empty());
+    assert_eq!(
+        w.after,
+        vec![format!(
+            "DELETE FROM main.accounts_email_idx WHERE (email = 'a@x.io' AND keyspace_id = X'{}') OR (email IS NULL AND keyspace_id = X'{}')",
+            hex_ksid(1),
+            hex_ksid(4)
+        )]
+    );
+    let u = route("UPDATE accounts SET email = 'a@x.io', name = 'm' WHERE id IN (1, 4)");
+    let o = u.owner_rows.clone().unwrap_or_else(|| panic!("{u:?}"));
+    let w = o.writes(&s, &columns, &rows).unwrap_or_default();
+    // Row 1 keeps its value: nothing to do for it.
+    assert_eq!(
+        w.before,
+        vec![format!(
+            "INSERT INTO main.accounts_email_idx (email, keyspace_id) VALUES ('a@x.io', X'{}')",
+            hex_ksid(4)
+        )]
+    );
+    assert_eq!(
+        w.after,
+        vec![format!(
+            "DELETE FROM main.accounts_email_idx WHERE (email IS NULL AND keyspace_id = X'{}')",
+            hex_ksid(4)
+        )]
+    );
+    assert!(refused("UPDATE accounts SET email = concat(email, 'x')").contains("literal"));
+    assert!(refused("DELETE FROM accounts WHERE id > 3 LIMIT 2").contains("LIMIT"));
+    assert!(route("UPDATE accounts SET name = 'x' WHERE id = 1").owner_rows.is_none());
+}
+
+#[test]
+fn lookup_hash_stores_the_unhashed_id() {
     let json = r#"{"keyspaces": {"user": {"sharded": true,
       "vindexes": {"hash": {"type": "hash"},
                    "name_idx": {"type": "lookup_hash_unique", "owner": "customers",
@@ -319,22 +460,22 @@ fn lookup_vindexes_load_reads_scatter_and_owner_writes_are_refused() {
         Err(e) => panic!("a VSchema with a lookup vindex loads: {e}"),
     };
     let ctx = PlanContext::default();
-    assert!(
-        matches!(plan(&s, "SELECT id FROM customers WHERE name = 'x'", &ctx),
-        Ok(Plan::Route(ref r)) if r.shards.len() == 2)
+    let Ok(Plan::Insert(p)) = plan(&s, "INSERT INTO customers (id, name) VALUES (4, 'x')", &ctx)
+    else {
+        panic!("not an insert plan");
+    };
+    assert_eq!(
+        p.lookup_writes(&s).unwrap_or_default().before,
+        vec!["INSERT INTO main.name_idx (name, id) VALUES ('x', 4)".to_string()]
     );
-    assert!(
-        matches!(plan(&s, "SELECT id FROM customers WHERE id = 1", &ctx),
-        Ok(Plan::Route(ref r)) if r.shards.len() == 1)
+    let Ok(Plan::Route(r)) = plan(&s, "SELECT id FROM customers WHERE name = 'x'", &ctx) else {
+        panic!("not a route");
+    };
+    let step = r.lookup.unwrap_or_else(|| panic!("no lookup step"));
+    assert_eq!(step.query, "SELECT id FROM main.name_idx WHERE name IN ('x')");
+    // hash(4) = d2fd8867d50d2dfe: the second shard.
+    assert_eq!(
+        step.shards(&s, &[vec![Some(b"4".to_vec())]]),
+        Ok([1].into_iter().collect())
     );
-    for dml in [
-        "INSERT INTO customers (id, name) VALUES (1, 'x')",
-        "UPDATE customers SET name = 'y' WHERE id = 1",
-        "DELETE FROM customers WHERE id = 1",
-    ] {
-        assert!(
-            matches!(plan(&s, dml, &ctx), Err(PlanError::Unsupported(ref m)) if m.contains("name_idx")),
-            "{dml}"
-        );
-    }
 }

@@ -18,6 +18,7 @@
 mod binary;
 mod binary_md5;
 mod hash;
+mod lookup;
 mod multicol;
 mod null;
 mod numeric;
@@ -33,6 +34,7 @@ use std::collections::BTreeMap;
 pub use self::binary::Binary;
 pub use self::binary_md5::BinaryMd5;
 pub use self::hash::Hash;
+pub use self::lookup::{Lookup, ToColumn};
 pub use self::multicol::MultiCol;
 pub use self::null::Null;
 pub use self::numeric::Numeric;
@@ -115,6 +117,12 @@ pub enum VindexError {
         name: String,
         vindex_type: &'static str,
     },
+    /// `map` on a lookup vindex: its keyspace ids live in a table.
+    #[error("vindex {name} ({vindex_type}) maps values through its lookup table")]
+    NeedsLookup {
+        name: String,
+        vindex_type: &'static str,
+    },
     /// A keyspace id that the vindex cannot reverse (message as Vitess's).
     #[error("{0}")]
     InvalidKeyspaceId(String),
@@ -137,6 +145,7 @@ pub enum VindexKind {
     NumericStaticMap(NumericStaticMap),
     RegionExperimental(RegionExperimental),
     RegionJson(RegionJson),
+    Lookup(Lookup),
 }
 
 /// Vindex types that exist in Vitess and are not implemented here, with the reason.
@@ -150,36 +159,12 @@ const NOT_SUPPORTED: &[(&str, &str)] = &[
         "it needs the x/text collation tables (unicode_loose collation keys)",
     ),
     (
-        "lookup",
-        "lookup vindexes need a query and are not implemented yet",
-    ),
-    (
-        "lookup_unique",
-        "lookup vindexes need a query and are not implemented yet",
-    ),
-    (
-        "lookup_hash",
-        "lookup vindexes need a query and are not implemented yet",
-    ),
-    (
-        "lookup_hash_unique",
-        "lookup vindexes need a query and are not implemented yet",
-    ),
-    (
         "lookup_unicodeloosemd5_hash",
-        "lookup vindexes need a query and are not implemented yet",
+        "its from column is stored as unicode_loose_md5, which needs the x/text collation tables",
     ),
     (
         "lookup_unicodeloosemd5_hash_unique",
-        "lookup vindexes need a query and are not implemented yet",
-    ),
-    (
-        "consistent_lookup",
-        "lookup vindexes need a query and are not implemented yet",
-    ),
-    (
-        "consistent_lookup_unique",
-        "lookup vindexes need a query and are not implemented yet",
+        "its from column is stored as unicode_loose_md5, which needs the x/text collation tables",
     ),
     ("cfc", "the cfc vindex is not implemented yet"),
 ];
@@ -231,19 +216,22 @@ impl Vindex {
                 VindexKind::RegionJson(RegionJson::new(&ctx, params)?),
                 region_json::PARAMS,
             ),
-            other => {
-                if let Some((_, reason)) = NOT_SUPPORTED.iter().find(|(t, _)| *t == other) {
-                    return Err(VindexError::NotSupported {
+            other => match Lookup::new(&ctx, other, params) {
+                Some(built) => (VindexKind::Lookup(built?), lookup::PARAMS),
+                None => {
+                    if let Some((_, reason)) = NOT_SUPPORTED.iter().find(|(t, _)| *t == other) {
+                        return Err(VindexError::NotSupported {
+                            name: name.to_string(),
+                            vindex_type: other.to_string(),
+                            reason,
+                        });
+                    }
+                    return Err(VindexError::UnknownType {
                         name: name.to_string(),
                         vindex_type: other.to_string(),
-                        reason,
                     });
                 }
-                return Err(VindexError::UnknownType {
-                    name: name.to_string(),
-                    vindex_type: other.to_string(),
-                });
-            }
+            },
         };
         let unknown_params = params
             .keys()
@@ -284,18 +272,33 @@ impl Vindex {
             VindexKind::Numeric(_) | VindexKind::Binary(_) => 0,
             VindexKind::Null(_) => 100,
             VindexKind::MultiCol(m) => m.cost(),
+            VindexKind::Lookup(l) if l.is_unique() => 10,
+            VindexKind::Lookup(_) => 20,
             _ => 1,
         }
     }
 
-    /// True when every value maps to at most one keyspace id (all vindexes here).
+    /// True when every value maps to at most one keyspace id (all but the non-unique
+    /// lookup vindexes).
     pub fn is_unique(&self) -> bool {
-        true
+        match &self.kind {
+            VindexKind::Lookup(l) => l.is_unique(),
+            _ => true,
+        }
     }
 
-    /// True when mapping needs a query (lookup vindexes; none of those here).
+    /// True when mapping needs a query (the lookup vindexes): [`Vindex::map`] refuses, and
+    /// [`Vindex::lookup`] gives what the planner needs to read the lookup table.
     pub fn needs_lookup(&self) -> bool {
-        false
+        matches!(self.kind, VindexKind::Lookup(_))
+    }
+
+    /// The lookup table's params, for a lookup vindex.
+    pub fn lookup(&self) -> Option<&Lookup> {
+        match &self.kind {
+            VindexKind::Lookup(l) => Some(l),
+            _ => None,
+        }
     }
 
     /// True for vindexes over several columns (`multicol`, the region vindexes): use
@@ -329,6 +332,7 @@ impl Vindex {
 
     /// Maps the values of a single-column vindex, one destination per value.
     pub fn map(&self, ids: &[Value]) -> Result<Vec<Destination>, VindexError> {
+        self.check_functional()?;
         if self.is_multi_column() {
             return Err(self.arity("a multi-column vindex maps rows: use map_rows".to_string()));
         }
@@ -339,6 +343,7 @@ impl Vindex {
     /// its columns in VSchema order (a prefix of them for a partial lookup); a
     /// single-column vindex takes rows of exactly one value.
     pub fn map_rows<R: AsRef<[Value]>>(&self, rows: &[R]) -> Result<Vec<Destination>, VindexError> {
+        self.check_functional()?;
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {
             let row = row.as_ref();
@@ -397,6 +402,16 @@ impl Vindex {
             .collect()
     }
 
+    fn check_functional(&self) -> Result<(), VindexError> {
+        if self.needs_lookup() {
+            return Err(VindexError::NeedsLookup {
+                name: self.name.clone(),
+                vindex_type: self.vindex_type(),
+            });
+        }
+        Ok(())
+    }
+
     fn arity(&self, reason: String) -> VindexError {
         VindexError::WrongArity {
             name: self.name.clone(),
@@ -421,6 +436,7 @@ impl VindexKind {
             VindexKind::NumericStaticMap(_) => "numeric_static_map",
             VindexKind::RegionExperimental(_) => "region_experimental",
             VindexKind::RegionJson(_) => "region_json",
+            VindexKind::Lookup(l) => l.type_name(),
         }
     }
 
@@ -432,6 +448,7 @@ impl VindexKind {
                 | VindexKind::MultiCol(_)
                 | VindexKind::RegionExperimental(_)
                 | VindexKind::RegionJson(_)
+                | VindexKind::Lookup(_)
         )
     }
 
@@ -459,7 +476,8 @@ impl VindexKind {
             VindexKind::Null(_)
             | VindexKind::MultiCol(_)
             | VindexKind::RegionExperimental(_)
-            | VindexKind::RegionJson(_) => return None,
+            | VindexKind::RegionJson(_)
+            | VindexKind::Lookup(_) => return None,
         })
     }
 }

@@ -834,13 +834,61 @@ fn unknown_and_unsupported_types_are_refused_by_name() {
     for t in [
         "unicode_loose_md5",
         "unicode_loose_xxhash",
-        "lookup_hash",
-        "consistent_lookup_unique",
+        "lookup_unicodeloosemd5_hash",
     ] {
         let e = Vindex::create(t, "v", &Params::new()).unwrap_err();
         assert!(matches!(e, VindexError::NotSupported { .. }), "{t}");
         assert!(e.to_string().contains("not supported yet"), "{e}");
     }
+}
+
+#[test]
+fn lookup_vindexes_take_their_table_params_and_map_only_through_the_table() {
+    let e = Vindex::create("lookup_hash", "lk", &Params::new()).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "vindex lk (lookup_hash): param table: lookup: missing table param"
+    );
+    let params = |extra: &[(&str, &str)]| -> Params {
+        [("table", "ks.t"), ("from", " a , b "), ("to", "ksid")]
+            .iter()
+            .chain(extra)
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
+    let e = Vindex::create("lookup", "lk", &params(&[("write_only", "yes")])).unwrap_err();
+    assert!(e.to_string().contains("write_only value must be 'true' or 'false'"), "{e}");
+    for (t, unique, cost) in [
+        ("lookup", false, 20),
+        ("lookup_unique", true, 10),
+        ("lookup_hash", false, 20),
+        ("lookup_hash_unique", true, 10),
+        ("consistent_lookup", false, 20),
+        ("consistent_lookup_unique", true, 10),
+    ] {
+        let v = Vindex::create(t, "lk", &params(&[("ignore_nulls", "true"), ("batch_lookup", "1")]))
+            .unwrap();
+        assert_eq!((v.vindex_type(), v.is_unique(), v.cost()), (t, unique, cost));
+        assert!(v.needs_lookup() && v.unknown_params().is_empty());
+        assert!(matches!(v.map(&[Value::Int(1)]), Err(VindexError::NeedsLookup { .. })));
+        let l = v.lookup().unwrap();
+        assert_eq!((l.table(), l.from_columns(), l.to_column()), ("ks.t", &["a".to_string(), "b".to_string()][..], "ksid"));
+        assert!(l.ignores_nulls() && !l.is_write_only());
+        assert_eq!(l.is_consistent(), t.starts_with("consistent"));
+    }
+    // The hashed form stores vunhash(ksid) and maps it back with hash.
+    let h = Vindex::create("lookup_hash", "lk", &params(&[])).unwrap();
+    let l = h.lookup().unwrap();
+    let ksid = KeyspaceId::new(hex::decode("166b40b44aba4bd6").unwrap());
+    assert_eq!(l.to_value(&ksid).unwrap(), Value::Uint(1));
+    assert_eq!(l.keyspace_id(Some(b"1")), Some(ksid.clone()));
+    assert_eq!(l.keyspace_id(Some(b"x")), None);
+    assert_eq!(l.keyspace_id(None), None);
+    // The plain form stores the keyspace id itself.
+    let p = Vindex::create("lookup_unique", "lk", &params(&[])).unwrap();
+    let l = p.lookup().unwrap();
+    assert_eq!(l.to_value(&ksid).unwrap(), Value::HexVal(ksid.as_bytes().to_vec()));
+    assert_eq!(l.keyspace_id(Some(ksid.as_bytes())), Some(ksid));
 }
 
 #[test]

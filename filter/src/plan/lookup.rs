@@ -1,0 +1,323 @@
+//! Lookup vindexes in plans: a statement that would scatter but names values of a column
+//! with a lookup vindex first reads the lookup table ([`LookupStep`]) and then runs only
+//! on the shards it names; writes to an owner table add and remove the lookup rows
+//! ([`LookupWrites`]).
+//!
+//! Rows are written before the owner's and removed after it, so a failure between the two
+//! leaves an orphan lookup row (it widens a lookup by one shard, which costs a query and
+//! never a result) and never an owner row that its lookup cannot find.
+
+use std::collections::BTreeSet;
+
+use super::error::PlanError;
+use super::merge::Row;
+use super::schema::{KeyspaceRouting, RoutingSchema};
+use crate::key::{Destination, KeyspaceId};
+use crate::protocol::column::ColumnDefinition;
+use crate::protocol::constants::column_type;
+use crate::vindex::{Lookup, Value};
+
+/// A lookup vindex on one column of a table.
+#[derive(Debug, Clone)]
+pub(crate) struct ColumnLookup<'s> {
+    /// The owner table's column (the lookup's `from`).
+    pub column: String,
+    pub vindex_name: &'s str,
+    pub lookup: &'s Lookup,
+    /// The table is the vindex's owner: its writes keep the lookup rows.
+    pub owned: bool,
+    pub cost: u32,
+}
+
+/// Read the lookup table, then run on the shards its rows name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LookupStep {
+    /// `SELECT <to> FROM <table> WHERE <from> IN (...)`, planned like a client's query.
+    pub query: String,
+    keyspace: String,
+    vindex: String,
+}
+
+impl LookupStep {
+    pub(crate) fn new(keyspace: &str, vindex: &ColumnLookup<'_>, values: &[Value]) -> Self {
+        let lookup = vindex.lookup;
+        let list: Vec<String> = values.iter().map(sql_literal).collect();
+        LookupStep {
+            query: format!(
+                "SELECT {to} FROM {table} WHERE {from} IN ({list})",
+                to = lookup.to_column(),
+                table = lookup.table(),
+                from = lookup.from_columns().join(", "),
+                list = list.join(", "),
+            ),
+            keyspace: keyspace.to_string(),
+            vindex: vindex.vindex_name.to_string(),
+        }
+    }
+
+    /// The shards (of the route's keyspace) that the lookup rows `rows` (one `<to>` cell
+    /// each) name.
+    pub fn shards(
+        &self,
+        schema: &RoutingSchema,
+        rows: &[Row],
+    ) -> Result<BTreeSet<usize>, PlanError> {
+        let (ks, lookup) = keyspace_lookup(schema, &self.keyspace, &self.vindex)?;
+        let mut shards = BTreeSet::new();
+        for row in rows {
+            let cell = row.first().and_then(|c| c.as_deref());
+            if let Some(id) = lookup.keyspace_id(cell) {
+                if let Some(i) = ks.shard_index(id.as_bytes()) {
+                    shards.insert(i);
+                }
+            }
+        }
+        Ok(shards)
+    }
+}
+
+/// The statements that keep an owner table's lookup rows around the owner's own write.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LookupWrites {
+    /// Run first: rows for the values the write adds.
+    pub before: Vec<String>,
+    /// Run once the write succeeded: rows of the values it removed.
+    pub after: Vec<String>,
+    /// Run when the write failed outside a transaction: takes `before` back.
+    pub undo: Vec<String>,
+}
+
+impl LookupWrites {
+    pub fn is_empty(&self) -> bool {
+        self.before.is_empty() && self.after.is_empty()
+    }
+}
+
+/// One lookup row: the owner's `from` values and its keyspace id.
+pub(crate) type LookupRow = (Vec<Value>, KeyspaceId);
+
+/// `INSERT [IGNORE] INTO <table> (<from>, <to>) VALUES ...` for `rows`, or `None` when
+/// every row is skipped (NULL `from` values under `ignore_nulls`).
+pub(crate) fn insert_rows(
+    lookup: &Lookup,
+    rows: &[LookupRow],
+    ignore: bool,
+) -> Result<Option<String>, PlanError> {
+    let tuples = tuples(lookup, rows)?;
+    if tuples.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(format!(
+        "INSERT {ignore}INTO {table} ({from}, {to}) VALUES {values}",
+        ignore = if ignore { "IGNORE " } else { "" },
+        table = lookup.table(),
+        from = lookup.from_columns().join(", "),
+        to = lookup.to_column(),
+        values = tuples
+            .iter()
+            .map(|t| format!("({})", t.join(", ")))
+            .collect::<Vec<_>>()
+            .join(", "),
+    )))
+}
+
+/// `DELETE FROM <table> WHERE (<from> = ... AND <to> = ...) OR ...` for `rows`.
+pub(crate) fn delete_rows(lookup: &Lookup, rows: &[LookupRow]) -> Result<Option<String>, PlanError> {
+    let tuples = tuples(lookup, rows)?;
+    if tuples.is_empty() {
+        return Ok(None);
+    }
+    let names: Vec<&str> = lookup
+        .from_columns()
+        .iter()
+        .map(String::as_str)
+        .chain([lookup.to_column()])
+        .collect();
+    let conditions: Vec<String> = tuples
+        .iter()
+        .map(|t| {
+            let terms: Vec<String> = names
+                .iter()
+                .zip(t)
+                .map(|(n, v)| {
+                    if v == "NULL" {
+                        format!("{n} IS NULL")
+                    } else {
+                        format!("{n} = {v}")
+                    }
+                })
+                .collect();
+            format!("({})", terms.join(" AND "))
+        })
+        .collect();
+    Ok(Some(format!(
+        "DELETE FROM {table} WHERE {conditions}",
+        table = lookup.table(),
+        conditions = conditions.join(" OR "),
+    )))
+}
+
+/// Each row as SQL literals: the `from` values, then `to`.
+fn tuples(lookup: &Lookup, rows: &[LookupRow]) -> Result<Vec<Vec<String>>, PlanError> {
+    let mut out = Vec::with_capacity(rows.len());
+    for (from, ksid) in rows {
+        if lookup.ignores_nulls() && from.iter().any(Value::is_null) {
+            continue;
+        }
+        let to = lookup
+            .to_value(ksid)
+            .map_err(|e| PlanError::Vindex(e.to_string()))?;
+        let mut t: Vec<String> = from.iter().map(sql_literal).collect();
+        t.push(sql_literal(&to));
+        out.push(t);
+    }
+    Ok(out)
+}
+
+/// The keyspace and lookup vindex `vindex` of `keyspace`.
+pub(crate) fn keyspace_lookup<'s>(
+    schema: &'s RoutingSchema,
+    keyspace: &str,
+    vindex: &str,
+) -> Result<(&'s KeyspaceRouting, &'s Lookup), PlanError> {
+    let ks = schema
+        .keyspace(keyspace)
+        .ok_or_else(|| PlanError::UnknownKeyspace(keyspace.to_string()))?;
+    let lookup = ks
+        .vindexes
+        .get(vindex)
+        .and_then(|v| v.lookup())
+        .ok_or_else(|| PlanError::Vindex(format!("lookup vindex {vindex} not found")))?;
+    Ok((ks, lookup))
+}
+
+/// A value as an SQL literal.
+pub(crate) fn sql_literal(v: &Value) -> String {
+    super::dml::value_expr(v).to_string()
+}
+
+/// The owner rows an UPDATE or DELETE touches, read before it runs, so that the lookup
+/// rows of their old (and, for an UPDATE, new) values can be kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnerRows {
+    /// `SELECT <primary vindex columns>, <lookup columns> FROM <table> WHERE <the
+    /// statement's WHERE>`, planned like a client's query.
+    pub select: String,
+    keyspace: String,
+    primary: String,
+    primary_columns: usize,
+    /// Each maintained lookup vindex, with the value an UPDATE sets (`None`: a DELETE).
+    lookups: Vec<(String, Option<Value>)>,
+}
+
+impl OwnerRows {
+    pub(crate) fn new(
+        keyspace: &str,
+        table: &str,
+        primary: (&str, &[String]),
+        lookups: Vec<(&ColumnLookup<'_>, Option<Value>)>,
+        selection: Option<&sqlparser::ast::Expr>,
+    ) -> Self {
+        let columns: Vec<&str> = primary
+            .1
+            .iter()
+            .map(String::as_str)
+            .chain(lookups.iter().map(|(l, _)| l.column.as_str()))
+            .collect();
+        let select = match selection {
+            Some(w) => format!("SELECT {} FROM {table} WHERE {w}", columns.join(", ")),
+            None => format!("SELECT {} FROM {table}", columns.join(", ")),
+        };
+        OwnerRows {
+            select,
+            keyspace: keyspace.to_string(),
+            primary: primary.0.to_string(),
+            primary_columns: primary.1.len(),
+            lookups: lookups
+                .into_iter()
+                .map(|(l, v)| (l.vindex_name.to_string(), v))
+                .collect(),
+        }
+    }
+
+    /// The lookup writes for the owner rows `rows` (the answer to [`OwnerRows::select`]).
+    pub fn writes(
+        &self,
+        schema: &RoutingSchema,
+        columns: &[ColumnDefinition],
+        rows: &[Row],
+    ) -> Result<LookupWrites, PlanError> {
+        let ks = schema
+            .keyspace(&self.keyspace)
+            .ok_or_else(|| PlanError::UnknownKeyspace(self.keyspace.clone()))?;
+        let primary = ks
+            .vindexes
+            .get(&self.primary)
+            .ok_or_else(|| PlanError::Vindex(format!("vindex {} not found", self.primary)))?;
+        let value = |row: &Row, i: usize| {
+            cell_value(columns.get(i), row.get(i).and_then(|c| c.as_deref()))
+        };
+        let mut ids = Vec::with_capacity(rows.len());
+        for row in rows {
+            let key: Vec<Value> = (0..self.primary_columns).map(|i| value(row, i)).collect();
+            match primary
+                .map_rows(&[key])
+                .map_err(|e| PlanError::Vindex(e.to_string()))?
+                .pop()
+            {
+                Some(Destination::KeyspaceId(id)) => ids.push(id),
+                _ => return Err(PlanError::Vindex("an owner row maps to no keyspace id".into())),
+            }
+        }
+        let mut writes = LookupWrites::default();
+        for (n, (vindex, new)) in self.lookups.iter().enumerate() {
+            let (_, lookup) = keyspace_lookup(schema, &self.keyspace, vindex)?;
+            let at = self.primary_columns + n;
+            let mut old_rows = Vec::new();
+            let mut new_rows = Vec::new();
+            for (row, id) in rows.iter().zip(&ids) {
+                let old = value(row, at);
+                match new {
+                    Some(v) if v.raw() == old.raw() && v.is_null() == old.is_null() => {}
+                    Some(v) => {
+                        old_rows.push((vec![old], id.clone()));
+                        new_rows.push((vec![v.clone()], id.clone()));
+                    }
+                    None => old_rows.push((vec![old], id.clone())),
+                }
+            }
+            writes.before.extend(insert_rows(lookup, &new_rows, false)?);
+            writes.undo.extend(delete_rows(lookup, &new_rows)?);
+            writes.after.extend(delete_rows(lookup, &old_rows)?);
+        }
+        Ok(writes)
+    }
+}
+
+/// A result cell as a vindex value, typed by its column: integers as numbers (so `hash`
+/// sees a negative id as MySQL stored it), everything else as bytes.
+fn cell_value(column: Option<&ColumnDefinition>, cell: Option<&[u8]>) -> Value {
+    let Some(cell) = cell else {
+        return Value::Null;
+    };
+    let integer = column.is_some_and(|c| {
+        matches!(
+            c.column_type,
+            column_type::TINY
+                | column_type::SHORT
+                | column_type::LONG
+                | column_type::INT24
+                | column_type::LONGLONG
+                | column_type::YEAR
+        )
+    });
+    let text = std::str::from_utf8(cell).ok();
+    match text {
+        Some(t) if integer => t
+            .parse::<i64>()
+            .map(Value::Int)
+            .or_else(|_| t.parse::<u64>().map(Value::Uint))
+            .unwrap_or_else(|_| Value::Bytes(cell.to_vec())),
+        _ => Value::Bytes(cell.to_vec()),
+    }
+}
