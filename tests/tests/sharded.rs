@@ -279,7 +279,10 @@ async fn sqlalchemy_reflects_and_queries_a_sharded_keyspace() {
         String::from_utf8_lossy(&out.stderr)
     );
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
-    assert_eq!(doc["tables"], serde_json::json!(["corder", "customer"]));
+    assert_eq!(
+        doc["tables"],
+        serde_json::json!(["account", "corder", "customer"])
+    );
     assert_eq!(
         doc["columns"]["customer"],
         serde_json::json!(["id", "name", "city"])
@@ -288,6 +291,128 @@ async fn sqlalchemy_reflects_and_queries_a_sharded_keyspace() {
     assert_eq!(doc["count"], serde_json::json!(2));
     assert_eq!(doc["oslo"], serde_json::json!(["Orm", "Rel"]));
     assert_eq!(doc["one"], serde_json::json!("Rel"));
+    cluster.stop().await;
+}
+
+/// Rows of a lookup table, in order.
+async fn lookup_rows(c: &mut Conn, sql: &str) -> Vec<(String, String)> {
+    c.query::<(String, String), _>(sql)
+        .await
+        .expect("reading a lookup table")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lookup_vindexes_route_reads_and_owner_writes_keep_their_rows() {
+    let cluster = start(4, TransactionMode::Multi).await;
+    let mut c = cluster.connect(Some("shop")).await;
+    // hash(1) -> -40, hash(2) -> 40-80 (06e7ea22ce92708f), hash(4) -> c0-.
+    c.query_drop(
+        "INSERT INTO account (id, email, city) VALUES (1, 'ann@x.io', 'Oslo'), (2, 'bob@x.io', NULL), (4, 'dan@x.io', 'Oslo')",
+    )
+    .await
+    .expect("insert into the owner table");
+    let email = "SELECT email, HEX(keyspace_id) FROM lookup.account_email_idx ORDER BY email";
+    assert_eq!(
+        lookup_rows(&mut c, email).await,
+        vec![
+            ("ann@x.io".to_string(), "166B40B44ABA4BD6".to_string()),
+            ("bob@x.io".to_string(), "06E7EA22CE92708F".to_string()),
+            ("dan@x.io".to_string(), "D2FD8867D50D2DFE".to_string()),
+        ]
+    );
+    let city = "SELECT city, CAST(account_id AS CHAR) FROM lookup.account_city_idx ORDER BY city, account_id";
+    // ignore_nulls: bob has no city row; lookup_hash stores the id itself.
+    assert_eq!(
+        lookup_rows(&mut c, city).await,
+        vec![
+            ("Oslo".to_string(), "1".to_string()),
+            ("Oslo".to_string(), "4".to_string())
+        ]
+    );
+    // Reads by a lookup column reach the right rows, in one shard or several.
+    let id: Option<i64> = c
+        .query_first("SELECT id FROM account WHERE email = 'dan@x.io'")
+        .await
+        .expect("select by email");
+    assert_eq!(id, Some(4));
+    let ids: Vec<i64> = c
+        .query("SELECT id FROM account WHERE city = 'Oslo' ORDER BY id")
+        .await
+        .expect("select by city");
+    assert_eq!(ids, vec![1, 4]);
+    let n: Option<i64> = c
+        .query_first("SELECT COUNT(*) FROM account WHERE email IN ('nobody@x.io')")
+        .await
+        .expect("count of nothing");
+    assert_eq!(n, Some(0));
+    // A duplicate of a unique lookup value is refused before the owner row is written.
+    assert_eq!(
+        error_code(
+            &mut c,
+            "INSERT INTO account (id, email) VALUES (3, 'ann@x.io')"
+        )
+        .await,
+        Some(1062)
+    );
+    let n: Option<i64> = c
+        .query_first("SELECT COUNT(*) FROM account WHERE id = 3")
+        .await
+        .expect("count");
+    assert_eq!(n, Some(0));
+    // A failed owner insert (its own duplicate key) takes its new lookup rows back.
+    assert_eq!(
+        error_code(
+            &mut c,
+            "INSERT INTO account (id, email, city) VALUES (4, 'eve@x.io', 'Rome')"
+        )
+        .await,
+        Some(1062)
+    );
+    assert_eq!(lookup_rows(&mut c, email).await.len(), 3);
+    // An UPDATE of a lookup column moves its row; other columns leave the lookup alone.
+    c.query_drop("UPDATE account SET email = 'anna@x.io', city = 'Rome' WHERE id = 1")
+        .await
+        .expect("update the lookup columns");
+    c.query_drop("UPDATE account SET city = 'Rome' WHERE email = 'bob@x.io'")
+        .await
+        .expect("update by a lookup column");
+    let id: Option<i64> = c
+        .query_first("SELECT id FROM account WHERE email = 'anna@x.io'")
+        .await
+        .expect("select by the new email");
+    assert_eq!(id, Some(1));
+    assert_eq!(
+        lookup_rows(&mut c, city).await,
+        vec![
+            ("Oslo".to_string(), "4".to_string()),
+            ("Rome".to_string(), "1".to_string()),
+            ("Rome".to_string(), "2".to_string())
+        ]
+    );
+    assert_eq!(
+        error_code(&mut c, "UPDATE account SET email = UPPER(email)").await,
+        Some(1235)
+    );
+    // A DELETE removes the lookup rows of the rows it deleted, and no others.
+    c.query_drop("DELETE FROM account WHERE city = 'Rome'")
+        .await
+        .expect("delete by a lookup column");
+    assert_eq!(
+        lookup_rows(&mut c, email).await,
+        vec![("dan@x.io".to_string(), "D2FD8867D50D2DFE".to_string())]
+    );
+    assert_eq!(
+        lookup_rows(&mut c, city).await,
+        vec![("Oslo".to_string(), "4".to_string())]
+    );
+    // In a transaction the lookup rows commit or roll back with the owner's.
+    c.query_drop("BEGIN").await.expect("begin");
+    c.query_drop("INSERT INTO account (id, email) VALUES (5, 'fay@x.io')")
+        .await
+        .expect("insert in a transaction");
+    c.query_drop("ROLLBACK").await.expect("rollback");
+    assert_eq!(lookup_rows(&mut c, email).await.len(), 1);
+    drop(c);
     cluster.stop().await;
 }
 

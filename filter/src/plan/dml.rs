@@ -298,21 +298,7 @@ pub(crate) fn plan_insert(
         };
         let col = match position(&auto.column) {
             Some(c) => c,
-            None => {
-                plan.statement
-                    .columns
-                    .push(ObjectName(vec![ObjectNamePart::Identifier(Ident::new(
-                        auto.column.clone(),
-                    ))]));
-                if let Some(SetExpr::Values(v)) =
-                    plan.statement.source.as_mut().map(|q| q.body.as_mut())
-                {
-                    for row in &mut v.rows {
-                        row.content.push(Expr::Value(SqlValue::Null.into()));
-                    }
-                }
-                plan.statement.columns.len() - 1
-            }
+            None => add_null_column(&mut plan.statement, &auto.column),
         };
         let mut need = Vec::new();
         if let Some(SetExpr::Values(v)) = plan.statement.source.as_ref().map(|q| q.body.as_ref()) {
@@ -356,15 +342,12 @@ pub(crate) fn plan_insert(
         plan.vindex_columns.push(i);
     }
     for l in lookups.iter().filter(|l| l.owned) {
-        let i = names
-            .iter()
-            .position(|n| n.eq_ignore_ascii_case(&l.column))
-            .ok_or_else(|| {
-                PlanError::unsupported(format!(
-                    "INSERT into {table} without the column {} of its lookup vindex {}",
-                    l.column, l.vindex_name
-                ))
-            })?;
+        let i = match names.iter().position(|n| n.eq_ignore_ascii_case(&l.column)) {
+            Some(i) => i,
+            // Left out, the column is written as NULL, as Vitess does, so that the lookup
+            // row and the owner row agree.
+            None => add_null_column(&mut plan.statement, &l.column),
+        };
         plan.lookups.push((l.vindex_name.to_string(), i));
     }
     if let Some(OnInsert::DuplicateKeyUpdate(assignments)) = &insert.on {
@@ -408,6 +391,21 @@ pub(crate) fn plan_insert(
         }
     }
     Ok(Plan::Insert(Box::new(plan)))
+}
+
+/// Adds `column` with NULL in every row to an INSERT's column list; returns its position.
+fn add_null_column(statement: &mut Insert, column: &str) -> usize {
+    statement
+        .columns
+        .push(ObjectName(vec![ObjectNamePart::Identifier(Ident::new(
+            column.to_string(),
+        ))]));
+    if let Some(SetExpr::Values(v)) = statement.source.as_mut().map(|q| q.body.as_mut()) {
+        for row in &mut v.rows {
+            row.content.push(Expr::Value(SqlValue::Null.into()));
+        }
+    }
+    statement.columns.len() - 1
 }
 
 fn unreachable_unsharded<T>() -> Result<T, PlanError> {

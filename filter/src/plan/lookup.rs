@@ -122,7 +122,10 @@ pub(crate) fn insert_rows(
 }
 
 /// `DELETE FROM <table> WHERE (<from> = ... AND <to> = ...) OR ...` for `rows`.
-pub(crate) fn delete_rows(lookup: &Lookup, rows: &[LookupRow]) -> Result<Option<String>, PlanError> {
+pub(crate) fn delete_rows(
+    lookup: &Lookup,
+    rows: &[LookupRow],
+) -> Result<Option<String>, PlanError> {
     let tuples = tuples(lookup, rows)?;
     if tuples.is_empty() {
         return Ok(None);
@@ -254,9 +257,8 @@ impl OwnerRows {
             .vindexes
             .get(&self.primary)
             .ok_or_else(|| PlanError::Vindex(format!("vindex {} not found", self.primary)))?;
-        let value = |row: &Row, i: usize| {
-            cell_value(columns.get(i), row.get(i).and_then(|c| c.as_deref()))
-        };
+        let value =
+            |row: &Row, i: usize| cell_value(columns.get(i), row.get(i).and_then(|c| c.as_deref()));
         let mut ids = Vec::with_capacity(rows.len());
         for row in rows {
             let key: Vec<Value> = (0..self.primary_columns).map(|i| value(row, i)).collect();
@@ -266,7 +268,11 @@ impl OwnerRows {
                 .pop()
             {
                 Some(Destination::KeyspaceId(id)) => ids.push(id),
-                _ => return Err(PlanError::Vindex("an owner row maps to no keyspace id".into())),
+                _ => {
+                    return Err(PlanError::Vindex(
+                        "an owner row maps to no keyspace id".into(),
+                    ))
+                }
             }
         }
         let mut writes = LookupWrites::default();

@@ -235,7 +235,10 @@ pub(crate) fn check_maintainable(
         let owned = owners
             .and_then(|k| k.vindexes.get(&cv.name))
             .is_some_and(|v| v.owner == table);
-        let lookup = keyspace.vindexes.get(&cv.name).is_some_and(|v| v.needs_lookup());
+        let lookup = keyspace
+            .vindexes
+            .get(&cv.name)
+            .is_some_and(|v| v.needs_lookup());
         if owned && lookup && cv.column_names().len() != 1 {
             return Err(PlanError::unsupported(format!(
                 "writing table {table}, whose lookup vindex {} spans several columns",

@@ -322,7 +322,10 @@ fn a_lookup_vindex_narrows_a_scatter_to_the_shards_its_table_names() {
     let s = schema();
     let mut r = route("SELECT * FROM accounts WHERE email = 'a@x.io'");
     assert_eq!(r.shards, vec![0, 1, 2, 3]);
-    let step = r.lookup.clone().unwrap_or_else(|| panic!("no lookup step: {r:?}"));
+    let step = r
+        .lookup
+        .clone()
+        .unwrap_or_else(|| panic!("no lookup step: {r:?}"));
     assert_eq!(
         step.query,
         "SELECT keyspace_id FROM main.accounts_email_idx WHERE email IN ('a@x.io')"
@@ -335,12 +338,19 @@ fn a_lookup_vindex_narrows_a_scatter_to_the_shards_its_table_names() {
     assert!(r.is_passthrough(), "{r:?}");
     // Nothing found: one shard answers the empty result.
     let mut r = route("SELECT count(*) FROM accounts WHERE email IN ('a', 'b')");
-    assert!(r.lookup.as_ref().is_some_and(|l| l.query.ends_with("IN ('a', 'b')")));
+    assert!(r
+        .lookup
+        .as_ref()
+        .is_some_and(|l| l.query.ends_with("IN ('a', 'b')")));
     r.narrow(&Default::default());
     assert_eq!(r.shards, vec![0]);
     // The primary vindex wins; other predicates do not use the lookup.
-    assert!(route("SELECT * FROM accounts WHERE id = 1 AND email = 'a'").lookup.is_none());
-    assert!(route("SELECT * FROM accounts WHERE email > 'a'").lookup.is_none());
+    assert!(route("SELECT * FROM accounts WHERE id = 1 AND email = 'a'")
+        .lookup
+        .is_none());
+    assert!(route("SELECT * FROM accounts WHERE email > 'a'")
+        .lookup
+        .is_none());
     assert!(route("DELETE FROM orders WHERE qty = 3").lookup.is_none());
     let u = route("UPDATE accounts SET name = 'n' WHERE email = 'a'");
     assert!(u.lookup.is_some() && u.owner_rows.is_none(), "{u:?}");
@@ -383,7 +393,22 @@ fn inserts_into_an_owner_table_write_its_lookup_rows_first() {
     let w = p.lookup_writes(&s).unwrap_or_default();
     assert!(w.before[0].starts_with("INSERT IGNORE INTO main.accounts_email_idx"));
     assert!(w.undo.is_empty());
-    assert!(refused("INSERT INTO accounts (id) VALUES (1)").contains("accounts_email"));
+    // A lookup column left out is written as NULL, with its lookup row.
+    let Ok(Plan::Insert(p)) = plan(
+        &s,
+        "INSERT INTO accounts (id) VALUES (1)",
+        &PlanContext::default(),
+    ) else {
+        panic!("not an insert plan");
+    };
+    assert_eq!(
+        p.shard_statements(&s).unwrap_or_default(),
+        vec![(
+            0,
+            "INSERT INTO accounts (id, email) VALUES (1, NULL)".to_string()
+        )]
+    );
+    assert!(p.lookup_writes(&s).unwrap_or_default().before[0].contains("(NULL, X'"));
     assert!(refused(
         "INSERT INTO accounts (id, email) VALUES (1, 'a') ON DUPLICATE KEY UPDATE email = 'b'"
     )
@@ -436,7 +461,9 @@ fn updates_and_deletes_of_an_owner_table_read_its_rows_to_keep_the_lookup() {
     );
     assert!(refused("UPDATE accounts SET email = concat(email, 'x')").contains("literal"));
     assert!(refused("DELETE FROM accounts WHERE id > 3 LIMIT 2").contains("LIMIT"));
-    assert!(route("UPDATE accounts SET name = 'x' WHERE id = 1").owner_rows.is_none());
+    assert!(route("UPDATE accounts SET name = 'x' WHERE id = 1")
+        .owner_rows
+        .is_none());
 }
 
 #[test]
@@ -472,7 +499,10 @@ fn lookup_hash_stores_the_unhashed_id() {
         panic!("not a route");
     };
     let step = r.lookup.unwrap_or_else(|| panic!("no lookup step"));
-    assert_eq!(step.query, "SELECT id FROM main.name_idx WHERE name IN ('x')");
+    assert_eq!(
+        step.query,
+        "SELECT id FROM main.name_idx WHERE name IN ('x')"
+    );
     // hash(4) = d2fd8867d50d2dfe: the second shard.
     assert_eq!(
         step.shards(&s, &[vec![Some(b"4".to_vec())]]),

@@ -66,7 +66,9 @@ impl Lookup {
     ) -> Option<Result<Self, VindexError>> {
         let &(type_name, unique, consistent, to_column) =
             Self::TYPES.iter().find(|(t, ..)| *t == vindex_type)?;
-        Some(Self::with_params(ctx, type_name, unique, consistent, to_column, params))
+        Some(Self::with_params(
+            ctx, type_name, unique, consistent, to_column, params,
+        ))
     }
 
     fn with_params(
@@ -104,7 +106,12 @@ impl Lookup {
             return Err(ctx.bad_param(type_name, "from", "an empty column name"));
         }
         let to = required("to")?;
-        for p in ["autocommit", "batch_lookup", "read_lock", "multi_shard_autocommit"] {
+        for p in [
+            "autocommit",
+            "batch_lookup",
+            "read_lock",
+            "multi_shard_autocommit",
+        ] {
             let _ = flag(p)?;
         }
         if consistent {

@@ -857,7 +857,11 @@ fn lookup_vindexes_take_their_table_params_and_map_only_through_the_table() {
             .collect()
     };
     let e = Vindex::create("lookup", "lk", &params(&[("write_only", "yes")])).unwrap_err();
-    assert!(e.to_string().contains("write_only value must be 'true' or 'false'"), "{e}");
+    assert!(
+        e.to_string()
+            .contains("write_only value must be 'true' or 'false'"),
+        "{e}"
+    );
     for (t, unique, cost) in [
         ("lookup", false, 20),
         ("lookup_unique", true, 10),
@@ -866,13 +870,26 @@ fn lookup_vindexes_take_their_table_params_and_map_only_through_the_table() {
         ("consistent_lookup", false, 20),
         ("consistent_lookup_unique", true, 10),
     ] {
-        let v = Vindex::create(t, "lk", &params(&[("ignore_nulls", "true"), ("batch_lookup", "1")]))
-            .unwrap();
-        assert_eq!((v.vindex_type(), v.is_unique(), v.cost()), (t, unique, cost));
+        let v = Vindex::create(
+            t,
+            "lk",
+            &params(&[("ignore_nulls", "true"), ("batch_lookup", "1")]),
+        )
+        .unwrap();
+        assert_eq!(
+            (v.vindex_type(), v.is_unique(), v.cost()),
+            (t, unique, cost)
+        );
         assert!(v.needs_lookup() && v.unknown_params().is_empty());
-        assert!(matches!(v.map(&[Value::Int(1)]), Err(VindexError::NeedsLookup { .. })));
+        assert!(matches!(
+            v.map(&[Value::Int(1)]),
+            Err(VindexError::NeedsLookup { .. })
+        ));
         let l = v.lookup().unwrap();
-        assert_eq!((l.table(), l.from_columns(), l.to_column()), ("ks.t", &["a".to_string(), "b".to_string()][..], "ksid"));
+        assert_eq!(
+            (l.table(), l.from_columns(), l.to_column()),
+            ("ks.t", &["a".to_string(), "b".to_string()][..], "ksid")
+        );
         assert!(l.ignores_nulls() && !l.is_write_only());
         assert_eq!(l.is_consistent(), t.starts_with("consistent"));
     }
@@ -887,7 +904,10 @@ fn lookup_vindexes_take_their_table_params_and_map_only_through_the_table() {
     // The plain form stores the keyspace id itself.
     let p = Vindex::create("lookup_unique", "lk", &params(&[])).unwrap();
     let l = p.lookup().unwrap();
-    assert_eq!(l.to_value(&ksid).unwrap(), Value::HexVal(ksid.as_bytes().to_vec()));
+    assert_eq!(
+        l.to_value(&ksid).unwrap(),
+        Value::HexVal(ksid.as_bytes().to_vec())
+    );
     assert_eq!(l.keyspace_id(Some(ksid.as_bytes())), Some(ksid));
 }
 

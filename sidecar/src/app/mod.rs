@@ -11,6 +11,7 @@ mod client;
 mod control;
 pub mod endpoints;
 mod handshake;
+mod lookup;
 mod pool;
 mod pooled;
 mod prepared;

@@ -110,6 +110,11 @@ impl Routed {
         }
     }
 
+    /// Whether a transaction is open.
+    fn in_any_transaction(&self) -> bool {
+        self.tx.is_some()
+    }
+
     /// Whether shard `key` is part of the open transaction.
     fn in_transaction(&self, key: &ShardKey) -> bool {
         self.tx.as_ref().is_some_and(|t| t.contains(key))
@@ -169,6 +174,11 @@ pub(super) fn err(code: error_codes::ErrorCode, msg: impl Into<String>) -> ErrPa
 }
 
 impl Session {
+    /// Whether the session has a transaction open.
+    pub(super) fn in_any_transaction(&self) -> bool {
+        self.routed.as_ref().is_some_and(Routed::in_any_transaction)
+    }
+
     pub(super) fn routed(&mut self) -> Result<&mut Routed, End> {
         self.routed
             .as_mut()
@@ -307,7 +317,13 @@ impl Session {
     ) -> Option<Result<Outcome, ErrPacket>> {
         let router = self.router_ref().ok()?;
         match plan {
-            Plan::Route(route) => {
+            Plan::Route(mut route) => {
+                if let Err(e) = Box::pin(self.narrow_by_lookup(&mut route, 0)).await {
+                    return Some(Err(e));
+                }
+                if let Some(owner) = route.owner_rows.take() {
+                    return Some(Box::pin(self.owner_write(route, &owner, text, 0)).await);
+                }
                 let jobs = Self::jobs(&route, text.as_bytes());
                 Some(
                     self.execute(jobs, route.merge, route.replicated, None)
@@ -331,7 +347,10 @@ impl Session {
                         }
                     }
                 }
-                let statements = match insert.shard_statements(&router.schema()) {
+                let (statements, writes) = match insert
+                    .shard_statements(&router.schema())
+                    .and_then(|s| Ok((s, insert.lookup_writes(&router.schema())?)))
+                {
                     Ok(s) => s,
                     Err(e) => return Some(Err(e.to_err_packet())),
                 };
@@ -339,10 +358,14 @@ impl Session {
                     .into_iter()
                     .map(|(i, sql)| ((insert.keyspace.clone(), i), sql.into_bytes()))
                     .collect();
-                Some(
-                    self.execute(jobs, None, insert.is_replicated(), first_id)
-                        .await,
-                )
+                if let Err(e) = Box::pin(self.lookup_writes_before(&writes, 0)).await {
+                    return Some(Err(e));
+                }
+                let outcome = self
+                    .execute(jobs, None, insert.is_replicated(), first_id)
+                    .await;
+                Box::pin(self.lookup_writes_after(&writes, outcome.is_ok(), 0)).await;
+                Some(outcome)
             }
             Plan::Materialize(m) => Some(Box::pin(self.materialize(m, 0)).await),
             Plan::AllShards { keyspace } => {
@@ -675,7 +698,17 @@ impl Session {
         Ok(())
     }
 
-    async fn run_route(&mut self, route: Route, packet: &Packet) -> Result<(), End> {
+    async fn run_route(&mut self, mut route: Route, packet: &Packet) -> Result<(), End> {
+        if let Err(e) = self.narrow_by_lookup(&mut route, 0).await {
+            return self.respond(Err(e)).await;
+        }
+        if route.owner_rows.is_some() {
+            let text = String::from_utf8_lossy(&packet.payload[1..]).into_owned();
+            return match self.outcome_of(Plan::Route(route), &text).await {
+                Some(outcome) => self.respond(outcome).await,
+                None => Ok(()),
+            };
+        }
         if route.is_passthrough() {
             let keys = route_keys(&route);
             let to_replica = !route.write && self.routed()?.reads_from_replicas();
@@ -1123,7 +1156,11 @@ impl Session {
 
     /// Plans and runs `sql` for its rows, without answering the client (the inner part of
     /// a materialization).
-    async fn collect(&mut self, sql: String, depth: usize) -> Result<Outcome, ErrPacket> {
+    pub(super) async fn collect(
+        &mut self,
+        sql: String,
+        depth: usize,
+    ) -> Result<Outcome, ErrPacket> {
         if depth > MAX_MATERIALIZE_DEPTH {
             return Err(
                 PlanError::unsupported("a statement nested this deeply across shards")
@@ -1132,10 +1169,12 @@ impl Session {
         }
         match self.plan_text(&sql)? {
             Plan::Materialize(m) => Box::pin(self.materialize(m, depth + 1)).await,
-            p @ Plan::Route(_) => match Box::pin(self.outcome_of(p, &sql)).await {
-                Some(outcome) => outcome,
-                None => Err(PlanError::unsupported("this statement").to_err_packet()),
-            },
+            p @ (Plan::Route(_) | Plan::Insert(_)) => {
+                match Box::pin(self.outcome_of(p, &sql)).await {
+                    Some(outcome) => outcome,
+                    None => Err(PlanError::unsupported("this statement").to_err_packet()),
+                }
+            }
             _ => Err(
                 PlanError::unsupported("this statement inside a query across shards")
                     .to_err_packet(),

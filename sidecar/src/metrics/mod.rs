@@ -104,6 +104,11 @@ struct ResultLabels {
     result: &'static str,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabels {
+    kind: &'static str,
+}
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 /// Command latencies: 50µs doubling up to about 13s (19 buckets).
@@ -126,6 +131,7 @@ pub struct Metrics {
     tls_handshakes: Family<SideLabels, Counter>,
     routes: Family<RouteLabels, Counter>,
     plan_cache: Family<ResultLabels, Counter>,
+    lookup_statements: Family<KindLabels, Counter>,
     shard_queries: Counter,
     /// Indexed by the command byte; unknown bytes share the `unknown` series.
     command_counts: Vec<Counter>,
@@ -201,6 +207,12 @@ impl Metrics {
             "shardcar_plan_cache_lookups",
             "Plan cache lookups of routed statements, by result (hit or miss)",
             plan_cache.clone(),
+        );
+        let lookup_statements = Family::<KindLabels, Counter>::default();
+        reg.register(
+            "shardcar_lookup_vindex_statements",
+            "Statements the router ran on lookup vindex tables, by kind: read (narrowing a scatter), insert, delete, undo (taking back the rows of a failed write)",
+            lookup_statements.clone(),
         );
         let shard_queries = Counter::default();
         reg.register(
@@ -344,6 +356,7 @@ impl Metrics {
             tls_handshakes,
             routes,
             plan_cache,
+            lookup_statements,
             shard_queries,
             command_counts,
             command_durations,
@@ -451,6 +464,13 @@ impl Metrics {
     /// One statement routed as `route` (`passthrough`, `scatter`, `multi`, `local`, `refused`).
     pub fn routed(&self, route: &'static str) {
         self.routes.get_or_create(&RouteLabels { route }).inc();
+    }
+
+    /// A statement on a lookup vindex's table.
+    pub fn lookup_statement(&self, kind: &'static str) {
+        self.lookup_statements
+            .get_or_create(&KindLabels { kind })
+            .inc();
     }
 
     /// A plan cache lookup.

@@ -9,3 +9,9 @@ CREATE TABLE corder (
   amount DECIMAL(10,2) NOT NULL,
   KEY (customer_id)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
+CREATE TABLE account (
+  id BIGINT NOT NULL PRIMARY KEY,
+  email VARCHAR(64) NOT NULL,
+  city VARCHAR(32) NULL,
+  UNIQUE KEY (email)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;

@@ -1,0 +1,110 @@
+//! Lookup vindexes at run time: reading a lookup table to narrow a route, and running the
+//! lookup rows an owner table's write keeps (before it, after it, or taken back when it
+//! failed outside a transaction). Every statement here goes through the session's own
+//! planner and connections, so it joins an open transaction like the client's.
+
+use shardcar_filter::plan::{merge::Row, LookupWrites, OwnerRows, Route};
+use shardcar_filter::protocol::column::ColumnDefinition;
+use shardcar_filter::protocol::error_codes;
+use shardcar_filter::protocol::ErrPacket;
+use tracing::{debug, warn};
+
+use super::session::Session;
+use super::sharded::{err, Outcome};
+
+impl Session {
+    /// Runs `route`'s lookup step, if any, and keeps only the shards its rows name.
+    pub(super) async fn narrow_by_lookup(
+        &mut self,
+        route: &mut Route,
+        depth: usize,
+    ) -> Result<(), ErrPacket> {
+        let Some(step) = route.lookup.take() else {
+            return Ok(());
+        };
+        self.shared.metrics.lookup_statement("read");
+        let (_, rows) = self.collect_rows(step.query.clone(), depth).await?;
+        let found = step
+            .shards(&self.router_ref()?.schema(), &rows)
+            .map_err(|e| e.to_err_packet())?;
+        debug!(query = %step.query, shards = ?found, "lookup narrowed the route");
+        route.narrow(&found);
+        Ok(())
+    }
+
+    /// An UPDATE or DELETE of an owner table: reads the rows it touches, writes the lookup
+    /// rows of new values, runs the statement, then removes the rows of old values.
+    pub(super) async fn owner_write(
+        &mut self,
+        route: Route,
+        owner: &OwnerRows,
+        text: &str,
+        depth: usize,
+    ) -> Result<Outcome, ErrPacket> {
+        let (columns, rows) = self.collect_rows(owner.select.clone(), depth).await?;
+        let writes = owner
+            .writes(&self.router_ref()?.schema(), &columns, &rows)
+            .map_err(|e| e.to_err_packet())?;
+        let jobs = Self::jobs(&route, text.as_bytes());
+        self.lookup_writes_before(&writes, depth).await?;
+        let outcome = self
+            .execute(jobs, route.merge, route.replicated, None)
+            .await;
+        self.lookup_writes_after(&writes, outcome.is_ok(), depth)
+            .await;
+        outcome
+    }
+
+    /// Writes the lookup rows a write adds, before it runs.
+    pub(super) async fn lookup_writes_before(
+        &mut self,
+        writes: &LookupWrites,
+        depth: usize,
+    ) -> Result<(), ErrPacket> {
+        for sql in &writes.before {
+            self.shared.metrics.lookup_statement("insert");
+            Box::pin(self.collect(sql.clone(), depth + 1)).await?;
+        }
+        Ok(())
+    }
+
+    /// After the write: removes the lookup rows of the values it removed, or, when it
+    /// failed outside a transaction, the rows written for it (in a transaction the
+    /// client's ROLLBACK takes them back). A row left behind by a failure here only widens
+    /// a lookup by one shard, so it is logged, not reported.
+    pub(super) async fn lookup_writes_after(
+        &mut self,
+        writes: &LookupWrites,
+        succeeded: bool,
+        depth: usize,
+    ) {
+        let (statements, kind) = if succeeded {
+            (&writes.after, "delete")
+        } else if !self.in_any_transaction() {
+            (&writes.undo, "undo")
+        } else {
+            return;
+        };
+        for sql in statements {
+            self.shared.metrics.lookup_statement(kind);
+            if let Err(e) = Box::pin(self.collect(sql.clone(), depth + 1)).await {
+                warn!(statement = %sql, error = %e.message, "a lookup row was left behind");
+            }
+        }
+    }
+
+    /// Plans and runs `sql`, and returns its rows.
+    async fn collect_rows(
+        &mut self,
+        sql: String,
+        depth: usize,
+    ) -> Result<(Vec<ColumnDefinition>, Vec<Row>), ErrPacket> {
+        match Box::pin(self.collect(sql, depth + 1)).await? {
+            Outcome::Rows(columns, rows, _) => Ok((columns, rows)),
+            Outcome::Ok(_) => Err(err(
+                error_codes::ER_UNKNOWN_ERROR,
+                "a lookup vindex query returned no result set",
+            )),
+        }
+    }
+}
