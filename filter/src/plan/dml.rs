@@ -78,12 +78,23 @@ impl InsertPlan {
         &self,
         schema: &RoutingSchema,
     ) -> Result<Vec<(usize, String)>, PlanError> {
+        Ok(self.statements(schema)?.0)
+    }
+
+    /// The INSERT each shard runs, and the lookup rows of the vindexes the table owns
+    /// (written before the rows themselves, and removed again, `undo`, if the INSERT
+    /// fails outside a transaction). Each row's keyspace id is computed once for both.
+    pub fn statements(
+        &self,
+        schema: &RoutingSchema,
+    ) -> Result<(Vec<(usize, String)>, LookupWrites), PlanError> {
         let ks = schema
             .keyspace(&self.keyspace)
             .ok_or_else(|| PlanError::UnknownKeyspace(self.keyspace.clone()))?;
         let text = Statement::Insert(self.statement.clone()).to_string();
         if self.replicated {
-            return Ok((0..ks.shards.len()).map(|i| (i, text.clone())).collect());
+            let all = (0..ks.shards.len()).map(|i| (i, text.clone())).collect();
+            return Ok((all, LookupWrites::default()));
         }
         let Some(SetExpr::Values(values)) = self.statement.source.as_ref().map(|q| q.body.as_ref())
         else {
@@ -91,17 +102,11 @@ impl InsertPlan {
                 "INSERT ... SELECT into a sharded table",
             ));
         };
+        let ids = self.keyspace_ids(ks, values)?;
         let mut per_shard: Vec<Vec<sqlparser::ast::Parens<Vec<Expr>>>> =
             vec![Vec::new(); ks.shards.len()];
-        for (row, id) in values.rows.iter().zip(self.keyspace_ids(ks, values)?) {
-            let shard = ks.shard_index(id.as_bytes()).ok_or_else(|| {
-                PlanError::Vindex(format!(
-                    "keyspace id {} is in no shard of keyspace {}",
-                    id.to_hex(),
-                    ks.name
-                ))
-            })?;
-            per_shard[shard].push(row.clone());
+        for (row, id) in values.rows.iter().zip(&ids) {
+            per_shard[route::shard_of(ks, id)?].push(row.clone());
         }
         let mut out = Vec::new();
         for (i, rows) in per_shard.into_iter().enumerate() {
@@ -114,7 +119,7 @@ impl InsertPlan {
             }
             out.push((i, Statement::Insert(stmt).to_string()));
         }
-        Ok(out)
+        Ok((out, self.lookup_writes(schema, values, &ids)?))
     }
 }
 
@@ -172,25 +177,19 @@ impl InsertPlan {
             .collect()
     }
 
-    /// The rows of the lookup vindexes this table owns: inserted before the rows
-    /// themselves, and removed again (`undo`) if the INSERT fails outside a transaction.
-    pub fn lookup_writes(&self, schema: &RoutingSchema) -> Result<LookupWrites, PlanError> {
+    /// The lookup rows of `values` (with keyspace ids `ids`) for the vindexes the table
+    /// owns.
+    fn lookup_writes(
+        &self,
+        schema: &RoutingSchema,
+        values: &sqlparser::ast::Values,
+        ids: &[KeyspaceId],
+    ) -> Result<LookupWrites, PlanError> {
         let mut writes = LookupWrites::default();
-        if self.lookups.is_empty() {
-            return Ok(writes);
-        }
-        let ks = schema
-            .keyspace(&self.keyspace)
-            .ok_or_else(|| PlanError::UnknownKeyspace(self.keyspace.clone()))?;
-        let Some(SetExpr::Values(values)) = self.statement.source.as_ref().map(|q| q.body.as_ref())
-        else {
-            return Ok(writes);
-        };
-        let ids = self.keyspace_ids(ks, values)?;
         for (vindex, column) in &self.lookups {
             let (_, lookup) = lookup::keyspace_lookup(schema, &self.keyspace, vindex)?;
             let mut rows = Vec::with_capacity(ids.len());
-            for (row, id) in values.rows.iter().zip(&ids) {
+            for (row, id) in values.rows.iter().zip(ids) {
                 rows.push((self.row_values(row, &[*column])?, id.clone()));
             }
             writes

@@ -14,7 +14,7 @@ use super::merge::Row;
 use super::schema::{KeyspaceRouting, RoutingSchema};
 use crate::key::{Destination, KeyspaceId};
 use crate::protocol::column::ColumnDefinition;
-use crate::protocol::constants::column_type;
+use crate::protocol::value::Value as ProtoValue;
 use crate::vindex::{Lookup, Value};
 
 /// A lookup vindex on one column of a table.
@@ -85,12 +85,6 @@ pub struct LookupWrites {
     pub after: Vec<String>,
     /// Run when the write failed outside a transaction: takes `before` back.
     pub undo: Vec<String>,
-}
-
-impl LookupWrites {
-    pub fn is_empty(&self) -> bool {
-        self.before.is_empty() && self.after.is_empty()
-    }
 }
 
 /// One lookup row: the owner's `from` values and its keyspace id.
@@ -301,29 +295,14 @@ impl OwnerRows {
 }
 
 /// A result cell as a vindex value, typed by its column: integers as numbers (so `hash`
-/// sees a negative id as MySQL stored it), everything else as bytes.
+/// sees a negative id as MySQL stored it), everything else as the bytes MySQL sent.
 fn cell_value(column: Option<&ColumnDefinition>, cell: Option<&[u8]>) -> Value {
-    let Some(cell) = cell else {
+    let Some(bytes) = cell else {
         return Value::Null;
     };
-    let integer = column.is_some_and(|c| {
-        matches!(
-            c.column_type,
-            column_type::TINY
-                | column_type::SHORT
-                | column_type::LONG
-                | column_type::INT24
-                | column_type::LONGLONG
-                | column_type::YEAR
-        )
-    });
-    let text = std::str::from_utf8(cell).ok();
-    match text {
-        Some(t) if integer => t
-            .parse::<i64>()
-            .map(Value::Int)
-            .or_else(|_| t.parse::<u64>().map(Value::Uint))
-            .unwrap_or_else(|_| Value::Bytes(cell.to_vec())),
-        _ => Value::Bytes(cell.to_vec()),
+    match column.map(|c| ProtoValue::from_text(cell, c)) {
+        Some(Ok(ProtoValue::Int(i))) => Value::Int(i),
+        Some(Ok(ProtoValue::UInt(u))) => Value::Uint(u),
+        _ => Value::Bytes(bytes.to_vec()),
     }
 }

@@ -15,7 +15,7 @@ use super::error::PlanError;
 use super::lookup::{ColumnLookup, LookupStep};
 use super::schema::{KeyspaceRouting, RoutingSchema};
 use super::PlanContext;
-use crate::key::Destination;
+use crate::key::{Destination, KeyspaceId};
 use crate::sql::literal;
 use crate::vindex::{Value, Vindex};
 use crate::vschema::TableType;
@@ -646,6 +646,17 @@ pub(crate) fn lookup_narrowing(
         .map(|(l, values)| LookupStep::new(&table.keyspace.name, l, &values))
 }
 
+/// The index of the shard of `keyspace` that holds `id`.
+pub(crate) fn shard_of(keyspace: &KeyspaceRouting, id: &KeyspaceId) -> Result<usize, PlanError> {
+    keyspace.shard_index(id.as_bytes()).ok_or_else(|| {
+        PlanError::Vindex(format!(
+            "keyspace id {} is in no shard of keyspace {}",
+            id.to_hex(),
+            keyspace.name
+        ))
+    })
+}
+
 /// The shards (indices into the keyspace's shard list) that `values` of `vindex` reach.
 pub(crate) fn shards_for_values(
     keyspace: &KeyspaceRouting,
@@ -659,14 +670,7 @@ pub(crate) fn shards_for_values(
     for d in destinations {
         match d {
             Destination::KeyspaceId(id) => {
-                let i = keyspace.shard_index(id.as_bytes()).ok_or_else(|| {
-                    PlanError::Vindex(format!(
-                        "keyspace id {} is in no shard of keyspace {}",
-                        id.to_hex(),
-                        keyspace.name
-                    ))
-                })?;
-                shards.insert(i);
+                shards.insert(shard_of(keyspace, &id)?);
             }
             Destination::None => {}
             Destination::KeyRange(kr) => {

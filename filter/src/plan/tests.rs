@@ -356,17 +356,24 @@ fn a_lookup_vindex_narrows_a_scatter_to_the_shards_its_table_names() {
     assert!(u.lookup.is_some() && u.owner_rows.is_none(), "{u:?}");
 }
 
+/// The INSERT `sql` planned over `s`: its per-shard statements and lookup writes.
+fn insert_statements(s: &RoutingSchema, sql: &str) -> (Vec<(usize, String)>, LookupWrites) {
+    match plan(s, sql, &PlanContext::default()) {
+        Ok(Plan::Insert(p)) => match p.statements(s) {
+            Ok(out) => out,
+            Err(e) => panic!("{sql}: {e}"),
+        },
+        other => panic!("{sql}: not an insert plan: {other:?}"),
+    }
+}
+
 #[test]
 fn inserts_into_an_owner_table_write_its_lookup_rows_first() {
     let s = schema();
-    let Ok(Plan::Insert(p)) = plan(
+    let (_, w) = insert_statements(
         &s,
         "INSERT INTO accounts (id, email) VALUES (1, 'a@x.io'), (4, NULL)",
-        &PlanContext::default(),
-    ) else {
-        panic!("not an insert plan");
-    };
-    let w = p.lookup_writes(&s).unwrap_or_default();
+    );
     assert_eq!(
         w.before,
         vec![format!(
@@ -383,32 +390,22 @@ fn inserts_into_an_owner_table_write_its_lookup_rows_first() {
             hex_ksid(4)
         )]
     );
-    let Ok(Plan::Insert(p)) = plan(
+    let (_, w) = insert_statements(
         &s,
         "INSERT IGNORE INTO accounts (id, email) VALUES (1, 'a')",
-        &PlanContext::default(),
-    ) else {
-        panic!("not an insert plan");
-    };
-    let w = p.lookup_writes(&s).unwrap_or_default();
+    );
     assert!(w.before[0].starts_with("INSERT IGNORE INTO main.accounts_email_idx"));
     assert!(w.undo.is_empty());
     // A lookup column left out is written as NULL, with its lookup row.
-    let Ok(Plan::Insert(p)) = plan(
-        &s,
-        "INSERT INTO accounts (id) VALUES (1)",
-        &PlanContext::default(),
-    ) else {
-        panic!("not an insert plan");
-    };
+    let (statements, w) = insert_statements(&s, "INSERT INTO accounts (id) VALUES (1)");
     assert_eq!(
-        p.shard_statements(&s).unwrap_or_default(),
+        statements,
         vec![(
             0,
             "INSERT INTO accounts (id, email) VALUES (1, NULL)".to_string()
         )]
     );
-    assert!(p.lookup_writes(&s).unwrap_or_default().before[0].contains("(NULL, X'"));
+    assert!(w.before[0].contains("(NULL, X'"));
     assert!(refused(
         "INSERT INTO accounts (id, email) VALUES (1, 'a') ON DUPLICATE KEY UPDATE email = 'b'"
     )
@@ -487,12 +484,10 @@ fn lookup_hash_stores_the_unhashed_id() {
         Err(e) => panic!("a VSchema with a lookup vindex loads: {e}"),
     };
     let ctx = PlanContext::default();
-    let Ok(Plan::Insert(p)) = plan(&s, "INSERT INTO customers (id, name) VALUES (4, 'x')", &ctx)
-    else {
-        panic!("not an insert plan");
-    };
     assert_eq!(
-        p.lookup_writes(&s).unwrap_or_default().before,
+        insert_statements(&s, "INSERT INTO customers (id, name) VALUES (4, 'x')")
+            .1
+            .before,
         vec!["INSERT INTO main.name_idx (name, id) VALUES ('x', 4)".to_string()]
     );
     let Ok(Plan::Route(r)) = plan(&s, "SELECT id FROM customers WHERE name = 'x'", &ctx) else {

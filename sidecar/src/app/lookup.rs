@@ -3,14 +3,15 @@
 //! failed outside a transaction). Every statement here goes through the session's own
 //! planner and connections, so it joins an open transaction like the client's.
 
-use shardcar_filter::plan::{merge::Row, LookupWrites, OwnerRows, Route};
-use shardcar_filter::protocol::column::ColumnDefinition;
-use shardcar_filter::protocol::error_codes;
+use shardcar_filter::plan::{LookupWrites, OwnerRows, Route};
 use shardcar_filter::protocol::ErrPacket;
 use tracing::{debug, warn};
 
 use super::session::Session;
-use super::sharded::{err, Outcome};
+use super::sharded::Outcome;
+
+/// What a lookup query that answered with an OK packet gets.
+const NO_ROWS: &str = "a lookup vindex query returned no result set";
 
 impl Session {
     /// Runs `route`'s lookup step, if any, and keeps only the shards its rows name.
@@ -23,7 +24,9 @@ impl Session {
             return Ok(());
         };
         self.shared.metrics.lookup_statement("read");
-        let (_, rows) = self.collect_rows(step.query.clone(), depth).await?;
+        let (_, rows) = self
+            .collect_rows(step.query.clone(), depth, NO_ROWS)
+            .await?;
         let found = step
             .shards(&self.router_ref()?.schema(), &rows)
             .map_err(|e| e.to_err_packet())?;
@@ -41,7 +44,9 @@ impl Session {
         text: &str,
         depth: usize,
     ) -> Result<Outcome, ErrPacket> {
-        let (columns, rows) = self.collect_rows(owner.select.clone(), depth).await?;
+        let (columns, rows) = self
+            .collect_rows(owner.select.clone(), depth, NO_ROWS)
+            .await?;
         let writes = owner
             .writes(&self.router_ref()?.schema(), &columns, &rows)
             .map_err(|e| e.to_err_packet())?;
@@ -90,21 +95,6 @@ impl Session {
             if let Err(e) = Box::pin(self.collect(sql.clone(), depth + 1)).await {
                 warn!(statement = %sql, error = %e.message, "a lookup row was left behind");
             }
-        }
-    }
-
-    /// Plans and runs `sql`, and returns its rows.
-    async fn collect_rows(
-        &mut self,
-        sql: String,
-        depth: usize,
-    ) -> Result<(Vec<ColumnDefinition>, Vec<Row>), ErrPacket> {
-        match Box::pin(self.collect(sql, depth + 1)).await? {
-            Outcome::Rows(columns, rows, _) => Ok((columns, rows)),
-            Outcome::Ok(_) => Err(err(
-                error_codes::ER_UNKNOWN_ERROR,
-                "a lookup vindex query returned no result set",
-            )),
         }
     }
 }

@@ -347,10 +347,7 @@ impl Session {
                         }
                     }
                 }
-                let (statements, writes) = match insert
-                    .shard_statements(&router.schema())
-                    .and_then(|s| Ok((s, insert.lookup_writes(&router.schema())?)))
-                {
+                let (statements, writes) = match insert.statements(&router.schema()) {
                     Ok(s) => s,
                     Err(e) => return Some(Err(e.to_err_packet())),
                 };
@@ -1182,6 +1179,20 @@ impl Session {
         }
     }
 
+    /// Plans and runs `sql` one level deeper than `depth`, and returns its rows; a
+    /// statement that answers with an OK packet gets `no_rows`.
+    pub(super) async fn collect_rows(
+        &mut self,
+        sql: String,
+        depth: usize,
+        no_rows: &str,
+    ) -> Result<(Vec<ColumnDefinition>, Vec<Row>), ErrPacket> {
+        match Box::pin(self.collect(sql, depth + 1)).await? {
+            Outcome::Rows(columns, rows, _) => Ok((columns, rows)),
+            Outcome::Ok(_) => Err(err(error_codes::ER_UNKNOWN_ERROR, no_rows)),
+        }
+    }
+
     /// Plans `sql` in the session's context.
     fn plan_text(&self, sql: &str) -> Result<Plan, ErrPacket> {
         let router = self.router_ref()?;
@@ -1202,15 +1213,9 @@ impl Session {
     ) -> Result<Outcome, ErrPacket> {
         self.shared.metrics.routed("materialized");
         for _ in 0..MAX_MATERIALIZE_STEPS {
-            let (columns, rows) = match Box::pin(self.collect(m.inner.clone(), depth + 1)).await? {
-                Outcome::Rows(c, r, _) => (c, r),
-                Outcome::Ok(_) => {
-                    return Err(err(
-                        error_codes::ER_UNKNOWN_ERROR,
-                        "a subquery returned no result set",
-                    ))
-                }
-            };
+            let (columns, rows) = self
+                .collect_rows(m.inner.clone(), depth, "a subquery returned no result set")
+                .await?;
             let outer = m.outer_sql(&columns, &rows);
             debug!(statement = %outer, "materialized");
             match self.plan_text(&outer)? {
