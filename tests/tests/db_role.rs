@@ -168,6 +168,54 @@ async fn transactions_temporary_tables_and_user_variables_keep_their_connection(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prepared_xa_branch_outlives_its_session_without_poisoning_the_pool() {
+    let c = shared_cluster();
+    let s = db_sidecar(c, TINY);
+    let mut setup = connect(c, &s).await;
+    setup
+        .query_drop("CREATE TABLE IF NOT EXISTS xa_t (id INT PRIMARY KEY, v INT)")
+        .await
+        .unwrap();
+    setup
+        .query_drop("REPLACE INTO xa_t VALUES (1, 0)")
+        .await
+        .unwrap();
+    let mut a = connect(c, &s).await;
+    for sql in [
+        "XA START 'db-role-xa'",
+        "UPDATE xa_t SET v = 1 WHERE id = 1",
+        "XA END 'db-role-xa'",
+        "XA PREPARE 'db-role-xa'",
+    ] {
+        a.query_drop(sql).await.unwrap();
+    }
+    a.disconnect().await.unwrap();
+    // As with mysqld itself, the prepared branch waits for any session to finish it, and
+    // the connection it ran on is not handed to anyone in that state.
+    for _ in 0..6 {
+        let mut b = connect(c, &s).await;
+        let v: Option<i64> = b
+            .query_first("SELECT v FROM xa_t WHERE id = 1")
+            .await
+            .unwrap();
+        assert_eq!(v, Some(0));
+        b.disconnect().await.unwrap();
+    }
+    let mut b = connect(c, &s).await;
+    let listed: Vec<(u32, u32, u32, String)> = b.query("XA RECOVER").await.unwrap();
+    assert!(
+        listed.iter().any(|(.., data)| data == "db-role-xa"),
+        "{listed:?}"
+    );
+    b.query_drop("XA COMMIT 'db-role-xa'").await.unwrap();
+    let v: Option<i64> = b
+        .query_first("SELECT v FROM xa_t WHERE id = 1")
+        .await
+        .unwrap();
+    assert_eq!(v, Some(1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn last_insert_id_and_connection_id_follow_the_session_across_connections() {
     let c = shared_cluster();
     let s = db_sidecar(c, "  pool:\n    statement_connections: 1\n");

@@ -14,20 +14,26 @@ use mysql_async::Conn;
 use shardcar::config::TransactionMode;
 use shardcar::local::{run_until, LocalArgs};
 use shardcar_tests::client::{opts, server_code};
-use shardcar_tests::{free_port, temp_dir, workspace_root};
+use shardcar_tests::{free_port, http_get, metric_or_zero, temp_dir, workspace_root};
 
 struct Cluster {
     port: u16,
+    admin_port: u16,
     stop: tokio::sync::watch::Sender<bool>,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
     _data: tempfile::TempDir,
 }
 
 async fn start(shards: u32, mode: TransactionMode) -> Cluster {
+    start_with(shards, |args| args.transaction_mode = mode).await
+}
+
+/// A cluster with `shards` shop shards and the arguments `adjust` leaves.
+async fn start_with(shards: u32, adjust: impl FnOnce(&mut LocalArgs)) -> Cluster {
     let data = temp_dir("shardcar-sharded-");
     let (port, admin_port) = (free_port(), free_port());
     let dir = workspace_root().join("tests/data/sharded");
-    let args = LocalArgs {
+    let mut args = LocalArgs {
         keyspaces: vec![
             format!("shop:{shards}").parse().expect("keyspace"),
             "lookup".parse().expect("keyspace"),
@@ -37,15 +43,16 @@ async fn start(shards: u32, mode: TransactionMode) -> Cluster {
         port,
         admin_port,
         data_dir: Some(data.path().join("cluster")),
-        transaction_mode: mode,
         max_merge_rows: 1000,
         ..LocalArgs::default()
     };
+    adjust(&mut args);
     let (stop, shutdown) = tokio::sync::watch::channel(false);
     let mut task = tokio::spawn(run_until(args, shutdown));
     shardcar_tests::wait_for_local(port, &mut task, Duration::from_secs(120)).await;
     Cluster {
         port,
+        admin_port,
         stop,
         task,
         _data: data,
@@ -439,5 +446,202 @@ async fn single_mode_refuses_a_transaction_on_a_second_shard() {
         .expect("names");
     assert_eq!(names, vec!["x".to_string(), "d".to_string()]);
     drop(c);
+    cluster.stop().await;
+}
+
+/// Shardcar's XA format id, as `XA RECOVER` shows it.
+const XA_FORMAT: u32 = 0x5343_4152;
+
+impl Cluster {
+    /// The app sidecar's `series` from `/metrics` (0 when absent).
+    fn metric(&self, series: &str) -> f64 {
+        let (_, body) = http_get(self.admin_port, "/metrics").expect("app sidecar metrics");
+        metric_or_zero(&body, series)
+    }
+
+    /// A session targeting one shop shard directly (`USE shop:<shard>`).
+    async fn shard_session(&self, shard: &str) -> Conn {
+        let mut c = self.connect(None).await;
+        c.query_drop(format!("USE shop:{shard}"))
+            .await
+            .expect("shard targeting");
+        c
+    }
+}
+
+/// Polls `check` every 100 ms for up to 30 s.
+async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !check().await {
+        assert!(std::time::Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The gtrids of Shardcar's prepared XA branches on `conn`'s shard.
+async fn prepared(conn: &mut Conn) -> Vec<String> {
+    let rows: Vec<(u32, u32, u32, Vec<u8>)> = conn.query("XA RECOVER").await.expect("XA RECOVER");
+    rows.into_iter()
+        .filter(|(format, ..)| *format == XA_FORMAT)
+        .map(|(_, gtrid_len, _, data)| {
+            String::from_utf8_lossy(&data[..gtrid_len as usize]).into_owned()
+        })
+        .collect()
+}
+
+/// Leaves a prepared branch `gtrid` (decided by shop/-80) on shard 80- running
+/// `statement`, as a coordinator that crashed after phase one would.
+async fn prepare_branch(cluster: &Cluster, gtrid: &str, statement: &str) {
+    let mut c = cluster.shard_session("80-").await;
+    let xid = format!("'{gtrid}','shop/-80',{XA_FORMAT}");
+    for sql in [
+        format!("XA START {xid}"),
+        statement.to_string(),
+        format!("XA END {xid}"),
+        format!("XA PREPARE {xid}"),
+    ] {
+        c.query_drop(&sql).await.expect(&sql);
+    }
+    drop(c);
+}
+
+async fn customer_name(conn: &mut Conn, id: u32) -> Option<String> {
+    conn.query_first(format!("SELECT name FROM customer WHERE id = {id}"))
+        .await
+        .expect("point select")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twopc_commits_atomically_and_resolves_branches_in_doubt() {
+    let cluster = start_with(2, |args| {
+        args.twopc_resolve_interval_ms = 200;
+        args.twopc_abort_after_ms = 2_000;
+    })
+    .await;
+    let mut c = cluster.connect(Some("shop")).await;
+    assert_eq!(
+        error_code(&mut c, "SET transaction_mode = 'sometimes'").await,
+        Some(1231)
+    );
+    c.query_drop("SET transaction_mode = 'twopc'")
+        .await
+        .expect("twopc is enabled locally");
+
+    // hash(1) is in -80, hash(4) in 80-.
+    c.query_drop("BEGIN").await.expect("begin");
+    c.query_drop("INSERT INTO customer (id, name) VALUES (1, 'a')")
+        .await
+        .expect("first shard");
+    c.query_drop("INSERT INTO customer (id, name) VALUES (4, 'd')")
+        .await
+        .expect("second shard joins the XA transaction");
+    assert_eq!(
+        error_code(&mut c, "SET transaction_mode = 'multi'").await,
+        Some(1568),
+        "the mode cannot change inside a transaction"
+    );
+    let mut other = cluster.connect(Some("shop")).await;
+    assert_eq!(
+        customer_name(&mut other, 4).await,
+        None,
+        "not yet committed"
+    );
+    c.query_drop("COMMIT").await.expect("two-phase commit");
+    assert_eq!(customer_name(&mut other, 1).await.as_deref(), Some("a"));
+    assert_eq!(customer_name(&mut other, 4).await.as_deref(), Some("d"));
+    assert_eq!(
+        cluster.metric("shardcar_twopc_commits_total{result=\"committed\"}"),
+        1.0
+    );
+
+    // One shard: one phase. Rollback: nothing lands anywhere.
+    c.query_drop("BEGIN").await.expect("begin");
+    c.query_drop("UPDATE customer SET name = 'a1' WHERE id = 1")
+        .await
+        .expect("update");
+    c.query_drop("COMMIT").await.expect("one-phase commit");
+    assert_eq!(
+        cluster.metric("shardcar_twopc_commits_total{result=\"one_phase\"}"),
+        1.0
+    );
+    c.query_drop("BEGIN").await.expect("begin");
+    c.query_drop("UPDATE customer SET name = 'gone' WHERE id IN (1, 4)")
+        .await
+        .expect("scatter update inside twopc");
+    c.query_drop("ROLLBACK").await.expect("rollback");
+    assert_eq!(customer_name(&mut other, 1).await.as_deref(), Some("a1"));
+    assert_eq!(customer_name(&mut other, 4).await.as_deref(), Some("d"));
+    let mut right = cluster.shard_session("80-").await;
+    let mut left = cluster.shard_session("-80").await;
+    assert!(
+        prepared(&mut right).await.is_empty(),
+        "no branch left prepared"
+    );
+    assert!(
+        prepared(&mut left).await.is_empty(),
+        "no branch left prepared"
+    );
+
+    // A coordinator that died after recording `commit`: the resolver commits the
+    // prepared branch it left.
+    prepare_branch(
+        &cluster,
+        "shardcar-test-commit",
+        "UPDATE customer SET name = 'decided' WHERE id = 4",
+    )
+    .await;
+    left.query_drop("INSERT INTO _shardcar.twopc_decisions (gtrid, decision) VALUES ('shardcar-test-commit', 'commit')")
+        .await
+        .expect("decision row");
+    eventually("the resolver commits the decided branch", async || {
+        customer_name(&mut other, 4).await.as_deref() == Some("decided")
+    })
+    .await;
+    assert!(prepared(&mut right).await.is_empty());
+    eventually("the finished decision row is deleted", async || {
+        let rows: Vec<String> = left
+            .query("SELECT gtrid FROM _shardcar.twopc_decisions")
+            .await
+            .expect("decision rows");
+        rows.is_empty()
+    })
+    .await;
+
+    // One that died before any decision: rolled back after abort_after, with an
+    // `abort` row so that a late COMMIT cannot win.
+    prepare_branch(
+        &cluster,
+        "shardcar-test-abort",
+        "UPDATE customer SET name = 'never' WHERE id = 4",
+    )
+    .await;
+    assert_eq!(
+        prepared(&mut right).await,
+        vec!["shardcar-test-abort".to_string()]
+    );
+    eventually("the resolver rolls back the undecided branch", async || {
+        prepared(&mut right).await.is_empty()
+    })
+    .await;
+    assert_eq!(
+        customer_name(&mut other, 4).await.as_deref(),
+        Some("decided")
+    );
+    let decision: Option<String> = left
+        .query_first(
+            "SELECT decision FROM _shardcar.twopc_decisions WHERE gtrid = 'shardcar-test-abort'",
+        )
+        .await
+        .expect("decision row");
+    assert_eq!(decision.as_deref(), Some("abort"));
+    assert_eq!(
+        cluster.metric("shardcar_twopc_resolved_branches_total{kind=\"commit\"}"),
+        1.0
+    );
+    assert_eq!(
+        cluster.metric("shardcar_twopc_resolved_branches_total{kind=\"rollback\"}"),
+        1.0
+    );
+    drop((c, other, left, right));
     cluster.stop().await;
 }

@@ -125,6 +125,12 @@ impl Pins {
         None
     }
 
+    /// Whether an XA transaction is open (started and not yet committed or rolled back;
+    /// it may be prepared).
+    pub fn in_xa(&self) -> bool {
+        self.xa
+    }
+
     /// Whether a transaction is open (as of the last response).
     pub fn in_transaction(&self) -> bool {
         self.in_transaction || self.xa

@@ -122,6 +122,9 @@ pub enum Plan {
         /// `SET autocommit = ...` seen in the statement.
         autocommit: Option<bool>,
     },
+    /// `SET transaction_mode = '...'`: how the session's transactions commit across
+    /// shards, kept by the sidecar (the mode as written, lower-cased).
+    TransactionMode(String),
     Use(UseTarget),
     /// `SHOW DATABASES`: the keyspaces.
     ShowDatabases,

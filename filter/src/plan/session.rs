@@ -75,8 +75,11 @@ pub(crate) fn classify(
         "ROLLBACK" if second == "TO" => Plan::Transaction(Transaction::Savepoint),
         "ROLLBACK" => Plan::Transaction(Transaction::Rollback),
         "SAVEPOINT" | "RELEASE" => Plan::Transaction(Transaction::Savepoint),
-        "SET" => Plan::Set {
-            autocommit: autocommit_assignment(sql),
+        "SET" => match transaction_mode_assignment(sql)? {
+            Some(mode) => Plan::TransactionMode(mode),
+            None => Plan::Set {
+                autocommit: autocommit_assignment(sql),
+            },
         },
         "USE" => {
             let rest = sql
@@ -122,35 +125,65 @@ pub(crate) fn classify(
     Ok(Some(plan))
 }
 
-/// `Some(on)` when a SET statement assigns `autocommit` (any of its spellings).
-fn autocommit_assignment(sql: &str) -> Option<bool> {
-    let tokens: Vec<Token> = Lexer::new(sql)
+/// The tokens of a statement without its comments.
+fn tokens(sql: &str) -> Vec<Token<'_>> {
+    Lexer::new(sql)
         .filter(|t| !matches!(t, Token::Comment(_)))
-        .collect();
-    let mut i = 0;
-    while i < tokens.len() {
-        let name = match tokens[i] {
+        .collect()
+}
+
+/// The position of the value assigned to the system variable `variable` (any of its
+/// spellings: `x`, `@@x`, `@@session.x`, `SESSION x`) in a SET statement's tokens.
+fn assigned_value(tokens: &[Token<'_>], variable: &str) -> Option<usize> {
+    tokens.iter().enumerate().find_map(|(i, t)| {
+        let name = match t {
             Token::Word(w) | Token::Variable(w) => w.to_ascii_lowercase(),
-            _ => String::new(),
+            _ => return None,
         };
         let bare = name
             .trim_start_matches('@')
             .trim_start_matches("session.")
             .trim_start_matches("local.");
-        if bare == "autocommit" && matches!(tokens.get(i + 1), Some(Token::Other("=" | ":="))) {
-            return match tokens.get(i + 2) {
-                Some(Token::Number(n)) => Some(*n != "0"),
-                Some(Token::Word(w)) => match w.to_ascii_lowercase().as_str() {
-                    "on" | "true" => Some(true),
-                    "off" | "false" => Some(false),
-                    _ => None,
-                },
-                _ => None,
-            };
-        }
-        i += 1;
+        (bare == variable && matches!(tokens.get(i + 1), Some(Token::Other("=" | ":="))))
+            .then_some(i + 2)
+    })
+}
+
+/// `Some(on)` when a SET statement assigns `autocommit` (any of its spellings).
+fn autocommit_assignment(sql: &str) -> Option<bool> {
+    let tokens = tokens(sql);
+    match tokens.get(assigned_value(&tokens, "autocommit")?)? {
+        Token::Number(n) => Some(*n != "0"),
+        Token::Word(w) => match w.to_ascii_lowercase().as_str() {
+            "on" | "true" => Some(true),
+            "off" | "false" => Some(false),
+            _ => None,
+        },
+        _ => None,
     }
-    None
+}
+
+/// The mode a `SET transaction_mode = 'twopc'` asks for, lower-cased and unquoted (the
+/// sidecar knows the modes). Vitess's session variable: it is the statement's only
+/// assignment, since the shards know no such variable.
+fn transaction_mode_assignment(sql: &str) -> Result<Option<String>, PlanError> {
+    let tokens = tokens(sql);
+    let Some(at) = assigned_value(&tokens, "transaction_mode") else {
+        return Ok(None);
+    };
+    let rest = &tokens[at.min(tokens.len())..];
+    let alone = rest.len() == 1 || (rest.len() == 2 && rest[1] == Token::Other(";"));
+    if !alone || tokens.contains(&Token::Other(",")) {
+        return Err(PlanError::unsupported(
+            "SET transaction_mode together with other variables",
+        ));
+    }
+    let mode = match rest[0] {
+        Token::String(s) => s.get(1..s.len().saturating_sub(1)).unwrap_or_default(),
+        Token::Word(w) => w,
+        _ => "",
+    };
+    Ok(Some(mode.to_ascii_lowercase()))
 }
 
 #[cfg(test)]

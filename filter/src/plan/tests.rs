@@ -219,6 +219,22 @@ fn session_statements() {
             autocommit: Some(false)
         })
     ));
+    assert_eq!(
+        plan(&s, "SET @@session.transaction_mode = 'TWOPC';", &ctx),
+        Ok(Plan::TransactionMode("twopc".into()))
+    );
+    assert_eq!(
+        plan(&s, "set transaction_mode=multi", &ctx),
+        Ok(Plan::TransactionMode("multi".into()))
+    );
+    assert!(matches!(
+        plan(&s, "SET transaction_mode = 'twopc', autocommit = 0", &ctx),
+        Err(PlanError::Unsupported(_))
+    ));
+    assert!(matches!(
+        plan(&s, "SET autocommit = 0, transaction_mode = 'single'", &ctx),
+        Err(PlanError::Unsupported(_))
+    ));
     assert!(matches!(plan(&s, "USE user", &ctx), Ok(Plan::Use(_))));
     assert!(matches!(
         plan(&s, "USE nope", &ctx),

@@ -26,6 +26,7 @@ mod session;
 mod sharded;
 mod source;
 mod tablet;
+mod twopc;
 pub mod upstream;
 
 use crate::admin::{self, Health};
@@ -312,6 +313,11 @@ impl AppServer {
         ));
         if let Some(router) = &shared.router {
             router.start(shutdown.clone());
+            tokio::spawn(twopc::resolve(
+                router.clone(),
+                shared.metrics.clone(),
+                shutdown.clone(),
+            ));
         }
         tokio::spawn(warm_up(shared.clone(), health.clone(), shutdown.clone()));
         if let Some(guard) = &shared.guard {

@@ -1075,6 +1075,14 @@ impl Session {
         let Some(mut ticket) = p.ticket.take() else {
             return;
         };
+        if p.pins.in_xa() {
+            // A reset does not end an XA transaction cleanly (a prepared one stays
+            // attached to the connection); closing does, as for a client of mysqld
+            // itself: an active branch rolls back, a prepared one waits for XA COMMIT or
+            // XA ROLLBACK from any session.
+            p.guard.pool.release(conn, ticket, false);
+            return;
+        }
         let caps = conn.session.capabilities;
         let reset = backend(&mut conn, &[Command::ResetConnection as u8], caps).await;
         self.shared.metrics.guard.reset();

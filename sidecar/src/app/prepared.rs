@@ -134,7 +134,9 @@ impl Session {
             Err(e) => return self.refuse(&e).await,
             Ok(Plan::Route(r)) => (r.keyspace.clone(), r.shards.first().copied().unwrap_or(0)),
             Ok(Plan::Insert(i)) => (i.keyspace.clone(), 0),
-            Ok(Plan::Transaction(_) | Plan::Set { .. } | Plan::Use(_)) if !text.contains('?') => {
+            Ok(
+                Plan::Transaction(_) | Plan::Set { .. } | Plan::TransactionMode(_) | Plan::Use(_),
+            ) if !text.contains('?') => {
                 self.routed()?.statements.insert(
                     id,
                     Prepared {

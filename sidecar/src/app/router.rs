@@ -85,6 +85,8 @@ pub struct Router {
     /// write before the read goes to the primary.
     pub read_your_writes: Option<std::time::Duration>,
     pub mode: TransactionMode,
+    /// Two-phase commit, when sessions may use it.
+    pub twopc: Option<Arc<super::twopc::Twopc>>,
     pub max_rows: usize,
     sequences: Mutex<HashMap<String, (i64, i64)>>,
 }
@@ -294,6 +296,9 @@ impl Router {
                 .read_your_writes
                 .then(|| std::time::Duration::from_millis(topology.read_your_writes_wait_ms)),
             mode: config.transaction_mode,
+            twopc: config
+                .twopc_enabled()
+                .then(|| Arc::new(super::twopc::Twopc::new(config.twopc.clone()))),
             max_rows: config.max_merge_rows,
             sequences: Mutex::new(HashMap::new()),
         })
@@ -456,7 +461,7 @@ async fn run(up: &mut Upstream, caps: u32, sql: String) -> Result<ShardResult, S
     }
 }
 
-fn quote_ident(name: &str) -> String {
+pub(super) fn quote_ident(name: &str) -> String {
     format!("`{}`", name.replace('`', "``"))
 }
 

@@ -24,6 +24,7 @@ use super::endpoints::{self, Buffered};
 use super::relay::{FailoverRetry, RelayGuard};
 use super::router::{self, Router, ShardError, ShardKey, ShardResult};
 use super::session::{End, Session};
+use super::twopc::Xid;
 use super::upstream::{Upstream, UpstreamSettings};
 use crate::config::TransactionMode;
 use crate::metrics::ErrorOrigin;
@@ -36,6 +37,10 @@ pub(super) struct Routed {
     pub default_keyspace: Option<String>,
     /// Shards of the open transaction, in the order they joined; `None` outside one.
     tx: Option<Vec<ShardKey>>,
+    /// How the session's transactions commit across shards (`SET transaction_mode`).
+    pub(super) mode: TransactionMode,
+    /// The XA id of the open twopc transaction, once a shard joined it.
+    pub(super) xid: Option<Xid>,
     /// The statement that opened the transaction, replayed on each shard that joins.
     begin: Vec<u8>,
     /// SET statements, replayed on every new shard connection.
@@ -76,6 +81,8 @@ impl Routed {
             conns: HashMap::new(),
             default_keyspace: database,
             tx: None,
+            mode: router.mode,
+            xid: None,
             begin: b"BEGIN".to_vec(),
             sets: Vec::new(),
             autocommit: true,
@@ -108,6 +115,11 @@ impl Routed {
         for stmt in self.statements.values_mut() {
             stmt.forget_shard(key);
         }
+    }
+
+    /// The shards of the open transaction, in the order they joined.
+    pub(super) fn tx_shards(&self) -> Option<&Vec<ShardKey>> {
+        self.tx.as_ref()
     }
 
     /// Whether a transaction is open.
@@ -258,6 +270,10 @@ impl Session {
             Ok(Plan::Set { autocommit }) => {
                 metrics.routed("local");
                 self.set(&packet.payload[1..], autocommit).await
+            }
+            Ok(Plan::TransactionMode(mode)) => {
+                metrics.routed("local");
+                self.set_transaction_mode(&mode).await
             }
             Ok(Plan::Use(target)) => {
                 metrics.routed("local");
@@ -667,7 +683,7 @@ impl Session {
         let explicit = routed.autocommit;
         let begin = routed.begin.clone();
         let router = routed.router.clone();
-        let mode = router.mode;
+        let mode = routed.mode;
         let mut joined = tx;
         for key in keys {
             if joined.contains(key) {
@@ -682,10 +698,14 @@ impl Session {
                     ),
                 ));
             }
-            let caps = self.auth.capabilities;
-            let up = self.shard_conn(key).await?;
-            if explicit {
-                session_statement(up, &begin, caps).await?;
+            if mode == TransactionMode::Twopc {
+                self.xa_start(key, explicit).await?;
+            } else {
+                let caps = self.auth.capabilities;
+                let up = self.shard_conn(key).await?;
+                if explicit {
+                    session_statement(up, &begin, caps).await?;
+                }
             }
             joined.push(key.clone());
         }
@@ -1330,11 +1350,24 @@ impl Session {
             return Ok(false);
         };
         let shards = r.tx.take().unwrap_or_default();
+        let committed = verb
+            .trim_ascii_start()
+            .get(..6)
+            .is_some_and(|v| v.eq_ignore_ascii_case(b"COMMIT"));
+        if let Some(xid) = r.xid.take() {
+            self.finish_xa(xid, &shards, committed).await?;
+            if committed {
+                self.note_writes(&shards).await;
+            }
+            return Ok(false);
+        }
         let caps = self.auth.capabilities;
         let mut done = 0;
         let mut first_error = None;
         for key in &shards {
             let Some(up) = self.routed.as_mut().and_then(|r| r.conns.get_mut(key)) else {
+                // The connection broke during the transaction: its shard rolled back.
+                first_error.get_or_insert(lost());
                 continue;
             };
             match router::query(up, verb, caps, 1).await {
@@ -1349,10 +1382,6 @@ impl Session {
                 }
             }
         }
-        let committed = verb
-            .trim_ascii_start()
-            .get(..6)
-            .is_some_and(|v| v.eq_ignore_ascii_case(b"COMMIT"));
         if committed && done > 0 {
             self.note_writes(&shards).await;
         }
@@ -1529,7 +1558,11 @@ impl Session {
 
 /// Runs a session statement (SET, BEGIN) on one shard connection: its ERR, or a lost
 /// connection, is the caller's failure.
-async fn session_statement(up: &mut Upstream, sql: &[u8], caps: u32) -> Result<(), ErrPacket> {
+pub(super) async fn session_statement(
+    up: &mut Upstream,
+    sql: &[u8],
+    caps: u32,
+) -> Result<(), ErrPacket> {
     match router::query(up, sql, caps, 1).await {
         Ok(ShardResult::Err(e)) => Err(e),
         Ok(_) => Ok(()),

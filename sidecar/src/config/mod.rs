@@ -28,7 +28,7 @@ pub use error::ConfigError;
 pub use overrides::AppOverrides;
 pub use sharding::{
     ControlStreamConfig, FailoverBufferConfig, KeyspaceConfig, ReadTarget, ShardConfig,
-    ShardingConfig, TopologySourceConfig, TransactionMode,
+    ShardingConfig, TopologySourceConfig, TransactionMode, TwopcConfig,
 };
 pub use topology::TopologyConfig;
 

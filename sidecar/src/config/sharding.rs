@@ -23,6 +23,53 @@ pub enum TransactionMode {
     /// with a warning and leaves the earlier shards committed (Vitess's `MULTI`).
     #[default]
     Multi,
+    /// Atomically across shards with two-phase commit over MariaDB XA: every shard but
+    /// the first is prepared, the first records the decision in its own commit, then the
+    /// others commit; a resolver finishes branches a crash left prepared.
+    Twopc,
+}
+
+impl TransactionMode {
+    /// The mode a `SET transaction_mode = '...'` names (Vitess's names; `unspecified`
+    /// means the configured default).
+    pub fn from_session(name: &str, default: TransactionMode) -> Option<TransactionMode> {
+        Some(match name {
+            "single" => TransactionMode::Single,
+            "multi" => TransactionMode::Multi,
+            "twopc" => TransactionMode::Twopc,
+            "unspecified" => default,
+            _ => return None,
+        })
+    }
+}
+
+/// Two-phase commit (`transaction_mode: twopc`, or sessions that `SET transaction_mode =
+/// 'twopc'`): where decisions are kept and how in-doubt branches are resolved.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TwopcConfig {
+    /// Sessions may use twopc and the resolver runs (always so with `transaction_mode:
+    /// twopc`).
+    pub enabled: bool,
+    /// The database, on every shard, of the `twopc_decisions` table (created when
+    /// missing).
+    pub database: String,
+    /// How often the resolver looks for prepared branches on every shard's primary.
+    pub resolve_interval_ms: u64,
+    /// A branch seen prepared this long with no decision is rolled back (the resolver
+    /// records the abort first, so a late coordinator cannot commit it).
+    pub abort_after_ms: u64,
+}
+
+impl Default for TwopcConfig {
+    fn default() -> Self {
+        TwopcConfig {
+            enabled: false,
+            database: "_shardcar".to_string(),
+            resolve_interval_ms: 5_000,
+            abort_after_ms: 30_000,
+        }
+    }
 }
 
 /// Routing across shards. Without this section the app role forwards to `upstream`.
@@ -35,6 +82,7 @@ pub struct ShardingConfig {
     /// Keyspaces by name.
     pub keyspaces: BTreeMap<String, KeyspaceConfig>,
     pub transaction_mode: TransactionMode,
+    pub twopc: TwopcConfig,
     /// Rows a scatter query may hold in memory while merging (ERR 1104 beyond).
     pub max_merge_rows: usize,
     /// Take primaries and replicas from the topology store instead of the shards'
@@ -153,6 +201,7 @@ impl Default for ShardingConfig {
             vschema_file: None,
             keyspaces: BTreeMap::new(),
             transaction_mode: TransactionMode::default(),
+            twopc: TwopcConfig::default(),
             max_merge_rows: 100_000,
             topology: None,
             failover_buffer: FailoverBufferConfig::default(),
@@ -281,7 +330,37 @@ impl ShardingConfig {
     }
 
     /// The checks that hold whatever the keyspaces' source.
+    /// Whether sessions may commit with two-phase commit.
+    pub fn twopc_enabled(&self) -> bool {
+        self.twopc.enabled || self.transaction_mode == TransactionMode::Twopc
+    }
+
     fn check_common(&self) -> Result<(), ConfigError> {
+        let t = &self.twopc;
+        if t.database.is_empty()
+            || t.database.len() > 64
+            || !t
+                .database
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'$')
+        {
+            return Err(ConfigError::invalid(
+                "sharding.twopc.database",
+                "must be a database name of 1 to 64 letters, digits, '_' or '$'",
+            ));
+        }
+        if !(100..=3_600_000).contains(&t.resolve_interval_ms) {
+            return Err(ConfigError::invalid(
+                "sharding.twopc.resolve_interval_ms",
+                "must be between 100 and 3600000",
+            ));
+        }
+        if !(1_000..=86_400_000).contains(&t.abort_after_ms) {
+            return Err(ConfigError::invalid(
+                "sharding.twopc.abort_after_ms",
+                "must be between 1000 and 86400000",
+            ));
+        }
         if self.max_merge_rows == 0 {
             return Err(ConfigError::invalid(
                 "sharding.max_merge_rows",

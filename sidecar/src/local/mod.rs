@@ -32,7 +32,7 @@ use shardcar_topo::{MemoryStore, TabletType, Topology};
 
 use crate::config::{
     AppConfig, KeyspaceConfig, ShardConfig, ShardingConfig, TopologyConfig, TopologySourceConfig,
-    TransactionMode, UpstreamConfig, UserConfig,
+    TransactionMode, TwopcConfig, UpstreamConfig, UserConfig,
 };
 
 pub use error::LocalError;
@@ -113,6 +113,13 @@ pub struct LocalArgs {
     /// How transactions that reach several shards commit.
     #[arg(long, value_enum, default_value_t = TransactionMode::Multi)]
     pub transaction_mode: TransactionMode,
+    /// How often the two-phase-commit resolver looks for prepared XA branches (twopc
+    /// is always enabled locally, so a session may `SET transaction_mode = 'twopc'`).
+    #[arg(long, default_value_t = 5_000, value_name = "MS")]
+    pub twopc_resolve_interval_ms: u64,
+    /// A prepared branch with no commit decision is rolled back after this long.
+    #[arg(long, default_value_t = 30_000, value_name = "MS")]
+    pub twopc_abort_after_ms: u64,
     /// Rows a scatter query may hold while merging.
     #[arg(long, default_value_t = 100_000)]
     pub max_merge_rows: usize,
@@ -222,6 +229,8 @@ impl Default for LocalArgs {
             demo: false,
             vschema: None,
             transaction_mode: TransactionMode::Multi,
+            twopc_resolve_interval_ms: 5_000,
+            twopc_abort_after_ms: 30_000,
             max_merge_rows: 100_000,
             no_db_role: false,
             replicas: 0,
@@ -1236,6 +1245,12 @@ fn sharding_config(
         vschema_file: args.vschema.clone(),
         keyspaces,
         transaction_mode: args.transaction_mode,
+        twopc: TwopcConfig {
+            enabled: true,
+            resolve_interval_ms: args.twopc_resolve_interval_ms,
+            abort_after_ms: args.twopc_abort_after_ms,
+            ..TwopcConfig::default()
+        },
         max_merge_rows: args.max_merge_rows,
         ..ShardingConfig::default()
     }

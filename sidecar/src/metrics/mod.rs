@@ -132,6 +132,9 @@ pub struct Metrics {
     routes: Family<RouteLabels, Counter>,
     plan_cache: Family<ResultLabels, Counter>,
     lookup_statements: Family<KindLabels, Counter>,
+    twopc_commits: Family<ResultLabels, Counter>,
+    twopc_resolved: Family<KindLabels, Counter>,
+    twopc_in_doubt: Gauge,
     shard_queries: Counter,
     /// Indexed by the command byte; unknown bytes share the `unknown` series.
     command_counts: Vec<Counter>,
@@ -213,6 +216,24 @@ impl Metrics {
             "shardcar_lookup_vindex_statements",
             "Statements the router ran on lookup vindex tables, by kind: read (narrowing a scatter), insert, delete, undo (taking back the rows of a failed write)",
             lookup_statements.clone(),
+        );
+        let twopc_commits = Family::<ResultLabels, Counter>::default();
+        reg.register(
+            "shardcar_twopc_commits",
+            "COMMITs of twopc transactions, by result: one_phase (one shard), committed (two phases), rolled_back (a shard failed before the decision), unknown (the deciding shard was lost while committing; the resolver finishes it)",
+            twopc_commits.clone(),
+        );
+        let twopc_resolved = Family::<KindLabels, Counter>::default();
+        reg.register(
+            "shardcar_twopc_resolved_branches",
+            "Prepared XA branches the twopc resolver finished, by kind (commit or rollback)",
+            twopc_resolved.clone(),
+        );
+        let twopc_in_doubt = Gauge::default();
+        reg.register(
+            "shardcar_twopc_in_doubt_branches",
+            "Prepared XA branches with no decision yet, as of the resolver's last round",
+            twopc_in_doubt.clone(),
         );
         let shard_queries = Counter::default();
         reg.register(
@@ -357,6 +378,9 @@ impl Metrics {
             routes,
             plan_cache,
             lookup_statements,
+            twopc_commits,
+            twopc_resolved,
+            twopc_in_doubt,
             shard_queries,
             command_counts,
             command_durations,
@@ -471,6 +495,26 @@ impl Metrics {
         self.lookup_statements
             .get_or_create(&KindLabels { kind })
             .inc();
+    }
+
+    /// A twopc COMMIT with this result.
+    pub fn twopc_commit(&self, result: &'static str) {
+        self.twopc_commits
+            .get_or_create(&ResultLabels { result })
+            .inc();
+    }
+
+    /// A prepared branch the resolver committed or rolled back.
+    pub fn twopc_resolved(&self, kind: &'static str) {
+        self.twopc_resolved
+            .get_or_create(&KindLabels { kind })
+            .inc();
+    }
+
+    /// Prepared branches still without a decision.
+    pub fn twopc_in_doubt(&self, branches: usize) {
+        self.twopc_in_doubt
+            .set(i64::try_from(branches).unwrap_or(i64::MAX));
     }
 
     /// A plan cache lookup.
