@@ -10,6 +10,7 @@ pub mod cache;
 pub mod decimal;
 mod dml;
 mod error;
+mod in_list;
 mod lookup;
 pub mod materialize;
 pub mod merge;
@@ -61,6 +62,9 @@ pub struct Route {
     /// An UPDATE or DELETE of an owner table: read its rows first, to keep their lookup
     /// rows.
     pub owner_rows: Option<Box<OwnerRows>>,
+    /// Statements for particular shards (by index) in place of `query`: an IN-list on the
+    /// primary vindex column cut down to the values each shard holds.
+    pub shard_queries: Vec<(usize, String)>,
 }
 
 impl Route {
@@ -75,6 +79,7 @@ impl Route {
             replicated: false,
             lookup: None,
             owner_rows: None,
+            shard_queries: Vec::new(),
         }
     }
 
@@ -93,6 +98,7 @@ impl Route {
             && self.merge.is_none()
             && self.lookup.is_none()
             && self.owner_rows.is_none()
+            && self.shard_queries.is_empty()
     }
 
     /// Keeps only the shards in `found` (what a [`LookupStep`] read). When it found none,
@@ -240,11 +246,17 @@ pub fn plan_with_params(
                     None => Err(PlanError::Unsupported(why)),
                 }
             }
-            other => other.map(Plan::Route),
+            other => other.map(|mut route| {
+                in_list::split(schema, &statement, ctx, &mut route);
+                Plan::Route(route)
+            }),
         },
         Statement::Insert(insert) => dml::plan_insert(schema, insert, ctx, &params_fn),
         Statement::Update(_) | Statement::Delete(_) => {
-            dml::plan_update_delete(schema, &statement, ctx, &params_fn).map(Plan::Route)
+            dml::plan_update_delete(schema, &statement, ctx, &params_fn).map(|mut route| {
+                in_list::split(schema, &statement, ctx, &mut route);
+                Plan::Route(route)
+            })
         }
         Statement::Explain { .. } | Statement::ExplainTable { .. } => {
             let ks = route::default_keyspace(schema, ctx)?;

@@ -85,6 +85,77 @@ fn in_lists_reach_their_shards_and_others_scatter() {
     assert!(r.merge.is_none());
 }
 
+/// The shard `customers` row `id` lives on.
+fn shard_of_id(id: u32) -> usize {
+    route(&format!("SELECT name FROM customers WHERE id = {id}")).shards[0]
+}
+
+/// The ids in the IN-list of each of `route`'s shard statements.
+fn shard_ids(route: &Route) -> BTreeMap<usize, Vec<u32>> {
+    route
+        .shard_queries
+        .iter()
+        .map(|(shard, q)| {
+            let list = q
+                .split_once(" IN (")
+                .and_then(|(_, rest)| rest.split_once(')'))
+                .map_or("", |(list, _)| list);
+            let ids = list.split(", ").filter_map(|v| v.parse().ok()).collect();
+            (*shard, ids)
+        })
+        .collect()
+}
+
+#[test]
+fn in_lists_are_cut_per_shard() {
+    let ids: Vec<u32> = (1..=12).collect();
+    let list = ids
+        .iter()
+        .map(u32::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut expected: BTreeMap<usize, Vec<u32>> = BTreeMap::new();
+    for &id in &ids {
+        expected.entry(shard_of_id(id)).or_default().push(id);
+    }
+    let read = route(&format!(
+        "SELECT name FROM customers WHERE city <> 'x' AND id IN ({list}) ORDER BY name"
+    ));
+    assert_eq!(read.shards, expected.keys().copied().collect::<Vec<_>>());
+    assert_eq!(shard_ids(&read), expected);
+    assert!(read
+        .shard_queries
+        .iter()
+        .all(|(_, q)| q.contains("city <> 'x'")));
+    // The per-shard statements are cut from the scatter rewrite (AVG as SUM and COUNT).
+    let agg = route(&format!(
+        "SELECT AVG(balance) FROM customers WHERE (id IN ({list}))"
+    ));
+    assert_eq!(shard_ids(&agg), expected);
+    assert!(agg
+        .shard_queries
+        .iter()
+        .all(|(_, q)| q.contains("SUM(balance)")));
+    for write in [
+        format!("UPDATE customers SET name = 'n' WHERE id IN ({list})"),
+        format!("DELETE FROM orders WHERE customer_id IN ({list}) AND qty > 1"),
+    ] {
+        let r = route(&write);
+        assert!(r.write);
+        assert_eq!(shard_ids(&r), expected, "{write}");
+    }
+    // Not cut: an IN-list under OR, on another column, with a placeholder, or a join.
+    for whole in [
+        format!("SELECT name FROM customers WHERE id IN ({list}) OR city = 'x'"),
+        format!("SELECT name FROM customers WHERE id IN ({list}) OR id = 13"),
+        format!("SELECT name FROM customers WHERE balance IN ({list})"),
+        format!("SELECT c.name FROM customers c JOIN orders o ON c.id = o.customer_id WHERE c.id IN ({list})"),
+    ] {
+        let r = route(&whole);
+        assert!(r.shard_queries.is_empty(), "{whole}: {r:?}");
+    }
+}
+
 #[test]
 fn unsharded_and_reference_tables_pass_whole() {
     let r = route("SELECT p.name, COUNT(*) FROM products p GROUP BY p.name ORDER BY 2 LIMIT 3");

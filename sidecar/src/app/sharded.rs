@@ -1158,16 +1158,21 @@ impl Session {
         }
     }
 
-    /// The jobs of a route: its statement (or `text`) on each of its shards.
+    /// The jobs of a route: its statement (or `text`) on each of its shards, or the
+    /// shard's own statement where the route has one.
     pub(super) fn jobs(route: &Route, text: &[u8]) -> Vec<(ShardKey, Vec<u8>)> {
-        let sql = route
-            .query
-            .clone()
-            .map_or_else(|| text.to_vec(), String::into_bytes);
+        let sql = route.query.as_deref().map_or(text, str::as_bytes);
         route
             .shards
             .iter()
-            .map(|&i| ((route.keyspace.clone(), i), sql.clone()))
+            .map(|&i| {
+                let own = route
+                    .shard_queries
+                    .iter()
+                    .find(|(shard, _)| *shard == i)
+                    .map(|(_, q)| q.as_bytes());
+                ((route.keyspace.clone(), i), own.unwrap_or(sql).to_vec())
+            })
             .collect()
     }
 
