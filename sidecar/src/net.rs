@@ -23,6 +23,16 @@ impl Stream {
         matches!(self, Stream::ServerTls(_) | Stream::ClientTls(_))
     }
 
+    /// Whether an idle connection is unusable: the peer closed it (a restarted or killed
+    /// mysqld) or sent something unasked (MariaDB's ERR before it closes a connection).
+    /// Polls once without waiting; on a live idle connection nothing is read.
+    pub fn peer_closed(&mut self) -> bool {
+        let mut byte = [0u8; 1];
+        let mut buf = ReadBuf::new(&mut byte);
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        Pin::new(self).poll_read(&mut cx, &mut buf).is_ready()
+    }
+
     /// Takes the plain TCP stream out for a TLS upgrade; `None` when it is not one.
     pub fn into_tcp(self) -> Result<TcpStream, Stream> {
         match self {
@@ -85,5 +95,35 @@ impl AsyncWrite for Stream {
             Stream::ServerTls(s) => s.is_write_vectored(),
             Stream::ClientTls(s) => s.is_write_vectored(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt;
+
+    #[tokio::test]
+    async fn peer_closed_sees_a_close_and_unasked_bytes_but_not_silence() -> io::Result<()> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let mut quiet = Stream::Tcp(TcpStream::connect(addr).await?);
+        let (quiet_peer, _) = listener.accept().await?;
+        let mut talked = Stream::Tcp(TcpStream::connect(addr).await?);
+        let (mut talker, _) = listener.accept().await?;
+        assert!(!quiet.peer_closed());
+        talker.write_all(b"x").await?;
+        drop(quiet_peer);
+        // The close and the byte arrive asynchronously.
+        let (mut closed, mut unasked) = (false, false);
+        for _ in 0..100 {
+            closed |= quiet.peer_closed();
+            unasked |= talked.peer_closed();
+            if closed && unasked {
+                return Ok(());
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        panic!("the close or the unasked byte was not seen");
     }
 }

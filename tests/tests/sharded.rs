@@ -12,6 +12,7 @@ use std::time::Duration;
 use mysql_async::prelude::*;
 use mysql_async::Conn;
 use shardcar::config::TransactionMode;
+use shardcar::local::mariadb::{MariaDb, MariaDbOptions};
 use shardcar::local::{run_until, LocalArgs};
 use shardcar_tests::client::{opts, server_code};
 use shardcar_tests::{free_port, http_get, metric_or_zero, temp_dir, workspace_root};
@@ -642,6 +643,63 @@ async fn twopc_commits_atomically_and_resolves_branches_in_doubt() {
         cluster.metric("shardcar_twopc_resolved_branches_total{kind=\"rollback\"}"),
         1.0
     );
-    drop((c, other, left, right));
+
+    // mysqld killed with a branch prepared: the branch survives the restart, and the
+    // resolver, having lost its connection, finishes it from the decision row.
+    prepare_branch(
+        &cluster,
+        "shardcar-test-crash",
+        "UPDATE customer SET name = 'after crash' WHERE id = 4",
+    )
+    .await;
+    let (port, datadir, server_id): (u16, String, u32) = right
+        .query_first("SELECT @@port, @@datadir, @@server_id")
+        .await
+        .expect("shard facts")
+        .expect("one row");
+    drop(right);
+    let datadir = std::path::PathBuf::from(datadir);
+    let pid: u32 = std::fs::read_to_string(datadir.join("mariadbd.pid"))
+        .expect("pid file")
+        .trim()
+        .parse()
+        .expect("pid");
+    assert!(shardcar::local::process::send_signal(pid, libc::SIGKILL));
+    eventually("mysqld is gone", async || {
+        tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err()
+    })
+    .await;
+    let root_password = std::fs::read_to_string(cluster._data.path().join("cluster/root-password"))
+        .expect("root password");
+    let restarted = MariaDb::start(MariaDbOptions {
+        data_dir: Some(datadir),
+        port: Some(port),
+        server_id,
+        extra_args: Vec::new(),
+        root_password: root_password.trim().to_string(),
+        log_bin: true,
+        netns: None,
+    })
+    .await
+    .expect("restarting mysqld");
+    left.query_drop("INSERT INTO _shardcar.twopc_decisions (gtrid, decision) VALUES ('shardcar-test-crash', 'commit')")
+        .await
+        .expect("decision row");
+    eventually(
+        "the resolver commits the branch that survived the crash",
+        async || {
+            let mut fresh = cluster.connect(Some("shop")).await;
+            customer_name(&mut fresh, 4).await.as_deref() == Some("after crash")
+        },
+    )
+    .await;
+    assert_eq!(
+        cluster.metric("shardcar_twopc_resolved_branches_total{kind=\"commit\"}"),
+        2.0
+    );
+    drop((c, other, left));
     cluster.stop().await;
+    restarted.stop().await;
 }

@@ -282,6 +282,13 @@ impl Pool {
     /// format if the pool is at capacity).
     fn take_idle(&self, want: &Want) -> Option<Idle> {
         let mut idle = self.idle.lock().ok()?;
+        let before = idle.len();
+        idle.retain_mut(|c| !c.conn.stream.peer_closed());
+        for _ in idle.len()..before {
+            debug!("dropping an idle connection mysqld closed");
+            self.open.fetch_sub(1, Ordering::AcqRel);
+            self.metrics.guard.pool_closed("peer_closed");
+        }
         let score = |i: &Idle| -> Option<u8> {
             let s = &i.state;
             if s.format != want.format {
@@ -378,8 +385,10 @@ impl Pool {
         if let Ok(mut idle) = self.idle.lock() {
             let mut i = 0;
             while i < idle.len() {
-                let c = &idle[i];
-                let reason = if self.config.idle_timeout_ms > 0 && now - c.since >= idle_limit {
+                let c = &mut idle[i];
+                let reason = if c.conn.stream.peer_closed() {
+                    Some("peer_closed")
+                } else if self.config.idle_timeout_ms > 0 && now - c.since >= idle_limit {
                     Some("idle")
                 } else if self.config.max_age_ms > 0 && now - c.created >= age_limit {
                     Some("max_age")

@@ -120,7 +120,7 @@ impl GuardMetrics {
         );
         reg.register(
             "shardcar_pool_closed",
-            "Backend connections closed, by reason (max_age, idle, broken, evicted, pinned_state)",
+            "Backend connections closed, by reason (max_age, idle, broken, evicted, pinned_state, peer_closed: mysqld had closed it while idle)",
             m.pool_closed.clone(),
         );
         reg.register(
