@@ -743,14 +743,25 @@ pub fn response_scanner(data: &[u8]) {
 /// canonical.
 pub fn decoders(data: &[u8]) {
     let mut input = Input::new(data);
-    match input.byte() % 6 {
+    match input.byte() % 7 {
         0 => result_set(&mut input),
         1 => stmt_execute(&mut input),
         2 => stmt_small(input.rest()),
         3 => column_definition(input.rest()),
         4 => binary_value(&mut input),
-        _ => packets(&mut input),
+        5 => packets(&mut input),
+        _ => loose_collation_key(input.rest()),
     }
+}
+
+/// The unicode_loose vindexes' collation key: any bytes give a key or, exactly when they
+/// are not UTF-8, an error; trailing spaces never change the key.
+fn loose_collation_key(text: &[u8]) {
+    let key = shardcar_filter::vindex::loose_key(text);
+    let trimmed = &text[..text.iter().rposition(|&b| b != b' ').map_or(0, |i| i + 1)];
+    assert_eq!(key.is_ok(), std::str::from_utf8(trimmed).is_ok());
+    let padded = shardcar_filter::vindex::loose_key(&[text, b"  "].concat());
+    assert_eq!(debug(&key), debug(&padded));
 }
 
 fn debug<T: std::fmt::Debug>(v: &T) -> String {

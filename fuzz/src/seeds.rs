@@ -463,6 +463,15 @@ fn decoders() -> Vec<Vec<u8>> {
         let frames_in: Vec<(u8, &[u8])> = payloads.iter().map(|p| (0, p.as_slice())).collect();
         seeds.push(frames(&[0, flag], &frames_in));
     }
+    // Collation keys: accents, combining marks out of order, Hangul, CJK, bad UTF-8.
+    for text in [
+        "T\u{e9}st  ".as_bytes(),
+        "a\u{301}\u{316}\u{418}\u{306}".as_bytes(),
+        "\u{d55c}\u{4e2d}\u{ff34}".as_bytes(),
+        b"ok\xff",
+    ] {
+        seeds.push([&[6u8][..], text].concat());
+    }
     // COM_STMT_EXECUTE with every value of the sample rows as parameters.
     for r in rows() {
         let values: Vec<Value> = r.into_iter().collect();

@@ -39,8 +39,8 @@ pub struct KeyspaceRouting {
     pub shards: Vec<Shard>,
     /// Built vindexes by name.
     pub vindexes: BTreeMap<String, Vindex>,
-    /// Vindexes the VSchema declares that Shardcar cannot compute yet (lookup and
-    /// unicode_loose types), with the reason. Reads never route by them (they scatter,
+    /// Vindexes the VSchema declares that Shardcar cannot compute yet (the deprecated
+    /// `lookup_unicodeloosemd5_hash*` types and `cfc`), with the reason. Reads never route by them (they scatter,
     /// which is correct); a table using one as its primary vindex is refused, and DML that
     /// would have to maintain one is refused.
     pub unsupported: BTreeMap<String, String>,

@@ -9,7 +9,8 @@
 //! an unusable value gives follows Vitess per vindex: `hash`, `numeric`, `reverse_bits`,
 //! `numeric_static_map`, `multicol` and the region vindexes answer
 //! [`Destination::None`]; `xxhash`, `binary` and `binary_md5` map every [`Value`] (their
-//! only failure, bad hex, is caught when the value is built).
+//! only failure, bad hex, is caught when the value is built); `unicode_loose_md5` and
+//! `unicode_loose_xxhash` fail the whole map on a value that is not UTF-8.
 //!
 //! Params that need a file (`numeric_static_map`'s `json_path`, `region_json`'s
 //! `region_map`) are read through a [`ParamFileLoader`] that the caller supplies, so this
@@ -26,6 +27,7 @@ mod numeric_static_map;
 mod region_experimental;
 mod region_json;
 mod reverse_bits;
+mod unicode_loose;
 mod value;
 mod xxhash;
 
@@ -42,6 +44,7 @@ pub use self::numeric_static_map::NumericStaticMap;
 pub use self::region_experimental::RegionExperimental;
 pub use self::region_json::RegionJson;
 pub use self::reverse_bits::ReverseBits;
+pub use self::unicode_loose::{loose_key, UnicodeLooseMd5, UnicodeLooseXxhash};
 pub use self::value::{Value, ValueError};
 pub use self::xxhash::Xxhash;
 pub use crate::key::{Destination, KeyRange, KeyspaceId};
@@ -140,6 +143,8 @@ pub enum VindexKind {
     ReverseBits(ReverseBits),
     Binary(Binary),
     BinaryMd5(BinaryMd5),
+    UnicodeLooseMd5(UnicodeLooseMd5),
+    UnicodeLooseXxhash(UnicodeLooseXxhash),
     Null(Null),
     MultiCol(MultiCol),
     NumericStaticMap(NumericStaticMap),
@@ -151,20 +156,12 @@ pub enum VindexKind {
 /// Vindex types that exist in Vitess and are not implemented here, with the reason.
 const NOT_SUPPORTED: &[(&str, &str)] = &[
     (
-        "unicode_loose_md5",
-        "it needs the x/text collation tables (unicode_loose collation keys)",
-    ),
-    (
-        "unicode_loose_xxhash",
-        "it needs the x/text collation tables (unicode_loose collation keys)",
-    ),
-    (
         "lookup_unicodeloosemd5_hash",
-        "its from column is stored as unicode_loose_md5, which needs the x/text collation tables",
+        "this deprecated lookup type is not implemented; use lookup_hash over a unicode_loose_md5 column",
     ),
     (
         "lookup_unicodeloosemd5_hash_unique",
-        "its from column is stored as unicode_loose_md5, which needs the x/text collation tables",
+        "this deprecated lookup type is not implemented; use lookup_hash_unique over a unicode_loose_md5 column",
     ),
     ("cfc", "the cfc vindex is not implemented yet"),
 ];
@@ -199,6 +196,8 @@ impl Vindex {
             "reverse_bits" => (VindexKind::ReverseBits(ReverseBits), &[]),
             "binary" => (VindexKind::Binary(Binary), &[]),
             "binary_md5" => (VindexKind::BinaryMd5(BinaryMd5), &[]),
+            "unicode_loose_md5" => (VindexKind::UnicodeLooseMd5(UnicodeLooseMd5), &[]),
+            "unicode_loose_xxhash" => (VindexKind::UnicodeLooseXxhash(UnicodeLooseXxhash), &[]),
             "null" => (VindexKind::Null(Null), &[]),
             "multicol" => (
                 VindexKind::MultiCol(MultiCol::new(&ctx, params)?),
@@ -336,7 +335,9 @@ impl Vindex {
         if self.is_multi_column() {
             return Err(self.arity("a multi-column vindex maps rows: use map_rows".to_string()));
         }
-        Ok(ids.iter().map(|id| self.kind.map_one(id)).collect())
+        ids.iter()
+            .map(|id| self.kind.map_one(id).map_err(VindexError::from))
+            .collect()
     }
 
     /// Maps rows of column values, one destination per row. A multi-column vindex takes
@@ -352,7 +353,7 @@ impl Vindex {
                 VindexKind::RegionExperimental(r) => r.map_row(row),
                 VindexKind::RegionJson(r) => r.map_row(row),
                 single => match row {
-                    [id] => single.map_one(id),
+                    [id] => single.map_one(id)?,
                     _ => {
                         return Err(self.arity(format!(
                             "a single-column vindex needs rows of 1 value, got {}",
@@ -368,7 +369,7 @@ impl Vindex {
 
     /// The keyspace id of one value (Vitess `Hashing.Hash`), for vindexes that export it:
     /// `hash`, `xxhash`, `numeric`, `reverse_bits`, `binary`, `binary_md5`,
-    /// `numeric_static_map`.
+    /// `unicode_loose_md5`, `unicode_loose_xxhash`, `numeric_static_map`.
     pub fn hash(&self, id: &Value) -> Result<KeyspaceId, VindexError> {
         self.kind
             .hash(id)
@@ -431,6 +432,8 @@ impl VindexKind {
             VindexKind::ReverseBits(_) => "reverse_bits",
             VindexKind::Binary(_) => "binary",
             VindexKind::BinaryMd5(_) => "binary_md5",
+            VindexKind::UnicodeLooseMd5(_) => "unicode_loose_md5",
+            VindexKind::UnicodeLooseXxhash(_) => "unicode_loose_xxhash",
             VindexKind::Null(_) => "null",
             VindexKind::MultiCol(_) => "multicol",
             VindexKind::NumericStaticMap(_) => "numeric_static_map",
@@ -452,15 +455,24 @@ impl VindexKind {
         )
     }
 
-    /// Single-column Map of one value.
-    fn map_one(&self, id: &Value) -> Destination {
-        match self {
+    /// Single-column Map of one value. A value that does not hash maps nowhere, except
+    /// for the unicode_loose vindexes, where Vitess fails the whole Map on invalid UTF-8.
+    fn map_one(&self, id: &Value) -> Result<Destination, ValueError> {
+        Ok(match self {
             VindexKind::Null(n) => n.map(id),
             other => match other.hash(id) {
                 Some(Ok(ksid)) => Destination::KeyspaceId(KeyspaceId::new(ksid)),
+                Some(Err(e))
+                    if matches!(
+                        other,
+                        VindexKind::UnicodeLooseMd5(_) | VindexKind::UnicodeLooseXxhash(_)
+                    ) =>
+                {
+                    return Err(e)
+                }
                 _ => Destination::None,
             },
-        }
+        })
     }
 
     /// Vitess `Hashing.Hash`; `None` for vindexes without one.
@@ -472,6 +484,8 @@ impl VindexKind {
             VindexKind::ReverseBits(r) => r.hash(id),
             VindexKind::Binary(b) => Ok(b.hash(id)),
             VindexKind::BinaryMd5(b) => Ok(b.hash(id)),
+            VindexKind::UnicodeLooseMd5(u) => u.hash(id),
+            VindexKind::UnicodeLooseXxhash(u) => u.hash(id),
             VindexKind::NumericStaticMap(m) => m.hash(id),
             VindexKind::Null(_)
             | VindexKind::MultiCol(_)

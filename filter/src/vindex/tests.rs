@@ -832,9 +832,9 @@ fn unknown_and_unsupported_types_are_refused_by_name() {
     let e = Vindex::create("nope", "v", &Params::new()).unwrap_err();
     assert_eq!(e.to_string(), r#"vindex v: vindexType "nope" not found"#);
     for t in [
-        "unicode_loose_md5",
-        "unicode_loose_xxhash",
         "lookup_unicodeloosemd5_hash",
+        "lookup_unicodeloosemd5_hash_unique",
+        "cfc",
     ] {
         let e = Vindex::create(t, "v", &Params::new()).unwrap_err();
         assert!(matches!(e, VindexError::NotSupported { .. }), "{t}");

@@ -63,6 +63,9 @@ pub enum ValueError {
     /// A hex literal is not valid hex.
     #[error("invalid hex value {text:?}: {reason}")]
     Hex { text: String, reason: String },
+    /// A unicode_loose vindex got bytes that are not UTF-8 (Vitess's message).
+    #[error("cannot normalize string containing invalid UTF-8: {0}")]
+    InvalidUtf8(String),
 }
 
 impl Value {
