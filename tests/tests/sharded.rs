@@ -524,9 +524,14 @@ async fn twopc_commits_atomically_and_resolves_branches_in_doubt() {
         error_code(&mut c, "SET transaction_mode = 'sometimes'").await,
         Some(1231)
     );
+    let mode = "SELECT @@transaction_mode";
+    let before: Option<String> = c.query_first(mode).await.expect("mode");
+    assert_eq!(before.as_deref(), Some("MULTI"));
     c.query_drop("SET transaction_mode = 'twopc'")
         .await
         .expect("twopc is enabled locally");
+    let after: Option<String> = c.query_first(mode).await.expect("mode");
+    assert_eq!(after.as_deref(), Some("TWOPC"));
 
     // hash(1) is in -80, hash(4) in 80-.
     c.query_drop("BEGIN").await.expect("begin");

@@ -141,7 +141,8 @@ pub enum Plan {
         columns: Vec<crate::protocol::column::ColumnDefinition>,
         rows: Vec<merge::Row>,
     },
-    /// `SELECT LAST_INSERT_ID()` or `SELECT DATABASE()`: answered from the session.
+    /// `SELECT LAST_INSERT_ID()`, `SELECT DATABASE()` or `SELECT @@transaction_mode`:
+    /// answered from the session.
     SessionValue {
         function: SessionFunction,
         /// The column name, as the client wrote the expression or its alias.
@@ -158,9 +159,12 @@ pub enum Plan {
 pub enum SessionFunction {
     LastInsertId,
     Database,
+    /// `@@transaction_mode`, the session's multi-shard transaction mode (Vitess's).
+    TransactionMode,
 }
 
-/// `SELECT LAST_INSERT_ID()` / `SELECT DATABASE()` (or `SCHEMA()`), alone.
+/// `SELECT LAST_INSERT_ID()` / `SELECT DATABASE()` (or `SCHEMA()`) /
+/// `SELECT @@transaction_mode`, alone.
 fn session_function(statement: &Statement) -> Option<Plan> {
     use sqlparser::ast::{FunctionArguments, SelectItem, SetExpr};
     let Statement::Query(q) = statement else {
@@ -184,8 +188,19 @@ fn session_function(statement: &Statement) -> Option<Plan> {
         SelectItem::ExprWithAlias { expr, alias } => (expr, Some(alias.value.clone())),
         _ => return None,
     };
-    let sqlparser::ast::Expr::Function(f) = expr else {
-        return None;
+    let f = match expr {
+        sqlparser::ast::Expr::Function(f) => f,
+        variable => {
+            let name = variable.to_string().to_ascii_lowercase();
+            return matches!(
+                name.as_str(),
+                "@@transaction_mode" | "@@session.transaction_mode"
+            )
+            .then(|| Plan::SessionValue {
+                function: SessionFunction::TransactionMode,
+                column: alias.unwrap_or_else(|| variable.to_string()),
+            });
+        }
     };
     let empty = match &f.args {
         FunctionArguments::List(l) => l.args.is_empty(),

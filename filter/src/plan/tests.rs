@@ -389,6 +389,23 @@ fn session_functions_are_answered_by_the_sidecar() {
         plan(&s, "select database() as db", &ctx),
         Ok(Plan::SessionValue { function: SessionFunction::Database, ref column }) if column == "db"
     ));
+    for (sql, name) in [
+        ("SELECT @@transaction_mode", "@@transaction_mode"),
+        (
+            "select @@session.transaction_mode",
+            "@@session.transaction_mode",
+        ),
+        ("SELECT @@TRANSACTION_MODE AS m", "m"),
+    ] {
+        assert!(
+            matches!(
+                plan(&s, sql, &ctx),
+                Ok(Plan::SessionValue { function: SessionFunction::TransactionMode, ref column }) if column == name
+            ),
+            "{sql}: {:?}",
+            plan(&s, sql, &ctx)
+        );
+    }
 }
 
 fn hex_ksid(id: u64) -> String {

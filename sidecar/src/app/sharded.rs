@@ -291,6 +291,10 @@ impl Session {
                         ColumnDefinition::new(column.as_str(), column_type::VAR_STRING),
                         r.default_keyspace.clone().map(String::into_bytes),
                     ),
+                    plan::SessionFunction::TransactionMode => (
+                        ColumnDefinition::new(column.as_str(), column_type::VAR_STRING),
+                        Some(r.mode.session_name().as_bytes().to_vec()),
+                    ),
                     plan::SessionFunction::LastInsertId => {
                         let id = match r.last_insert_id.clone() {
                             LastInsertId::None => 0,

@@ -41,6 +41,15 @@ impl TransactionMode {
             _ => return None,
         })
     }
+
+    /// The name `SELECT @@transaction_mode` answers (Vitess's enum names).
+    pub fn session_name(self) -> &'static str {
+        match self {
+            TransactionMode::Single => "SINGLE",
+            TransactionMode::Multi => "MULTI",
+            TransactionMode::Twopc => "TWOPC",
+        }
+    }
 }
 
 /// Two-phase commit (`transaction_mode: twopc`, or sessions that `SET transaction_mode =
