@@ -595,6 +595,20 @@ SELECT COUNT(*) FROM customers WHERE id > 4294967296;
 SELECT COUNT(*) FROM customers WHERE id <= 1000;
 SELECT COUNT(*) FROM events WHERE payload LIKE '%"k"%';
 
+-- lookup vindexes (orders.id: lookup_hash_unique, customers.email: lookup_hash)
+SELECT id, customer_id, product_id, qty FROM orders WHERE id = 14588;
+SELECT id, customer_id, status FROM orders WHERE id IN (5, 1437, 3278, 6572, 15544) ORDER BY id;
+SELECT id, customer_id FROM orders WHERE id = 123456789;
+SELECT id, status FROM orders WHERE id = 9900 OR id = 13329 ORDER BY id;
+SELECT COUNT(*), SUM(qty) FROM orders WHERE id IN (5, 6, 7, 8, 9, 10, 11, 12);
+SELECT id, qty FROM orders WHERE id = 16714 AND qty > 0;
+SELECT status, COUNT(*) FROM orders WHERE id IN (100, 200, 300, 400, 500) GROUP BY status;
+SELECT id, name FROM customers WHERE email = 'shared@example.com' ORDER BY id;
+SELECT COUNT(*) FROM customers WHERE email = 'SHARED@example.com';
+SELECT id, email FROM customers WHERE email IN ('zoe@example.com', 'shared@example.com', 'nobody@example.com') ORDER BY id;
+SELECT id FROM customers WHERE email = 'nobody@example.com';
+SELECT city, COUNT(*) FROM customers WHERE email = 'shared@example.com' GROUP BY city ORDER BY city;
+SELECT id, name FROM customers WHERE email = 'zoe@example.com' OR email = 'shared@example.com' ORDER BY id LIMIT 5;
 -- cross-keyspace joins and other things a sharded proxy may refuse
 SELECT o.id, p.name FROM orders o JOIN products p ON p.id = o.product_id WHERE o.customer_id = 5;
 SELECT o.id, p.name, o.qty * p.price FROM orders o JOIN products p ON o.product_id = p.id WHERE o.customer_id = 42 AND p.category = 'tools';

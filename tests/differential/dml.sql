@@ -110,6 +110,22 @@ SELECT status, COUNT(*) FROM orders GROUP BY status;
 DELETE FROM events WHERE payload IS NULL AND kind IS NULL;
 SELECT COUNT(*) FROM events;
 
+-- owner tables of lookup vindexes (orders.id, customers.email), read back through the lookups
+UPDATE customers SET email = 'moved@example.com' WHERE id = 42;
+SELECT id, email FROM customers WHERE email = 'moved@example.com';
+UPDATE customers SET email = 'shared@example.com' WHERE id IN (3000000001, 3000000003);
+SELECT id FROM customers WHERE email = 'shared@example.com' ORDER BY id;
+DELETE FROM customers WHERE id = 3000000003;
+SELECT id FROM customers WHERE email = 'shared@example.com' ORDER BY id;
+UPDATE customers SET email = NULL WHERE email = 'moved@example.com';
+SELECT COUNT(*) FROM customers WHERE email = 'moved@example.com';
+INSERT INTO orders (id, customer_id, product_id, qty, price, status, note, created) VALUES (900101, 42, 3, 2, 9.99, 'paid', NULL, '2024-06-01 10:00:00'), (900102, 5, 4, 1, 1.00, 'paid', 'x', '2024-06-02 10:00:00');
+SELECT id, customer_id, qty FROM orders WHERE id IN (900101, 900102) ORDER BY id;
+UPDATE orders SET qty = 99 WHERE id = 14588;
+SELECT id, qty FROM orders WHERE id = 14588;
+DELETE FROM orders WHERE id = 900101;
+SELECT COUNT(*) FROM orders WHERE id IN (900101, 900102);
+
 -- transactions
 BEGIN;
 INSERT INTO customers (id, name) VALUES (3000000010, 'rolled back');

@@ -44,7 +44,9 @@ use mysql_async::prelude::*;
 use mysql_async::{Conn, Opts, Value};
 use shardcar::local::{run_until, LocalArgs};
 use shardcar_tests::client::{opts, server_code};
-use shardcar_tests::{free_port, temp_dir, workspace_root, MariaDb, MariaDbOptions};
+use shardcar_tests::{
+    free_port, http_get, metric_or_zero, temp_dir, workspace_root, MariaDb, MariaDbOptions,
+};
 
 /// The whole suite, set-up and tear-down included.
 const WHOLE_SUITE: Duration = Duration::from_secs(600);
@@ -132,6 +134,16 @@ async fn run_suite() {
     println!("{report}");
     write_report(&report);
 
+    // The lookup sections went through the lookup tables, not around them.
+    let (_, metrics) = http_get(admin_port, "/metrics").expect("app sidecar metrics");
+    let lookup = |kind: &str| {
+        metric_or_zero(
+            &metrics,
+            &format!("shardcar_lookup_vindex_statements_total{{kind=\"{kind}\"}}"),
+        )
+    };
+    let (reads, inserts, deletes) = (lookup("read"), lookup("insert"), lookup("delete"));
+
     sidecar.close().await;
     direct.close().await;
     stop.send(true).expect("signalling the cluster to stop");
@@ -142,6 +154,10 @@ async fn run_suite() {
         .expect("shardcar local exits cleanly");
     reference.stop().await;
 
+    assert!(
+        reads >= 10.0 && inserts >= 1.0 && deletes >= 1.0,
+        "lookup vindex statements: {reads} reads, {inserts} inserts, {deletes} deletes"
+    );
     let min_identical = min_identical();
     assert_eq!(
         summary.count(Class::Mismatch),
