@@ -420,6 +420,16 @@ async fn lookup_vindexes_route_reads_and_owner_writes_keep_their_rows() {
         .expect("insert in a transaction");
     c.query_drop("ROLLBACK").await.expect("rollback");
     assert_eq!(lookup_rows(&mut c, email).await.len(), 1);
+    // An UPDATE in a transaction reads the rows it changes with FOR UPDATE first.
+    c.query_drop("BEGIN").await.expect("begin");
+    c.query_drop("UPDATE account SET email = 'dana@x.io' WHERE email = 'dan@x.io'")
+        .await
+        .expect("update a lookup column in a transaction");
+    c.query_drop("COMMIT").await.expect("commit");
+    assert_eq!(
+        lookup_rows(&mut c, email).await,
+        vec![("dana@x.io".to_string(), "D2FD8867D50D2DFE".to_string())]
+    );
     drop(c);
     cluster.stop().await;
 }

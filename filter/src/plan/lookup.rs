@@ -208,6 +208,17 @@ pub struct OwnerRows {
 }
 
 impl OwnerRows {
+    /// The read to run: inside a transaction it locks the rows (`FOR UPDATE`), so a
+    /// concurrent write of the same rows waits and then reads the values this one leaves,
+    /// and no lookup row is orphaned.
+    pub fn read(&self, in_transaction: bool) -> String {
+        if in_transaction {
+            format!("{} FOR UPDATE", self.select)
+        } else {
+            self.select.clone()
+        }
+    }
+
     pub(crate) fn new(
         keyspace: &str,
         table: &str,

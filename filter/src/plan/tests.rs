@@ -532,6 +532,18 @@ fn updates_and_deletes_of_an_owner_table_read_its_rows_to_keep_the_lookup() {
     let d = route("DELETE FROM accounts WHERE name = 'n'");
     let o = d.owner_rows.clone().unwrap_or_else(|| panic!("{d:?}"));
     assert_eq!(o.select, "SELECT id, email FROM accounts WHERE name = 'n'");
+    assert_eq!(o.read(false), o.select);
+    assert_eq!(
+        o.read(true),
+        "SELECT id, email FROM accounts WHERE name = 'n' FOR UPDATE"
+    );
+    assert!(
+        matches!(
+            plan(&s, &o.read(true), &PlanContext::default()),
+            Ok(Plan::Route(_))
+        ),
+        "the locking read scatters like the plain one"
+    );
     let w = o.writes(&s, &columns, &rows).unwrap_or_default();
     assert!(w.before.is_empty());
     assert_eq!(

@@ -44,9 +44,8 @@ impl Session {
         text: &str,
         depth: usize,
     ) -> Result<Outcome, ErrPacket> {
-        let (columns, rows) = self
-            .collect_rows(owner.select.clone(), depth, NO_ROWS)
-            .await?;
+        let read = owner.read(self.in_any_transaction());
+        let (columns, rows) = self.collect_rows(read, depth, NO_ROWS).await?;
         let writes = owner
             .writes(&self.router_ref()?.schema(), &columns, &rows)
             .map_err(|e| e.to_err_packet())?;
