@@ -289,7 +289,7 @@ async fn sqlalchemy_reflects_and_queries_a_sharded_keyspace() {
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
     assert_eq!(
         doc["tables"],
-        serde_json::json!(["account", "corder", "customer"])
+        serde_json::json!(["account", "corder", "customer", "member"])
     );
     assert_eq!(
         doc["columns"]["customer"],
@@ -429,6 +429,68 @@ async fn lookup_vindexes_route_reads_and_owner_writes_keep_their_rows() {
     assert_eq!(
         lookup_rows(&mut c, email).await,
         vec![("dana@x.io".to_string(), "D2FD8867D50D2DFE".to_string())]
+    );
+    drop(c);
+    cluster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consistent_lookups_take_orphan_rows_over() {
+    let cluster = start(4, TransactionMode::Multi).await;
+    let mut c = cluster.connect(Some("shop")).await;
+    let handles = "SELECT handle, HEX(keyspace_id) FROM lookup.member_handle_idx ORDER BY handle";
+    // hash(1) -> -40, hash(4) -> c0-.
+    c.query_drop("INSERT INTO member (id, handle) VALUES (1, 'ann')")
+        .await
+        .expect("insert into the owner table");
+    // The owner row disappears behind the sidecar's back: its lookup row is an orphan.
+    let mut low = cluster.shard_session("-40").await;
+    low.query_drop("DELETE FROM member WHERE id = 1")
+        .await
+        .expect("delete on the shard itself");
+    drop(low);
+    assert_eq!(
+        lookup_rows(&mut c, handles).await,
+        vec![("ann".to_string(), "166B40B44ABA4BD6".to_string())]
+    );
+    // A new owner of 'ann' takes the orphan row over instead of failing with 1062.
+    c.query_drop("INSERT INTO member (id, handle) VALUES (4, 'ann')")
+        .await
+        .expect("the orphan is taken over");
+    assert_eq!(
+        lookup_rows(&mut c, handles).await,
+        vec![("ann".to_string(), "D2FD8867D50D2DFE".to_string())]
+    );
+    let id: Option<i64> = c
+        .query_first("SELECT id FROM member WHERE handle = 'ann'")
+        .await
+        .expect("select by handle");
+    assert_eq!(id, Some(4));
+    let takeovers = "shardcar_lookup_vindex_statements_total{kind=\"takeover\"}";
+    assert_eq!(cluster.metric(takeovers), 1.0);
+    // An owner row that really holds the value keeps it: a duplicate, nothing written.
+    assert_eq!(
+        error_code(&mut c, "INSERT INTO member (id, handle) VALUES (2, 'ann')").await,
+        Some(1062)
+    );
+    let n: Option<i64> = c
+        .query_first("SELECT COUNT(*) FROM member WHERE id = 2")
+        .await
+        .expect("count");
+    assert_eq!(n, Some(0));
+    // An orphan that already names the new row's shard is kept as it is.
+    let mut high = cluster.shard_session("c0-").await;
+    high.query_drop("DELETE FROM member WHERE id = 4")
+        .await
+        .expect("delete on the shard itself");
+    drop(high);
+    c.query_drop("INSERT INTO member (id, handle) VALUES (4, 'ann')")
+        .await
+        .expect("the orphan already points here");
+    assert_eq!(cluster.metric(takeovers), 1.0);
+    assert_eq!(
+        lookup_rows(&mut c, handles).await,
+        vec![("ann".to_string(), "D2FD8867D50D2DFE".to_string())]
     );
     drop(c);
     cluster.stop().await;

@@ -186,15 +186,26 @@ impl InsertPlan {
         ids: &[KeyspaceId],
     ) -> Result<LookupWrites, PlanError> {
         let mut writes = LookupWrites::default();
+        let table = self.statement.table.to_string();
         for (vindex, column) in &self.lookups {
             let (_, lookup) = lookup::keyspace_lookup(schema, &self.keyspace, vindex)?;
             let mut rows = Vec::with_capacity(ids.len());
             for (row, id) in values.rows.iter().zip(ids) {
                 rows.push((self.row_values(row, &[*column])?, id.clone()));
             }
+            let name = self
+                .statement
+                .columns
+                .get(*column)
+                .map(route::last_part)
+                .unwrap_or_default();
+            let owner = lookup::Owner {
+                table: &table,
+                column: &name,
+            };
             writes
                 .before
-                .extend(lookup::insert_rows(lookup, &rows, self.ignore)?);
+                .extend(lookup::lookup_insert(lookup, &rows, self.ignore, &owner)?);
             if !self.ignore {
                 writes.undo.extend(lookup::delete_rows(lookup, &rows)?);
             }

@@ -5,7 +5,8 @@
 //!
 //! Rows are written before the owner's and removed after it, so a failure between the two
 //! leaves an orphan lookup row (it widens a lookup by one shard, which costs a query and
-//! never a result) and never an owner row that its lookup cannot find.
+//! never a result) and never an owner row that its lookup cannot find. A consistent lookup
+//! takes an orphan holding a unique value over ([`Takeover`]).
 
 use std::collections::BTreeSet;
 
@@ -80,7 +81,7 @@ impl LookupStep {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LookupWrites {
     /// Run first: rows for the values the write adds.
-    pub before: Vec<String>,
+    pub before: Vec<LookupInsert>,
     /// Run once the write succeeded: rows of the values it removed.
     pub after: Vec<String>,
     /// Run when the write failed outside a transaction: takes `before` back.
@@ -89,6 +90,99 @@ pub struct LookupWrites {
 
 /// One lookup row: the owner's `from` values and its keyspace id.
 pub(crate) type LookupRow = (Vec<Value>, KeyspaceId);
+
+/// Lookup rows written before the owner's write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LookupInsert {
+    /// `INSERT [IGNORE] INTO <table> (<from>, <to>) VALUES ...`.
+    pub sql: String,
+    /// For a consistent lookup vindex, one per row: how to take its value over from an
+    /// orphan lookup row when `sql` fails with a duplicate (Vitess `consistent_lookup`).
+    /// Empty: a duplicate is the client's error.
+    pub takeovers: Vec<Takeover>,
+}
+
+/// Taking one value of a consistent lookup over. Run in order: [`Takeover::lock`]; no row:
+/// [`Takeover::insert`]; one row: [`Takeover::owner`], and when no owner row holds the
+/// value, the lookup row is an orphan (an earlier write died between the lookup row and
+/// the owner's) and [`Takeover::update`] points it at the new row, unless it already does
+/// ([`Takeover::points_here`]). An owner row found means a real duplicate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Takeover {
+    /// `SELECT <to> FROM <table> WHERE <from> = <value> FOR UPDATE`.
+    pub lock: String,
+    /// `INSERT INTO <table> (<from>, <to>) VALUES (<value>, <to>)`.
+    pub insert: String,
+    /// `SELECT <column> FROM <owner> WHERE <column> = <value> FOR UPDATE`, routed through
+    /// the lookup to the shard the existing row names.
+    pub owner: String,
+    /// `UPDATE <table> SET <to> = <to> WHERE <from> = <value>`.
+    pub update: String,
+    /// The new row's `<to>` cell.
+    to: Vec<u8>,
+}
+
+impl Takeover {
+    /// True when the existing lookup row's `<to>` cell already names the new row.
+    pub fn points_here(&self, existing: Option<&[u8]>) -> bool {
+        existing == Some(self.to.as_slice())
+    }
+}
+
+/// The owner table and column of a lookup vindex, as a statement names them.
+pub(crate) struct Owner<'a> {
+    pub table: &'a str,
+    pub column: &'a str,
+}
+
+/// The lookup rows `rows` of an owner's write, with takeovers for a consistent lookup
+/// (none under IGNORE, where a duplicate is not an error, nor when the write itself
+/// repeats a value).
+pub(crate) fn lookup_insert(
+    lookup: &Lookup,
+    rows: &[LookupRow],
+    ignore: bool,
+    owner: &Owner<'_>,
+) -> Result<Option<LookupInsert>, PlanError> {
+    let Some(sql) = insert_rows(lookup, rows, ignore)? else {
+        return Ok(None);
+    };
+    let mut takeovers = Vec::new();
+    let values: BTreeSet<String> = rows.iter().map(|(from, _)| format!("{from:?}")).collect();
+    if lookup.is_consistent() && !ignore && values.len() == rows.len() {
+        let (from, to, table) = (
+            lookup.from_columns().join(", "),
+            lookup.to_column(),
+            lookup.table(),
+        );
+        for (row_from, ksid) in rows {
+            let [value] = row_from.as_slice() else {
+                continue;
+            };
+            if value.is_null() {
+                continue;
+            }
+            let new_to = lookup
+                .to_value(ksid)
+                .map_err(|e| PlanError::Vindex(e.to_string()))?;
+            let (value, new_to_sql) = (sql_literal(value), sql_literal(&new_to));
+            takeovers.push(Takeover {
+                lock: format!("SELECT {to} FROM {table} WHERE {from} = {value} FOR UPDATE"),
+                insert: format!(
+                    "INSERT INTO {table} ({from}, {to}) VALUES ({value}, {new_to_sql})"
+                ),
+                owner: format!(
+                    "SELECT {col} FROM {owner} WHERE {col} = {value} FOR UPDATE",
+                    col = owner.column,
+                    owner = owner.table
+                ),
+                update: format!("UPDATE {table} SET {to} = {new_to_sql} WHERE {from} = {value}"),
+                to: new_to.to_bytes().into_owned(),
+            });
+        }
+    }
+    Ok(Some(LookupInsert { sql, takeovers }))
+}
 
 /// `INSERT [IGNORE] INTO <table> (<from>, <to>) VALUES ...` for `rows`, or `None` when
 /// every row is skipped (NULL `from` values under `ignore_nulls`).
@@ -203,8 +297,11 @@ pub struct OwnerRows {
     keyspace: String,
     primary: String,
     primary_columns: usize,
-    /// Each maintained lookup vindex, with the value an UPDATE sets (`None`: a DELETE).
-    lookups: Vec<(String, Option<Value>)>,
+    /// The owner table as the statement names it.
+    table: String,
+    /// Each maintained lookup vindex and its column, with the value an UPDATE sets
+    /// (`None`: a DELETE).
+    lookups: Vec<(String, String, Option<Value>)>,
 }
 
 impl OwnerRows {
@@ -241,9 +338,10 @@ impl OwnerRows {
             keyspace: keyspace.to_string(),
             primary: primary.0.to_string(),
             primary_columns: primary.1.len(),
+            table: table.to_string(),
             lookups: lookups
                 .into_iter()
-                .map(|(l, v)| (l.vindex_name.to_string(), v))
+                .map(|(l, v)| (l.vindex_name.to_string(), l.column.clone(), v))
                 .collect(),
         }
     }
@@ -281,7 +379,7 @@ impl OwnerRows {
             }
         }
         let mut writes = LookupWrites::default();
-        for (n, (vindex, new)) in self.lookups.iter().enumerate() {
+        for (n, (vindex, column, new)) in self.lookups.iter().enumerate() {
             let (_, lookup) = keyspace_lookup(schema, &self.keyspace, vindex)?;
             let at = self.primary_columns + n;
             let mut old_rows = Vec::new();
@@ -297,7 +395,13 @@ impl OwnerRows {
                     None => old_rows.push((vec![old], id.clone())),
                 }
             }
-            writes.before.extend(insert_rows(lookup, &new_rows, false)?);
+            let owner = Owner {
+                table: &self.table,
+                column,
+            };
+            writes
+                .before
+                .extend(lookup_insert(lookup, &new_rows, false, &owner)?);
             writes.undo.extend(delete_rows(lookup, &new_rows)?);
             writes.after.extend(delete_rows(lookup, &old_rows)?);
         }

@@ -27,7 +27,7 @@ use sqlparser::parser::{Parser, ParserOptions};
 
 pub use dml::{InsertPlan, SequenceNeed};
 pub use error::PlanError;
-pub use lookup::{LookupStep, LookupWrites, OwnerRows};
+pub use lookup::{LookupInsert, LookupStep, LookupWrites, OwnerRows, Takeover};
 pub use materialize::Materialize;
 pub use merge::{MergeSpec, Merger};
 pub use schema::{KeyspaceRouting, RoutingSchema, SchemaError};

@@ -29,7 +29,11 @@ const VSCHEMA: &str = r#"{
 }"#;
 
 pub(crate) fn schema() -> RoutingSchema {
-    let vschema = SrvVSchema::from_json(VSCHEMA).unwrap_or_default();
+    schema_of(VSCHEMA)
+}
+
+fn schema_of(json: &str) -> RoutingSchema {
+    let vschema = SrvVSchema::from_json(json).unwrap_or_default();
     let mut shards = BTreeMap::new();
     shards.insert(
         "user".to_string(),
@@ -408,6 +412,10 @@ fn session_functions_are_answered_by_the_sidecar() {
     }
 }
 
+fn insert_sqls(before: &[crate::plan::LookupInsert]) -> Vec<String> {
+    before.iter().map(|i| i.sql.clone()).collect()
+}
+
 fn hex_ksid(id: u64) -> String {
     let v = crate::vindex::Vindex::create("hash", "h", &Default::default())
         .and_then(|h| h.hash(&Value::Uint(id)));
@@ -472,6 +480,62 @@ fn insert_statements(s: &RoutingSchema, sql: &str) -> (Vec<(usize, String)>, Loo
 }
 
 #[test]
+fn consistent_lookups_can_take_an_orphan_row_over() {
+    let s = schema_of(&VSCHEMA.replace("\"lookup_unique\"", "\"consistent_lookup_unique\""));
+    let (_, w) = insert_statements(
+        &s,
+        "INSERT INTO accounts (id, email) VALUES (1, 'a@x.io'), (4, NULL)",
+    );
+    let [insert] = w.before.as_slice() else {
+        panic!("{w:?}")
+    };
+    // One takeover per non-NULL value.
+    let [t] = insert.takeovers.as_slice() else {
+        panic!("{insert:?}")
+    };
+    assert_eq!(
+        t.lock,
+        "SELECT keyspace_id FROM main.accounts_email_idx WHERE email = 'a@x.io' FOR UPDATE"
+    );
+    assert_eq!(
+        t.owner,
+        "SELECT email FROM accounts WHERE email = 'a@x.io' FOR UPDATE"
+    );
+    let ksid = hex_ksid(1);
+    assert_eq!(
+        t.update,
+        format!(
+            "UPDATE main.accounts_email_idx SET keyspace_id = X'{ksid}' WHERE email = 'a@x.io'"
+        )
+    );
+    assert_eq!(
+        t.insert,
+        format!(
+            "INSERT INTO main.accounts_email_idx (email, keyspace_id) VALUES ('a@x.io', X'{ksid}')"
+        )
+    );
+    let bytes = hex::decode(&ksid).unwrap_or_default();
+    assert!(t.points_here(Some(&bytes)) && !t.points_here(Some(b"other")));
+    // A statement that repeats a value, and INSERT IGNORE, never take over.
+    let (_, w) = insert_statements(
+        &s,
+        "INSERT INTO accounts (id, email) VALUES (1, 'a@x.io'), (4, 'a@x.io')",
+    );
+    assert!(w.before[0].takeovers.is_empty());
+    let (_, w) = insert_statements(
+        &s,
+        "INSERT IGNORE INTO accounts (id, email) VALUES (1, 'a@x.io')",
+    );
+    assert!(w.before[0].takeovers.is_empty());
+    // Plain lookups report a duplicate.
+    let (_, w) = insert_statements(
+        &schema(),
+        "INSERT INTO accounts (id, email) VALUES (1, 'a@x.io')",
+    );
+    assert!(w.before[0].takeovers.is_empty());
+}
+
+#[test]
 fn inserts_into_an_owner_table_write_its_lookup_rows_first() {
     let s = schema();
     let (_, w) = insert_statements(
@@ -479,7 +543,7 @@ fn inserts_into_an_owner_table_write_its_lookup_rows_first() {
         "INSERT INTO accounts (id, email) VALUES (1, 'a@x.io'), (4, NULL)",
     );
     assert_eq!(
-        w.before,
+        insert_sqls(&w.before),
         vec![format!(
             "INSERT INTO main.accounts_email_idx (email, keyspace_id) VALUES ('a@x.io', X'{}'), (NULL, X'{}')",
             hex_ksid(1),
@@ -498,7 +562,9 @@ fn inserts_into_an_owner_table_write_its_lookup_rows_first() {
         &s,
         "INSERT IGNORE INTO accounts (id, email) VALUES (1, 'a')",
     );
-    assert!(w.before[0].starts_with("INSERT IGNORE INTO main.accounts_email_idx"));
+    assert!(w.before[0]
+        .sql
+        .starts_with("INSERT IGNORE INTO main.accounts_email_idx"));
     assert!(w.undo.is_empty());
     // A lookup column left out is written as NULL, with its lookup row.
     let (statements, w) = insert_statements(&s, "INSERT INTO accounts (id) VALUES (1)");
@@ -509,7 +575,7 @@ fn inserts_into_an_owner_table_write_its_lookup_rows_first() {
             "INSERT INTO accounts (id, email) VALUES (1, NULL)".to_string()
         )]
     );
-    assert!(w.before[0].contains("(NULL, X'"));
+    assert!(w.before[0].sql.contains("(NULL, X'"));
     assert!(refused(
         "INSERT INTO accounts (id, email) VALUES (1, 'a') ON DUPLICATE KEY UPDATE email = 'b'"
     )
@@ -559,7 +625,7 @@ fn updates_and_deletes_of_an_owner_table_read_its_rows_to_keep_the_lookup() {
     let w = o.writes(&s, &columns, &rows).unwrap_or_default();
     // Row 1 keeps its value: nothing to do for it.
     assert_eq!(
-        w.before,
+        insert_sqls(&w.before),
         vec![format!(
             "INSERT INTO main.accounts_email_idx (email, keyspace_id) VALUES ('a@x.io', X'{}')",
             hex_ksid(4)
@@ -601,9 +667,11 @@ fn lookup_hash_stores_the_unhashed_id() {
     };
     let ctx = PlanContext::default();
     assert_eq!(
-        insert_statements(&s, "INSERT INTO customers (id, name) VALUES (4, 'x')")
-            .1
-            .before,
+        insert_sqls(
+            &insert_statements(&s, "INSERT INTO customers (id, name) VALUES (4, 'x')")
+                .1
+                .before
+        ),
         vec!["INSERT INTO main.name_idx (name, id) VALUES ('x', 4)".to_string()]
     );
     let Ok(Plan::Route(r)) = plan(&s, "SELECT id FROM customers WHERE name = 'x'", &ctx) else {

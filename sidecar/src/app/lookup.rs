@@ -3,7 +3,8 @@
 //! failed outside a transaction). Every statement here goes through the session's own
 //! planner and connections, so it joins an open transaction like the client's.
 
-use shardcar_filter::plan::{LookupWrites, OwnerRows, Route};
+use shardcar_filter::plan::{LookupWrites, OwnerRows, Route, Takeover};
+use shardcar_filter::protocol::error_codes::{ER_DUP_ENTRY, ER_UNKNOWN_ERROR};
 use shardcar_filter::protocol::ErrPacket;
 use tracing::{debug, warn};
 
@@ -59,16 +60,68 @@ impl Session {
         outcome
     }
 
-    /// Writes the lookup rows a write adds, before it runs.
+    /// Writes the lookup rows a write adds, before it runs. A consistent lookup's
+    /// duplicate is taken over when the row holding the value is an orphan.
     pub(super) async fn lookup_writes_before(
         &mut self,
         writes: &LookupWrites,
         depth: usize,
     ) -> Result<(), ErrPacket> {
-        for sql in &writes.before {
+        for insert in &writes.before {
             self.shared.metrics.lookup_statement("insert");
-            Box::pin(self.collect(sql.clone(), depth + 1)).await?;
+            match Box::pin(self.collect(insert.sql.clone(), depth + 1)).await {
+                Ok(_) => {}
+                Err(dup) if dup.code == ER_DUP_ENTRY.code && !insert.takeovers.is_empty() => {
+                    for takeover in &insert.takeovers {
+                        self.take_over(takeover, &dup, depth).await?;
+                    }
+                }
+                Err(e) => return Err(e),
+            }
         }
+        Ok(())
+    }
+
+    /// One value of a consistent lookup whose insert hit a duplicate: insert it when the
+    /// row is gone, point an orphan row at the new owner row, or report `dup` when an
+    /// owner row really holds the value.
+    async fn take_over(
+        &mut self,
+        takeover: &Takeover,
+        dup: &ErrPacket,
+        depth: usize,
+    ) -> Result<(), ErrPacket> {
+        let (_, locked) = self
+            .collect_rows(takeover.lock.clone(), depth, NO_ROWS)
+            .await?;
+        let existing = match locked.as_slice() {
+            [] => {
+                Box::pin(self.collect(takeover.insert.clone(), depth + 1)).await?;
+                return Ok(());
+            }
+            [row] => row.first().cloned().flatten(),
+            _ => {
+                return Err(ErrPacket::new(
+                    ER_UNKNOWN_ERROR,
+                    format!(
+                        "unexpected rows from a consistent lookup vindex: {} for one value",
+                        locked.len()
+                    ),
+                ))
+            }
+        };
+        let (_, owners) = self
+            .collect_rows(takeover.owner.clone(), depth, NO_ROWS)
+            .await?;
+        if !owners.is_empty() {
+            return Err(dup.clone());
+        }
+        if takeover.points_here(existing.as_deref()) {
+            return Ok(());
+        }
+        self.shared.metrics.lookup_statement("takeover");
+        debug!(statement = %takeover.update, "taking an orphan lookup row over");
+        Box::pin(self.collect(takeover.update.clone(), depth + 1)).await?;
         Ok(())
     }
 

@@ -214,7 +214,7 @@ impl Metrics {
         let lookup_statements = Family::<KindLabels, Counter>::default();
         reg.register(
             "shardcar_lookup_vindex_statements",
-            "Statements the router ran on lookup vindex tables, by kind: read (narrowing a scatter), insert, delete, undo (taking back the rows of a failed write)",
+            "Statements the router ran on lookup vindex tables, by kind: read (narrowing a scatter), insert, delete, undo (taking back the rows of a failed write), takeover (a consistent lookup's orphan row pointed at a new owner row)",
             lookup_statements.clone(),
         );
         let twopc_commits = Family::<ResultLabels, Counter>::default();

@@ -15,3 +15,10 @@ CREATE TABLE account (
   city VARCHAR(32) NULL,
   UNIQUE KEY (email)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
+
+-- member.handle has a consistent_lookup_unique vindex (lookup.member_handle_idx): a lookup
+-- row left behind by a failed write is taken over by the next owner of its value.
+CREATE TABLE member (
+  id BIGINT NOT NULL PRIMARY KEY,
+  handle VARCHAR(32) NOT NULL
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
