@@ -294,18 +294,53 @@ pub fn plan_with_params(
 /// so that a statement re-written for the shards reads back byte for byte.
 pub fn parse(sql: &str) -> Result<Statement, PlanError> {
     check_nesting(sql)?;
-    let dialect = MySqlDialect {};
-    let options = ParserOptions::new().with_unescape(false);
-    let mut statements = Parser::new(&dialect)
-        .with_options(options)
-        .try_with_sql(sql)
-        .and_then(|mut p| p.parse_statements())
-        .map_err(|e| PlanError::Syntax(syntax_message(sql, &e.to_string())))?;
+    let parse_text = |text: &str| {
+        let options = ParserOptions::new().with_unescape(false);
+        Parser::new(&MySqlDialect {})
+            .with_options(options)
+            .try_with_sql(text)
+            .and_then(|mut p| p.parse_statements())
+    };
+    let mut statements = match parse_text(sql) {
+        Ok(statements) => statements,
+        // sqlparser does not read the `a MOD b` operator; `a % b` means the same.
+        Err(e) => mod_as_percent(sql)
+            .and_then(|text| parse_text(&text).ok())
+            .ok_or_else(|| PlanError::Syntax(syntax_message(sql, &e.to_string())))?,
+    };
     match statements.len() {
         1 => Ok(statements.remove(0)),
         0 => Err(PlanError::Syntax("Query was empty".into())),
         _ => Err(PlanError::unsupported("several statements in one query")),
     }
+}
+
+/// `sql` with every `MOD` word that is not a `MOD(...)` call written as `%` (MySQL gives
+/// both the same precedence and meaning), or `None` when there is none. Only tried when
+/// the statement does not parse as it is, so a column named `mod` is never touched.
+fn mod_as_percent(sql: &str) -> Option<String> {
+    use crate::sql::lexer::{Lexer, Token};
+    let mut lexer = Lexer::new(sql).peekable();
+    let mut out = String::with_capacity(sql.len());
+    let mut copied = 0;
+    while let Some(token) = lexer.next() {
+        let Token::Word(word) = token else {
+            continue;
+        };
+        if !word.eq_ignore_ascii_case("MOD") || matches!(lexer.peek(), Some(Token::Other("("))) {
+            continue;
+        }
+        // The token borrows from `sql`: its offset is where it starts.
+        let start = word.as_ptr() as usize - sql.as_ptr() as usize;
+        out.push_str(&sql[copied..start]);
+        out.push('%');
+        copied = start + word.len();
+    }
+    if copied == 0 {
+        return None;
+    }
+    out.push_str(&sql[copied..]);
+    Some(out)
 }
 
 /// Set operations and parentheses nest the parser's recursion (and the AST's drop): a

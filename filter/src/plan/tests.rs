@@ -688,3 +688,26 @@ fn lookup_hash_stores_the_unhashed_id() {
         Ok([1].into_iter().collect())
     );
 }
+
+#[test]
+fn the_mod_operator_is_read_as_percent() {
+    let s = schema();
+    let ctx = PlanContext::default();
+    let Ok(Plan::Route(r)) = plan(
+        &s,
+        "SELECT id, qty MOD 3, MOD(qty, 2) FROM orders WHERE customer_id = 10",
+        &ctx,
+    ) else {
+        panic!("MOD as an operator plans");
+    };
+    assert_eq!(r.shards.len(), 1);
+    // A scatter rewrite prints it as %.
+    let Ok(Plan::Route(r)) = plan(&s, "SELECT SUM(qty mod 3) FROM orders", &ctx) else {
+        panic!("scatter with MOD plans");
+    };
+    let sql = r.query.unwrap_or_default();
+    assert!(sql.contains("qty % 3"), "{sql}");
+    // A statement that does not parse either way keeps its first error.
+    let bad = plan(&s, "SELECT qty MOD 3 FROM orders WHERE", &ctx);
+    assert!(matches!(&bad, Err(PlanError::Syntax(_))), "{bad:?}");
+}
