@@ -61,6 +61,7 @@ UPDATE customers SET score = 0 WHERE id IN (1, 3, 99, 3000000002);
 SELECT id, score FROM customers WHERE id IN (1, 3, 99, 3000000002) ORDER BY id;
 UPDATE customers SET email = LOWER(CONCAT(TRIM(name), '@example.org')) WHERE id IN (3000000004, 3000000005, 13);
 SELECT id, email FROM customers WHERE id IN (3000000004, 3000000005, 13) ORDER BY id;
+SELECT id, name FROM customers WHERE email = 'strasse@example.org';
 UPDATE orders SET status = 'shipped' WHERE customer_id IN (9, 11, 12) AND status = 'new';
 SELECT id, customer_id, status FROM orders WHERE customer_id IN (9, 11, 12) ORDER BY id;
 UPDATE orders SET status = 'paid' WHERE customer_id = 42 AND status = 'new';

@@ -398,7 +398,7 @@ async fn lookup_vindexes_route_reads_and_owner_writes_keep_their_rows() {
         ]
     );
     assert_eq!(
-        error_code(&mut c, "UPDATE account SET email = UPPER(email)").await,
+        error_code(&mut c, "UPDATE account SET email = CONCAT(email, UUID())").await,
         Some(1235)
     );
     // A DELETE removes the lookup rows of the rows it deleted, and no others.
@@ -429,6 +429,14 @@ async fn lookup_vindexes_route_reads_and_owner_writes_keep_their_rows() {
     assert_eq!(
         lookup_rows(&mut c, email).await,
         vec![("dana@x.io".to_string(), "D2FD8867D50D2DFE".to_string())]
+    );
+    // A lookup column set from an expression of the row: its new value is read first.
+    c.query_drop("UPDATE account SET email = CONCAT('new.', email) WHERE id = 4")
+        .await
+        .expect("update a lookup column from an expression");
+    assert_eq!(
+        lookup_rows(&mut c, email).await,
+        vec![("new.dana@x.io".to_string(), "D2FD8867D50D2DFE".to_string())]
     );
     drop(c);
     cluster.stop().await;

@@ -8,7 +8,7 @@ use sqlparser::ast::{
 };
 
 use super::error::PlanError;
-use super::lookup::{self, LookupWrites, OwnerRows};
+use super::lookup::{self, LookupWrites, NewValue, OwnerRows};
 use super::route::{self, Placement, TableUse};
 use super::schema::{KeyspaceRouting, RoutingSchema};
 use super::{Plan, PlanContext, Route};
@@ -568,27 +568,34 @@ fn owner_rows(
     else {
         return Ok(None);
     };
-    let mut kept: Vec<(&lookup::ColumnLookup<'_>, Option<Value>)> = Vec::new();
+    let mut kept: Vec<(&lookup::ColumnLookup<'_>, Option<NewValue>)> = Vec::new();
     match statement {
         Statement::Update(u) => {
+            let mut assigned: Vec<String> = Vec::new();
             for a in &u.assignments {
                 let AssignmentTarget::ColumnName(n) = &a.target else {
                     continue;
                 };
                 let name = route::last_part(n);
-                let Some(l) = lookups
+                let lookup = lookups
                     .iter()
-                    .find(|l| l.owned && l.column.eq_ignore_ascii_case(&name))
-                else {
-                    continue;
-                };
-                let value = route::literal_value(&a.value, params).ok_or_else(|| {
-                    PlanError::unsupported(format!(
-                        "setting the lookup vindex column {name} of table {} to an expression ({}); use a literal",
-                        owner.qualifier, a.value
-                    ))
-                })?;
-                kept.push((l, Some(value)));
+                    .find(|l| l.owned && l.column.eq_ignore_ascii_case(&name));
+                if let Some(l) = lookup {
+                    let value = match route::literal_value(&a.value, params) {
+                        Some(v) => NewValue::Literal(v),
+                        None => {
+                            readable_expression(&a.value, &assigned).map_err(|why| {
+                                PlanError::unsupported(format!(
+                                    "setting the lookup vindex column {name} of table {} to {why} ({}); use a literal or an expression of the row's other columns",
+                                    owner.qualifier, a.value
+                                ))
+                            })?;
+                            NewValue::Expression(a.value.to_string())
+                        }
+                    };
+                    kept.push((l, Some(value)));
+                }
+                assigned.push(name);
             }
         }
         _ => kept.extend(lookups.iter().filter(|l| l.owned).map(|l| (l, None))),
@@ -617,6 +624,83 @@ fn owner_rows(
         kept,
         selection,
     )))
+}
+
+/// Functions whose value may change between the read before an UPDATE and the UPDATE
+/// itself: a lookup column set from one of them cannot be known in advance.
+const VOLATILE_FUNCTIONS: &[&str] = &[
+    "rand",
+    "uuid",
+    "uuid_short",
+    "sys_guid",
+    "now",
+    "sysdate",
+    "current_timestamp",
+    "current_time",
+    "current_date",
+    "curdate",
+    "curtime",
+    "localtime",
+    "localtimestamp",
+    "unix_timestamp",
+    "utc_timestamp",
+    "utc_date",
+    "utc_time",
+    "nextval",
+    "lastval",
+    "setval",
+    "last_insert_id",
+    "row_count",
+    "found_rows",
+    "connection_id",
+    "sleep",
+    "get_lock",
+    "release_lock",
+    "benchmark",
+];
+
+/// `Ok` when the read before an UPDATE can compute `expr` as the UPDATE will: it is
+/// deterministic, has no subquery or placeholder, and reads no column that an earlier
+/// assignment of the same UPDATE changes (MySQL applies them left to right). Otherwise
+/// what it contains.
+fn readable_expression(expr: &Expr, assigned: &[String]) -> Result<(), &'static str> {
+    use std::ops::ControlFlow;
+    let verdict = sqlparser::ast::visit_expressions(expr, |e| {
+        let why = match e {
+            Expr::Subquery(_) | Expr::Exists { .. } => Some("an expression with a subquery"),
+            Expr::In { target, .. } if !matches!(target, sqlparser::ast::InTarget::List(_)) => {
+                Some("an expression with a subquery")
+            }
+            Expr::Value(v) if matches!(v.value, sqlparser::ast::Value::Placeholder(_)) => {
+                Some("an expression with a placeholder")
+            }
+            Expr::Function(f) => {
+                let name = route::last_part(&f.name).to_ascii_lowercase();
+                VOLATILE_FUNCTIONS
+                    .contains(&name.as_str())
+                    .then_some("an expression whose value can change between two reads")
+            }
+            Expr::Identifier(i) if assigned.iter().any(|a| a.eq_ignore_ascii_case(&i.value)) => {
+                Some("an expression of a column the same UPDATE sets before it")
+            }
+            Expr::CompoundIdentifier(parts)
+                if parts
+                    .last()
+                    .is_some_and(|i| assigned.iter().any(|a| a.eq_ignore_ascii_case(&i.value))) =>
+            {
+                Some("an expression of a column the same UPDATE sets before it")
+            }
+            _ => None,
+        };
+        match why {
+            Some(w) => ControlFlow::Break(w),
+            None => ControlFlow::Continue(()),
+        }
+    });
+    match verdict {
+        ControlFlow::Break(why) => Err(why),
+        ControlFlow::Continue(()) => Ok(()),
+    }
 }
 
 fn check_vindex_assignment(uses: &[TableUse<'_>], target: &ObjectName) -> Result<(), PlanError> {

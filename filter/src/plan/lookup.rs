@@ -301,7 +301,17 @@ pub struct OwnerRows {
     table: String,
     /// Each maintained lookup vindex and its column, with the value an UPDATE sets
     /// (`None`: a DELETE).
-    lookups: Vec<(String, String, Option<Value>)>,
+    lookups: Vec<(String, String, Option<NewValue>)>,
+}
+
+/// What an UPDATE sets a lookup column to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum NewValue {
+    /// A literal (or a prepared statement's parameter).
+    Literal(Value),
+    /// A deterministic expression over the row's columns (SQL text): the read before the
+    /// UPDATE selects it, so each row's new value comes with the row.
+    Expression(String),
 }
 
 impl OwnerRows {
@@ -320,14 +330,19 @@ impl OwnerRows {
         keyspace: &str,
         table: &str,
         primary: (&str, &[String]),
-        lookups: Vec<(&ColumnLookup<'_>, Option<Value>)>,
+        lookups: Vec<(&ColumnLookup<'_>, Option<NewValue>)>,
         selection: Option<&sqlparser::ast::Expr>,
     ) -> Self {
+        // Primary vindex columns, lookup columns, then the new values' expressions.
         let columns: Vec<&str> = primary
             .1
             .iter()
             .map(String::as_str)
             .chain(lookups.iter().map(|(l, _)| l.column.as_str()))
+            .chain(lookups.iter().filter_map(|(_, v)| match v {
+                Some(NewValue::Expression(e)) => Some(e.as_str()),
+                _ => None,
+            }))
             .collect();
         let select = match selection {
             Some(w) => format!("SELECT {} FROM {table} WHERE {w}", columns.join(", ")),
@@ -379,18 +394,28 @@ impl OwnerRows {
             }
         }
         let mut writes = LookupWrites::default();
+        let mut expressions = self.primary_columns + self.lookups.len();
         for (n, (vindex, column, new)) in self.lookups.iter().enumerate() {
             let (_, lookup) = keyspace_lookup(schema, &self.keyspace, vindex)?;
             let at = self.primary_columns + n;
+            let read_at = matches!(new, Some(NewValue::Expression(_))).then(|| {
+                expressions += 1;
+                expressions - 1
+            });
             let mut old_rows = Vec::new();
             let mut new_rows = Vec::new();
             for (row, id) in rows.iter().zip(&ids) {
                 let old = value(row, at);
+                let new = match (new, read_at) {
+                    (Some(NewValue::Literal(v)), _) => Some(v.clone()),
+                    (Some(NewValue::Expression(_)), Some(i)) => Some(value(row, i)),
+                    _ => None,
+                };
                 match new {
                     Some(v) if v.raw() == old.raw() && v.is_null() == old.is_null() => {}
                     Some(v) => {
                         old_rows.push((vec![old], id.clone()));
-                        new_rows.push((vec![v.clone()], id.clone()));
+                        new_rows.push((vec![v], id.clone()));
                     }
                     None => old_rows.push((vec![old], id.clone())),
                 }
