@@ -609,6 +609,12 @@ SELECT id, email FROM customers WHERE email IN ('zoe@example.com', 'shared@examp
 SELECT id FROM customers WHERE email = 'nobody@example.com';
 SELECT city, COUNT(*) FROM customers WHERE email = 'shared@example.com' GROUP BY city ORDER BY city;
 SELECT id, name FROM customers WHERE email = 'zoe@example.com' OR email = 'shared@example.com' ORDER BY id LIMIT 5;
+SELECT o.id, c.name, o.qty FROM orders o JOIN customers c ON c.id = o.customer_id WHERE o.id = 14588;
+SELECT c.id, COUNT(o.id) FROM customers c JOIN orders o ON o.customer_id = c.id WHERE c.email = 'shared@example.com' GROUP BY c.id ORDER BY c.id;
+SELECT c.id, o.id FROM customers c LEFT JOIN orders o ON o.customer_id = c.id WHERE c.email = 'zoe@example.com' ORDER BY c.id, o.id;
+SELECT o.id, e.kind FROM orders o JOIN events e ON e.customer_id = o.customer_id WHERE o.id IN (5, 1437, 15544) ORDER BY o.id, e.id;
+SELECT c.id, o.id FROM customers c LEFT JOIN orders o ON o.customer_id = c.id AND o.id = 14588 WHERE c.id IN (434, 15) ORDER BY c.id, o.id;
+SELECT COUNT(*) FROM orders o JOIN customers c ON c.id = o.customer_id WHERE o.id = 123456789;
 -- cross-keyspace joins and other things a sharded proxy may refuse
 SELECT o.id, p.name FROM orders o JOIN products p ON p.id = o.product_id WHERE o.customer_id = 5;
 SELECT o.id, p.name, o.qty * p.price FROM orders o JOIN products p ON o.product_id = p.id WHERE o.customer_id = 42 AND p.category = 'tools';

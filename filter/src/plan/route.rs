@@ -614,36 +614,40 @@ fn column_values(
     }
 }
 
-/// For a block that scatters: the lookup that narrows it, when its only sharded table has
-/// a lookup vindex column pinned to values by the WHERE clause (the cheapest such vindex;
-/// write-only vindexes are being backfilled and never route).
+/// For a block that scatters: the lookup that narrows it, when a sharded table of the block
+/// has a lookup vindex column pinned to values by a top-level conjunct of the WHERE clause
+/// (the cheapest such vindex; write-only vindexes are being backfilled and never route).
+///
+/// A block that scatters whole has its sharded tables joined on their primary vindex
+/// columns, so every row it returns includes a row of the pinned table, and with it lives
+/// on a shard the lookup names (an `=` or `IN` conjunct rejects the NULL rows an outer
+/// join would add).
 pub(crate) fn lookup_narrowing(
     uses: &[TableUse<'_>],
     selection: Option<&Expr>,
     params: &dyn Fn(&Expr) -> Option<Value>,
 ) -> Option<LookupStep> {
-    let mut sharded = uses
-        .iter()
-        .filter(|u| matches!(u.placement, Placement::Sharded { .. }));
-    let (table, None) = (sharded.next()?, sharded.next()) else {
-        return None;
-    };
-    let Placement::Sharded { lookups, .. } = &table.placement else {
-        return None;
-    };
     let terms = selection.map(conjuncts).unwrap_or_default();
     let single_table = uses.len() == 1;
-    lookups
-        .iter()
-        .filter(|l| !l.lookup.is_write_only())
-        .filter_map(|l| {
+    uses.iter()
+        .filter_map(|table| match &table.placement {
+            Placement::Sharded { lookups, .. } => Some((table, lookups)),
+            _ => None,
+        })
+        .flat_map(|(table, lookups)| {
+            lookups
+                .iter()
+                .filter(|l| !l.lookup.is_write_only())
+                .map(move |l| (table, l))
+        })
+        .filter_map(|(table, l)| {
             let values = terms
                 .iter()
                 .find_map(|t| column_values(t, table, &l.column, single_table, params))?;
-            Some((l, values))
+            Some((table, l, values))
         })
-        .min_by_key(|(l, _)| l.cost)
-        .map(|(l, values)| LookupStep::new(&table.keyspace.name, l, &values))
+        .min_by_key(|(_, l, _)| l.cost)
+        .map(|(table, l, values)| LookupStep::new(&table.keyspace.name, l, &values))
 }
 
 /// The index of the shard of `keyspace` that holds `id`.

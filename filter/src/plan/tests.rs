@@ -466,6 +466,26 @@ fn a_lookup_vindex_narrows_a_scatter_to_the_shards_its_table_names() {
     assert!(route("DELETE FROM orders WHERE qty = 3").lookup.is_none());
     let u = route("UPDATE accounts SET name = 'n' WHERE email = 'a'");
     assert!(u.lookup.is_some() && u.owner_rows.is_none(), "{u:?}");
+    // A co-located join narrows by a lookup column of any of its tables, pinned in WHERE.
+    let j = route(
+        "SELECT a.id, o.id FROM orders o JOIN accounts a ON o.customer_id = a.id WHERE o.qty > 1 AND a.email = 'a@x.io'",
+    );
+    assert!(
+        j.lookup
+            .as_ref()
+            .is_some_and(|l| l.query.ends_with("IN ('a@x.io')")),
+        "{j:?}"
+    );
+    for unpinned in [
+        // In the ON clause of an outer join the value does not filter the result.
+        "SELECT o.id FROM orders o LEFT JOIN accounts a ON o.customer_id = a.id AND a.email = 'x'",
+        // Unqualified in a join: whose column it is is not known here.
+        "SELECT o.id FROM orders o JOIN accounts a ON o.customer_id = a.id WHERE email = 'x'",
+        // Under OR with another table's predicate.
+        "SELECT o.id FROM orders o JOIN accounts a ON o.customer_id = a.id WHERE a.email = 'x' OR o.qty = 1",
+    ] {
+        assert!(route(unpinned).lookup.is_none(), "{unpinned}");
+    }
 }
 
 /// The INSERT `sql` planned over `s`: its per-shard statements and lookup writes.
