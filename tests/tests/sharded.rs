@@ -438,6 +438,43 @@ async fn lookup_vindexes_route_reads_and_owner_writes_keep_their_rows() {
         lookup_rows(&mut c, email).await,
         vec![("new.dana@x.io".to_string(), "D2FD8867D50D2DFE".to_string())]
     );
+    // INSERT IGNORE skips a row whose unique lookup value is another shard's row's, as
+    // one MySQL would skip the duplicate (hash(1) is in -40, the value's row in c0-).
+    c.query_drop(
+        "INSERT IGNORE INTO account (id, email) VALUES (1, 'new.dana@x.io'), (2, 'gus@x.io')",
+    )
+    .await
+    .expect("insert ignore");
+    assert_eq!(c.affected_rows(), 1);
+    let ids: Vec<i64> = c
+        .query("SELECT id FROM account ORDER BY id")
+        .await
+        .expect("ids");
+    assert_eq!(ids, vec![2, 4]);
+    c.query_drop("INSERT IGNORE INTO account (id, email) VALUES (1, 'gus@x.io')")
+        .await
+        .expect("insert ignore of a duplicate only");
+    assert_eq!(c.affected_rows(), 0);
+    assert_eq!(
+        error_code(
+            &mut c,
+            "INSERT INTO account (id, email) VALUES (1, 'gus@x.io') ON DUPLICATE KEY UPDATE city = 'x'"
+        )
+        .await,
+        Some(1235)
+    );
+    // The same row again: its lookup row names it, the shard ignores the duplicate key.
+    c.query_drop("INSERT IGNORE INTO account (id, email) VALUES (2, 'gus@x.io')")
+        .await
+        .expect("insert ignore of the same row");
+    assert_eq!(c.affected_rows(), 0);
+    assert_eq!(
+        lookup_rows(&mut c, email).await,
+        vec![
+            ("gus@x.io".to_string(), "06E7EA22CE92708F".to_string()),
+            ("new.dana@x.io".to_string(), "D2FD8867D50D2DFE".to_string())
+        ]
+    );
     drop(c);
     cluster.stop().await;
 }

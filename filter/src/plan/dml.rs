@@ -81,6 +81,26 @@ impl InsertPlan {
         Ok(self.statements(schema)?.0)
     }
 
+    /// True for INSERT ... ON DUPLICATE KEY UPDATE.
+    pub fn is_upsert(&self) -> bool {
+        self.statement.on.is_some()
+    }
+
+    /// Removes the rows at `indices` (positions in the VALUES list) from the INSERT, for
+    /// rows an INSERT IGNORE must skip; returns how many rows remain.
+    pub fn drop_rows(&mut self, indices: &std::collections::BTreeSet<usize>) -> usize {
+        let Some(SetExpr::Values(values)) = self.statement.source.as_mut().map(|q| q.body.as_mut())
+        else {
+            return 0;
+        };
+        let mut i = 0;
+        values.rows.retain(|_| {
+            i += 1;
+            !indices.contains(&(i - 1))
+        });
+        values.rows.len()
+    }
+
     /// The INSERT each shard runs, and the lookup rows of the vindexes the table owns
     /// (written before the rows themselves, and removed again, `undo`, if the INSERT
     /// fails outside a transaction). Each row's keyspace id is computed once for both.

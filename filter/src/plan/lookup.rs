@@ -100,6 +100,11 @@ pub struct LookupInsert {
     /// orphan lookup row when `sql` fails with a duplicate (Vitess `consistent_lookup`).
     /// Empty: a duplicate is the client's error.
     pub takeovers: Vec<Takeover>,
+    /// Under IGNORE (INSERT IGNORE, ON DUPLICATE KEY UPDATE) for a unique lookup, per
+    /// owner row (by its index in the INSERT): a query for the lookup row that names it.
+    /// No row means the value is another row's, so this row is a duplicate: MySQL would
+    /// not insert it, and inserting it would leave a row its lookup cannot find.
+    pub verify: Vec<(usize, String)>,
 }
 
 /// Taking one value of a consistent lookup over. Run in order: [`Takeover::lock`]; no row:
@@ -181,7 +186,39 @@ pub(crate) fn lookup_insert(
             });
         }
     }
-    Ok(Some(LookupInsert { sql, takeovers }))
+    let mut verify = Vec::new();
+    if ignore && lookup.is_unique() {
+        let (from, to, table) = (
+            lookup.from_columns().join(", "),
+            lookup.to_column(),
+            lookup.table(),
+        );
+        for (i, (row_from, ksid)) in rows.iter().enumerate() {
+            // NULL is never a duplicate in a unique key.
+            let [value] = row_from.as_slice() else {
+                continue;
+            };
+            if value.is_null() {
+                continue;
+            }
+            let new_to = lookup
+                .to_value(ksid)
+                .map_err(|e| PlanError::Vindex(e.to_string()))?;
+            verify.push((
+                i,
+                format!(
+                    "SELECT {from} FROM {table} WHERE {from} = {} AND {to} = {}",
+                    sql_literal(value),
+                    sql_literal(&new_to)
+                ),
+            ));
+        }
+    }
+    Ok(Some(LookupInsert {
+        sql,
+        takeovers,
+        verify,
+    }))
 }
 
 /// `INSERT [IGNORE] INTO <table> (<from>, <to>) VALUES ...` for `rows`, or `None` when

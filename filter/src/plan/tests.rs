@@ -586,6 +586,36 @@ fn inserts_into_an_owner_table_write_its_lookup_rows_first() {
         .sql
         .starts_with("INSERT IGNORE INTO main.accounts_email_idx"));
     assert!(w.undo.is_empty());
+    // Under IGNORE each non-NULL value of a unique lookup is checked to name its own row
+    // (a duplicate's row is skipped).
+    let sql = "INSERT IGNORE INTO accounts (id, email) VALUES (1, 'a'), (2, NULL), (4, 'd')";
+    let (_, w) = insert_statements(&s, sql);
+    assert_eq!(
+        w.before[0].verify,
+        vec![
+            (
+                0,
+                format!(
+                    "SELECT email FROM main.accounts_email_idx WHERE email = 'a' AND keyspace_id = X'{}'",
+                    hex_ksid(1)
+                )
+            ),
+            (
+                2,
+                format!(
+                    "SELECT email FROM main.accounts_email_idx WHERE email = 'd' AND keyspace_id = X'{}'",
+                    hex_ksid(4)
+                )
+            ),
+        ]
+    );
+    let Ok(Plan::Insert(mut p)) = plan(&s, sql, &PlanContext::default()) else {
+        panic!("insert plan");
+    };
+    assert_eq!(p.drop_rows(&[0, 2].into_iter().collect()), 1);
+    let shards = p.statements(&s).map(|(st, _)| st).unwrap_or_default();
+    assert_eq!(shards.len(), 1, "{shards:?}");
+    assert!(shards[0].1.ends_with("VALUES (2, NULL)"), "{shards:?}");
     // A lookup column left out is written as NULL, with its lookup row.
     let (statements, w) = insert_statements(&s, "INSERT INTO accounts (id) VALUES (1)");
     assert_eq!(

@@ -3,6 +3,8 @@
 //! failed outside a transaction). Every statement here goes through the session's own
 //! planner and connections, so it joins an open transaction like the client's.
 
+use std::collections::BTreeSet;
+
 use shardcar_filter::plan::{LookupWrites, OwnerRows, Route, Takeover};
 use shardcar_filter::protocol::error_codes::{ER_DUP_ENTRY, ER_UNKNOWN_ERROR};
 use shardcar_filter::protocol::ErrPacket;
@@ -51,6 +53,7 @@ impl Session {
             .writes(&self.router_ref()?.schema(), &columns, &rows)
             .map_err(|e| e.to_err_packet())?;
         let jobs = Self::jobs(&route, text.as_bytes());
+        // UPDATE and DELETE never write under IGNORE: no row is skipped.
         self.lookup_writes_before(&writes, depth).await?;
         let outcome = self
             .execute(jobs, route.merge, route.replicated, None)
@@ -61,12 +64,15 @@ impl Session {
     }
 
     /// Writes the lookup rows a write adds, before it runs. A consistent lookup's
-    /// duplicate is taken over when the row holding the value is an orphan.
+    /// duplicate is taken over when the row holding the value is an orphan. Returns the
+    /// INSERT rows (by index) that an IGNORE must skip: their unique lookup value belongs
+    /// to another row.
     pub(super) async fn lookup_writes_before(
         &mut self,
         writes: &LookupWrites,
         depth: usize,
-    ) -> Result<(), ErrPacket> {
+    ) -> Result<BTreeSet<usize>, ErrPacket> {
+        let mut duplicates = BTreeSet::new();
         for insert in &writes.before {
             self.shared.metrics.lookup_statement("insert");
             match Box::pin(self.collect(insert.sql.clone(), depth + 1)).await {
@@ -78,8 +84,14 @@ impl Session {
                 }
                 Err(e) => return Err(e),
             }
+            for (row, query) in &insert.verify {
+                let (_, found) = self.collect_rows(query.clone(), depth, NO_ROWS).await?;
+                if found.is_empty() {
+                    duplicates.insert(*row);
+                }
+            }
         }
-        Ok(())
+        Ok(duplicates)
     }
 
     /// One value of a consistent lookup whose insert hit a duplicate: insert it when the

@@ -367,20 +367,46 @@ impl Session {
                         }
                     }
                 }
-                let (statements, writes) = match insert.statements(&router.schema()) {
+                let (mut statements, writes) = match insert.statements(&router.schema()) {
                     Ok(s) => s,
                     Err(e) => return Some(Err(e.to_err_packet())),
                 };
+                let skipped = match Box::pin(self.lookup_writes_before(&writes, 0)).await {
+                    Ok(skipped) => skipped,
+                    Err(e) => return Some(Err(e)),
+                };
+                if !skipped.is_empty() {
+                    // Rows whose unique lookup value is another row's: INSERT IGNORE skips
+                    // them as MySQL would; an upsert would have to update that other row.
+                    if insert.is_upsert() {
+                        return Some(Err(err(
+                            error_codes::ER_NOT_SUPPORTED_YET,
+                            "This version of Shardcar doesn't yet support 'INSERT ... ON DUPLICATE KEY UPDATE of a row whose unique lookup vindex value belongs to a row of another shard'",
+                        )));
+                    }
+                    if insert.drop_rows(&skipped) == 0 {
+                        let ok = OkPacket {
+                            warnings: u16::try_from(skipped.len()).unwrap_or(u16::MAX),
+                            ..OkPacket::default()
+                        };
+                        return Some(Ok(Outcome::Ok(ok)));
+                    }
+                    statements = match insert.statements(&router.schema()) {
+                        Ok((s, _)) => s,
+                        Err(e) => return Some(Err(e.to_err_packet())),
+                    };
+                }
                 let jobs: Vec<(ShardKey, Vec<u8>)> = statements
                     .into_iter()
                     .map(|(i, sql)| ((insert.keyspace.clone(), i), sql.into_bytes()))
                     .collect();
-                if let Err(e) = Box::pin(self.lookup_writes_before(&writes, 0)).await {
-                    return Some(Err(e));
-                }
-                let outcome = self
+                let mut outcome = self
                     .execute(jobs, None, insert.is_replicated(), first_id)
                     .await;
+                if let Ok(Outcome::Ok(ok)) = &mut outcome {
+                    let skipped = u16::try_from(skipped.len()).unwrap_or(u16::MAX);
+                    ok.warnings = ok.warnings.saturating_add(skipped);
+                }
                 Box::pin(self.lookup_writes_after(&writes, outcome.is_ok(), 0)).await;
                 Some(outcome)
             }
