@@ -152,25 +152,16 @@ pub(crate) fn lookup_insert(
     let Some(sql) = insert_rows(lookup, rows, ignore)? else {
         return Ok(None);
     };
-    let mut takeovers = Vec::new();
+    let (from, to, table) = (
+        lookup.from_columns().join(", "),
+        lookup.to_column(),
+        lookup.table(),
+    );
     let values: BTreeSet<String> = rows.iter().map(|(from, _)| format!("{from:?}")).collect();
+    let mut takeovers = Vec::new();
     if lookup.is_consistent() && !ignore && values.len() == rows.len() {
-        let (from, to, table) = (
-            lookup.from_columns().join(", "),
-            lookup.to_column(),
-            lookup.table(),
-        );
-        for (row_from, ksid) in rows {
-            let [value] = row_from.as_slice() else {
-                continue;
-            };
-            if value.is_null() {
-                continue;
-            }
-            let new_to = lookup
-                .to_value(ksid)
-                .map_err(|e| PlanError::Vindex(e.to_string()))?;
-            let (value, new_to_sql) = (sql_literal(value), sql_literal(&new_to));
+        for (_, value, new_to) in valued_rows(lookup, rows)? {
+            let new_to_sql = sql_literal(&new_to);
             takeovers.push(Takeover {
                 lock: format!("SELECT {to} FROM {table} WHERE {from} = {value} FOR UPDATE"),
                 insert: format!(
@@ -188,29 +179,11 @@ pub(crate) fn lookup_insert(
     }
     let mut verify = Vec::new();
     if ignore && lookup.is_unique() {
-        let (from, to, table) = (
-            lookup.from_columns().join(", "),
-            lookup.to_column(),
-            lookup.table(),
-        );
-        for (i, (row_from, ksid)) in rows.iter().enumerate() {
-            // NULL is never a duplicate in a unique key.
-            let [value] = row_from.as_slice() else {
-                continue;
-            };
-            if value.is_null() {
-                continue;
-            }
-            let new_to = lookup
-                .to_value(ksid)
-                .map_err(|e| PlanError::Vindex(e.to_string()))?;
+        for (i, value, new_to) in valued_rows(lookup, rows)? {
+            let new_to = sql_literal(&new_to);
             verify.push((
                 i,
-                format!(
-                    "SELECT {from} FROM {table} WHERE {from} = {} AND {to} = {}",
-                    sql_literal(value),
-                    sql_literal(&new_to)
-                ),
+                format!("SELECT {from} FROM {table} WHERE {from} = {value} AND {to} = {new_to}"),
             ));
         }
     }
@@ -219,6 +192,28 @@ pub(crate) fn lookup_insert(
         takeovers,
         verify,
     }))
+}
+
+/// The rows of a one-column lookup whose value is not NULL (NULL is never a duplicate in
+/// a unique key): their index, the value as SQL, and the `<to>` value naming the row.
+fn valued_rows(
+    lookup: &Lookup,
+    rows: &[LookupRow],
+) -> Result<Vec<(usize, String, Value)>, PlanError> {
+    let mut out = Vec::new();
+    for (i, (from, ksid)) in rows.iter().enumerate() {
+        let [value] = from.as_slice() else {
+            continue;
+        };
+        if value.is_null() {
+            continue;
+        }
+        let to = lookup
+            .to_value(ksid)
+            .map_err(|e| PlanError::Vindex(e.to_string()))?;
+        out.push((i, sql_literal(value), to));
+    }
+    Ok(out)
 }
 
 /// `INSERT [IGNORE] INTO <table> (<from>, <to>) VALUES ...` for `rows`, or `None` when
