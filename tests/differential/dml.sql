@@ -126,6 +126,9 @@ UPDATE orders SET qty = 99 WHERE id = 14588;
 SELECT id, qty FROM orders WHERE id = 14588;
 DELETE FROM orders WHERE id = 900101;
 SELECT COUNT(*) FROM orders WHERE id IN (900101, 900102);
+INSERT IGNORE INTO orders (id, customer_id, product_id, qty, price, status, note, created) VALUES (14588, 42, 1, 1, 1.00, 'paid', 'dup', '2024-06-03 10:00:00'), (900103, 42, 1, 1, 1.00, 'paid', 'new', '2024-06-03 10:00:00');
+SELECT id, customer_id, note FROM orders WHERE id IN (14588, 900103) ORDER BY id;
+SELECT COUNT(*) FROM orders WHERE customer_id = 42 AND note = 'dup';
 
 -- transactions
 BEGIN;
