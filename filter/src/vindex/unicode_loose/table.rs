@@ -197,6 +197,11 @@ pub(super) fn append_next(out: &mut Vec<Elem>, src: &[u8]) -> usize {
             // Compatibility characters take the elements of their NFKD decomposition
             // (x/text then adjusts tertiary weights, which a loose key drops).
             let mut decomposed = norm::nfkd_of_first(src);
+            if src.starts_with(&decomposed) {
+                // No decomposition to follow (never so in x/text's table): the rune alone.
+                out.push(Elem::implicit(implicit_primary(norm::first_rune(src))));
+                return size;
+            }
             while !decomposed.is_empty() {
                 let used = append_next(out, &decomposed).max(1);
                 decomposed.drain(..used.min(decomposed.len()));
