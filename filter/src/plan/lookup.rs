@@ -157,9 +157,12 @@ pub(crate) fn lookup_insert(
         lookup.to_column(),
         lookup.table(),
     );
-    let values: BTreeSet<String> = rows.iter().map(|(from, _)| format!("{from:?}")).collect();
+    let repeats_a_value = || {
+        let values: BTreeSet<String> = rows.iter().map(|(from, _)| format!("{from:?}")).collect();
+        values.len() != rows.len()
+    };
     let mut takeovers = Vec::new();
-    if lookup.is_consistent() && !ignore && values.len() == rows.len() {
+    if lookup.is_consistent() && !ignore && !repeats_a_value() {
         for (_, value, new_to) in valued_rows(lookup, rows)? {
             let new_to_sql = sql_literal(&new_to);
             takeovers.push(Takeover {
@@ -426,13 +429,14 @@ impl OwnerRows {
             }
         }
         let mut writes = LookupWrites::default();
-        let mut expressions = self.primary_columns + self.lookups.len();
+        let is_expression = |v: &Option<NewValue>| matches!(v, Some(NewValue::Expression(_)));
         for (n, (vindex, column, new)) in self.lookups.iter().enumerate() {
             let (_, lookup) = keyspace_lookup(schema, &self.keyspace, vindex)?;
             let at = self.primary_columns + n;
-            let read_at = matches!(new, Some(NewValue::Expression(_))).then(|| {
-                expressions += 1;
-                expressions - 1
+            // Expressions are read after all lookup columns, in the same order.
+            let read_at = is_expression(new).then(|| {
+                let before = self.lookups[..n].iter().filter(|l| is_expression(&l.2));
+                self.primary_columns + self.lookups.len() + before.count()
             });
             let mut old_rows = Vec::new();
             let mut new_rows = Vec::new();

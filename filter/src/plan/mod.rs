@@ -190,7 +190,8 @@ fn session_function(statement: &Statement) -> Option<Plan> {
     };
     let f = match expr {
         sqlparser::ast::Expr::Function(f) => f,
-        variable => {
+        variable @ (sqlparser::ast::Expr::Identifier(_)
+        | sqlparser::ast::Expr::CompoundIdentifier(_)) => {
             let name = variable.to_string().to_ascii_lowercase();
             return matches!(
                 name.as_str(),
@@ -201,6 +202,7 @@ fn session_function(statement: &Statement) -> Option<Plan> {
                 column: alias.unwrap_or_else(|| variable.to_string()),
             });
         }
+        _ => return None,
     };
     let empty = match &f.args {
         FunctionArguments::List(l) => l.args.is_empty(),
@@ -320,18 +322,19 @@ pub fn parse(sql: &str) -> Result<Statement, PlanError> {
 /// the statement does not parse as it is, so a column named `mod` is never touched.
 fn mod_as_percent(sql: &str) -> Option<String> {
     use crate::sql::lexer::{Lexer, Token};
-    let mut lexer = Lexer::new(sql).peekable();
+    let mut lexer = Lexer::new(sql);
     let mut out = String::with_capacity(sql.len());
     let mut copied = 0;
     while let Some(token) = lexer.next() {
         let Token::Word(word) = token else {
             continue;
         };
-        if !word.eq_ignore_ascii_case("MOD") || matches!(lexer.peek(), Some(Token::Other("("))) {
+        let call = matches!(lexer.clone().next(), Some(Token::Other("(")));
+        if !word.eq_ignore_ascii_case("MOD") || call {
             continue;
         }
-        // The token borrows from `sql`: its offset is where it starts.
-        let start = word.as_ptr() as usize - sql.as_ptr() as usize;
+        // The lexer stands right after the word.
+        let start = lexer.position() - word.len();
         out.push_str(&sql[copied..start]);
         out.push('%');
         copied = start + word.len();

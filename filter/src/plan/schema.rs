@@ -40,9 +40,9 @@ pub struct KeyspaceRouting {
     /// Built vindexes by name.
     pub vindexes: BTreeMap<String, Vindex>,
     /// Vindexes the VSchema declares that Shardcar cannot compute yet (the deprecated
-    /// `lookup_unicodeloosemd5_hash*` types and `cfc`), with the reason. Reads never route by them (they scatter,
-    /// which is correct); a table using one as its primary vindex is refused, and DML that
-    /// would have to maintain one is refused.
+    /// `lookup_unicodeloosemd5_hash*` types and `cfc`), with the reason. Reads never route
+    /// by them (they scatter, which is correct); a table using one as its primary vindex
+    /// is refused, and DML that would have to maintain one is refused.
     pub unsupported: BTreeMap<String, String>,
 }
 

@@ -462,14 +462,7 @@ impl VindexKind {
             VindexKind::Null(n) => n.map(id),
             other => match other.hash(id) {
                 Some(Ok(ksid)) => Destination::KeyspaceId(KeyspaceId::new(ksid)),
-                Some(Err(e))
-                    if matches!(
-                        other,
-                        VindexKind::UnicodeLooseMd5(_) | VindexKind::UnicodeLooseXxhash(_)
-                    ) =>
-                {
-                    return Err(e)
-                }
+                Some(Err(e @ ValueError::InvalidUtf8(_))) => return Err(e),
                 _ => Destination::None,
             },
         })

@@ -375,6 +375,8 @@ impl Session {
                     Ok(skipped) => skipped,
                     Err(e) => return Some(Err(e)),
                 };
+                // One warning per skipped row, as MySQL gives per ignored duplicate.
+                let skipped_warnings = u16::try_from(skipped.len()).unwrap_or(u16::MAX);
                 if !skipped.is_empty() {
                     // Rows whose unique lookup value is another row's: INSERT IGNORE skips
                     // them as MySQL would; an upsert would have to update that other row.
@@ -386,7 +388,7 @@ impl Session {
                     }
                     if insert.drop_rows(&skipped) == 0 {
                         let ok = OkPacket {
-                            warnings: u16::try_from(skipped.len()).unwrap_or(u16::MAX),
+                            warnings: skipped_warnings,
                             ..OkPacket::default()
                         };
                         return Some(Ok(Outcome::Ok(ok)));
@@ -404,8 +406,7 @@ impl Session {
                     .execute(jobs, None, insert.is_replicated(), first_id)
                     .await;
                 if let Ok(Outcome::Ok(ok)) = &mut outcome {
-                    let skipped = u16::try_from(skipped.len()).unwrap_or(u16::MAX);
-                    ok.warnings = ok.warnings.saturating_add(skipped);
+                    ok.warnings = ok.warnings.saturating_add(skipped_warnings);
                 }
                 Box::pin(self.lookup_writes_after(&writes, outcome.is_ok(), 0)).await;
                 Some(outcome)
